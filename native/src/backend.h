@@ -1,0 +1,101 @@
+// The backend interface: memory and the ops of a token step. The model and the cache call only
+// this; CPU (src/cpu) and CUDA (src/cuda) implement it. All float pointers passed to ops point
+// to the backend's own memory (host memory for the CPU backend, device memory for CUDA); index
+// arrays marked "host" live in host memory and are small.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ggml_types.h"
+
+namespace endless {
+
+// A weight matrix or vector as stored in the file: ne0 is the contiguous (input) dimension,
+// ne1 the number of rows (outputs). data is backend memory in the file's type.
+struct weight {
+    ggml_type type = GGML_TYPE_F32;
+    int64_t ne0 = 0;   // elements per row
+    int64_t ne1 = 1;   // rows
+    const void *data = nullptr;
+    size_t nbytes = 0;
+};
+
+enum rope_mode : int32_t {
+    ROPE_MODE_NORM = 0,  // llama.cpp's llama: rotate adjacent pairs (2i, 2i+1)
+    ROPE_MODE_NEOX = 2,  // qwen2: rotate (i, i + n_rot/2)
+};
+
+// Attention of n_q queries over the cache of one layer, with RoPE applied on the fly to both
+// queries and keys (keys are stored before RoPE).
+//
+// keys[] lists cache slots: the first n_fixed are sinks and memory, at positions 0..n_fixed-1;
+// the rest are window/branch entries in age order. Query i sees the fixed keys and the entries
+// keys[n_fixed + win_lo[i] .. n_fixed + win_hi[i]) (its own key is the last one); the entry at
+// keys[n_fixed + j] has position n_fixed + (j - win_lo[i]) for query i, and query i itself has
+// position n_fixed + (win_hi[i] - win_lo[i]) - 1.
+struct attn_args {
+    const float *q = nullptr;        // [n_q, n_head, head_dim], before RoPE
+    const float *k_cache = nullptr;  // [n_slots, n_head_kv, head_dim] f32, before RoPE
+    const float *v_cache = nullptr;  // [n_slots, n_head_kv, head_dim] f32
+    float *out = nullptr;            // [n_q, n_head, head_dim]
+    const int32_t *keys = nullptr;   // host: [n_keys] slot indices
+    int32_t n_keys = 0;
+    int32_t n_fixed = 0;
+    const int32_t *win_lo = nullptr; // host: [n_q]
+    const int32_t *win_hi = nullptr; // host: [n_q]
+    int32_t n_q = 0;
+    int32_t n_head = 0;
+    int32_t n_head_kv = 0;
+    int32_t head_dim = 0;
+    int32_t n_rot = 0;               // rotated dims (<= head_dim), usually head_dim
+    rope_mode mode = ROPE_MODE_NORM;
+    const float *rope_cos = nullptr; // [n_pos, n_rot/2] backend memory, cos(pos * theta_i)
+    const float *rope_sin = nullptr; // [n_pos, n_rot/2]
+    float scale = 1.0f;              // 1/sqrt(head_dim)
+};
+
+class backend {
+public:
+    virtual ~backend() = default;
+    virtual std::string name() const = 0;    // "cpu" or "cuda:<device name>"
+    virtual bool is_host() const = 0;         // memory directly readable by the host
+
+    // Memory. alloc throws endless::error(ENDLESS_ERR_OUT_OF_MEMORY) on failure.
+    virtual void *alloc(size_t bytes) = 0;
+    virtual void release(void *ptr) = 0;
+    virtual void upload(void *dst, const void *src, size_t bytes) = 0;    // host -> backend
+    virtual void download(void *dst, const void *src, size_t bytes) = 0;  // backend -> host
+    virtual void copy(void *dst, const void *src, size_t bytes) = 0;      // backend -> backend
+    // A weight's data: on host backends the mmapped file bytes are used in place; others copy.
+    virtual const void *place_weight(const void *file_data, size_t bytes) = 0;
+    virtual void synchronize() {}
+
+    // Ops. Row-major activations: x[n, dim].
+    // out[n, w.ne0] = rows ids of w, converted to f32 (token embedding lookup).
+    virtual void get_rows(const weight &w, const int32_t *ids /* host */, int n, float *out) = 0;
+    // y[n, w.ne1] = x[n, w.ne0] * W^T
+    virtual void matmul(const weight &w, const float *x, int n, float *y) = 0;
+    // y = x / rms(x) * g, per row of dim
+    virtual void rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y) = 0;
+    // y[n, dim] += b[dim]
+    virtual void add_bias(float *y, const float *b, int n, int dim) = 0;
+    // y[i] += x[i]
+    virtual void add(float *y, const float *x, size_t count) = 0;
+    // y[i] = silu(gate[i]) * up[i]
+    virtual void swiglu(const float *gate, const float *up, size_t count, float *y) = 0;
+    // Writes k[i], v[i] ([n, n_head_kv*head_dim]) into cache slots slots[i].
+    virtual void kv_store(float *k_cache, float *v_cache, const float *k, const float *v,
+                          const int32_t *slots /* host */, int n, int row) = 0;
+    virtual void attention(const attn_args &args) = 0;
+};
+
+std::unique_ptr<backend> backend_cpu_create(int n_threads);
+#ifdef ENDLESS_WITH_CUDA
+// Throws endless::error(ENDLESS_ERR_DEVICE) when no usable device exists.
+std::unique_ptr<backend> backend_cuda_create(int device_index);
+int backend_cuda_device_count();
+#endif
+
+}  // namespace endless
