@@ -103,6 +103,8 @@ private:
     size_t size_ = 0;
     void *mapping_ = nullptr;  // munmap on destruction when set
     size_t mapping_size_ = 0;
+    std::vector<size_t> kv_index_;      // positions in kvs_ sorted by key, for find()
+    std::vector<size_t> tensor_index_;  // positions in tensors_ sorted by name, for find_tensor()
 };
 
 }  // namespace endless

@@ -1,0 +1,155 @@
+// Shared helpers of the CUDA kernels: error checks, warp reductions, half/bf16 conversions and
+// the device-side decoding of the GGUF block types (layouts in ggml_types.h, semantics in
+// quant.cpp, which is the reference every kernel here must match).
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <cstdint>
+#include <string>
+
+#include "error.h"
+#include "ggml_types.h"
+
+namespace endless {
+
+// Throws endless::error with the call site and CUDA's text: every CUDA call is checked.
+inline void cuda_check(cudaError_t err, const char *what, const char *file, int line) {
+    if (err == cudaSuccess) return;
+    const endless_status st = err == cudaErrorMemoryAllocation ? ENDLESS_ERR_OUT_OF_MEMORY : ENDLESS_ERR_DEVICE;
+    fail(st, std::string("CUDA error in ") + what + " (" + file + ":" + std::to_string(line) +
+                 "): " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
+}
+#define CUDA_CHECK(call) ::endless::cuda_check((call), #call, __FILE__, __LINE__)
+// After each kernel launch: launch-configuration errors surface here, at the op that caused them.
+#define CUDA_CHECK_LAUNCH(name) ::endless::cuda_check(cudaGetLastError(), name, __FILE__, __LINE__)
+
+inline unsigned cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
+
+#ifdef __CUDACC__
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float dev_fp16_to_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float dev_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+// Two halves / bf16s packed in a 32-bit word -> two floats.
+__device__ __forceinline__ float2 dev_half2_to_f32(uint32_t w) {
+    return __half22float2(*reinterpret_cast<const __half2 *>(&w));
+}
+__device__ __forceinline__ float2 dev_bf162_to_f32(uint32_t w) {
+    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+// Byte k (0..3) of w as a signed int8 turned into float without the quarter-rate I2F:
+// 0x4B000000 | u is the float 2^23 + u, so (byte ^ 0x80) placed there gives 2^23 + q + 128.
+__device__ __forceinline__ float dev_i8_to_f32(uint32_t w_xor80, int k) {
+    return __uint_as_float(__byte_perm(w_xor80, 0x4B000000u, 0x7650 | k)) - 8388736.0f;
+}
+// Low/high nibble n (0..7) of w as float: same trick, 2^23 + nibble.
+__device__ __forceinline__ uint32_t dev_load_u16(const uint8_t *p) { return *reinterpret_cast<const uint16_t *>(p); }
+// 4 bytes at a 2-byte aligned address.
+__device__ __forceinline__ uint32_t dev_load_u32_a2(const uint8_t *p) {
+    const uint16_t *q = reinterpret_cast<const uint16_t *>(p);
+    return (uint32_t)q[0] | ((uint32_t)q[1] << 16);
+}
+
+// Q4_K: scale and min of sub-block j (0..7) from the 12 packed bytes (see quant.cpp).
+__device__ __forceinline__ void dev_q4k_scale_min(const uint8_t *s, int j, int &sc, int &m) {
+    if (j < 4) {
+        sc = s[j] & 63;
+        m = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// 16 consecutive values k0..k0+15 (k0 % 16 == 0) of a row of any supported type, as floats.
+// The reference semantics for the tiled kernels; the matrix-vector kernels have faster paths.
+__device__ __forceinline__ void dev_dequant16(ggml_type type, const uint8_t *row, int64_t k0, float *out) {
+    switch (type) {
+    case GGML_TYPE_F32: {
+        const float4 *p = reinterpret_cast<const float4 *>(row + k0 * 4);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float4 v = p[i];
+            out[4 * i] = v.x; out[4 * i + 1] = v.y; out[4 * i + 2] = v.z; out[4 * i + 3] = v.w;
+        }
+        break;
+    }
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16: {
+        const uint4 *p = reinterpret_cast<const uint4 *>(row + k0 * 2);
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint4 v = p[i];
+            const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float2 f = type == GGML_TYPE_F16 ? dev_half2_to_f32(w[j]) : dev_bf162_to_f32(w[j]);
+                out[8 * i + 2 * j] = f.x; out[8 * i + 2 * j + 1] = f.y;
+            }
+        }
+        break;
+    }
+    case GGML_TYPE_Q8_0: {
+        const uint8_t *b = row + (k0 / 32) * 34;
+        const float d = dev_fp16_to_f32(dev_load_u16(b));
+        const uint8_t *q = b + 2 + (k0 % 32);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t w = dev_load_u32_a2(q + 4 * i) ^ 0x80808080u;
+#pragma unroll
+            for (int k = 0; k < 4; k++) out[4 * i + k] = d * dev_i8_to_f32(w, k);
+        }
+        break;
+    }
+    case GGML_TYPE_Q4_0: {
+        const uint8_t *b = row + (k0 / 32) * 18;
+        const float d = dev_fp16_to_f32(dev_load_u16(b));
+        const int shift = (k0 % 32) ? 4 : 0;
+#pragma unroll
+        for (int i = 0; i < 16; i++) out[i] = d * (float)(((b[2 + i] >> shift) & 0x0f) - 8);
+        break;
+    }
+    case GGML_TYPE_Q4_K: {
+        const uint8_t *b = row + (k0 / 256) * 144;
+        const int idx = (int)(k0 % 256), j = idx / 32, l0 = idx % 32;
+        int sc, m;
+        dev_q4k_scale_min(b + 4, j, sc, m);
+        const float d = dev_fp16_to_f32(dev_load_u16(b)) * (float)sc;
+        const float dm = dev_fp16_to_f32(dev_load_u16(b + 2)) * (float)m;
+        const uint8_t *q = b + 16 + 32 * (j / 2) + l0;
+        const int shift = (j & 1) * 4;
+#pragma unroll
+        for (int i = 0; i < 16; i++) out[i] = d * (float)((q[i] >> shift) & 0x0f) - dm;
+        break;
+    }
+    case GGML_TYPE_Q6_K: {
+        const uint8_t *b = row + (k0 / 256) * 210;
+        const int idx = (int)(k0 % 256), h = idx / 128, r = idx % 128, k = r / 32, l0 = r % 32;
+        const float d = dev_fp16_to_f32(dev_load_u16(b + 208)) * (float)(int8_t)b[192 + idx / 16];
+        const uint8_t *ql = b + 64 * h + l0 + 32 * (k & 1);
+        const uint8_t *qh = b + 128 + 32 * h + l0;
+        const int lshift = k < 2 ? 0 : 4;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            const int v = ((ql[i] >> lshift) & 0x0f) | (((qh[i] >> (2 * k)) & 3) << 4);
+            out[i] = d * (float)(v - 32);
+        }
+        break;
+    }
+    default:
+        for (int i = 0; i < 16; i++) out[i] = 0.0f;
+        break;
+    }
+}
+#endif
+
+}  // namespace endless

@@ -1,0 +1,24 @@
+// Token sampling: repetition penalty, temperature, top-k, top-p, min-p, seeded RNG; greedy when
+// the temperature is <= 0.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "endless.h"
+
+namespace endless {
+
+class sampler {
+public:
+    explicit sampler(const endless_sampler_params &p);
+    int32_t sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent);
+    const endless_sampler_params &params() const { return p_; }
+private:
+    endless_sampler_params p_;
+    std::mt19937_64 rng_;
+    std::vector<float> work_;
+    std::vector<int32_t> idx_;
+};
+
+}  // namespace endless
