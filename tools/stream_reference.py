@@ -78,8 +78,13 @@ class StreamingReference:
         return (x @ m.out.T)[0]
 
 
-def b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(a, dtype="<f4").tobytes()).decode()
+def encode(rows) -> dict:
+    a = np.asarray(rows, dtype="<f4")
+    return {"shape": list(a.shape), "dtype": "float32-le", "base64": base64.b64encode(a.tobytes()).decode()}
+
+
+def decode(d: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(d["base64"]), dtype="<f4").reshape(d["shape"]).astype(np.float64)
 
 
 def main(argv):
@@ -88,21 +93,34 @@ def main(argv):
         return 2
     gguf_path, fixture_json, out_path = argv[1:]
     with open(fixture_json) as f:
-        ids = json.load(f)["input_ids"]
+        fixture = json.load(f)
+    ids = fixture["ids"]
+    dense_tf = decode(fixture["logits"])  # transformers, float32, every position
     model = GGUFModel(gguf_path)
-    out = {"model": os.path.basename(gguf_path), "input_ids": ids, "cases": []}
+    out = {"model": os.path.basename(gguf_path), "ids": ids, "made_by": "tools/stream_reference.py (float64 numpy)",
+           "semantics": "cached K/V (computed once, before RoPE); query t sees sinks ids[0:S] and ids[max(S,t-W+1):t+1], "
+                        "positions assigned in cache order 0..", "streaming": []}
+    worst_dense = 0.0
     for S, W in PAIRS:
         ref = StreamingReference(model, S, W)
         last = min(len(ids) - 1, S + W + STEPS_PAST_EVICTION - 1)
-        steps = []
+        steps, rows = [], []
         for t in range(last + 1):
             logits = ref.step(ids[t])
-            if t >= S + W - 2:  # two steps before the first eviction, then past it
-                steps.append({"t": t, "logits": b64(logits)})
-        out["cases"].append({"sinks": S, "window": W, "steps": steps})
+            if t < S + W:  # before the first eviction the cache is dense: check against transformers
+                e = np.linalg.norm(logits - dense_tf[t]) / np.linalg.norm(dense_tf[t])
+                worst_dense = max(worst_dense, e)
+            else:
+                steps.append(t)
+                rows.append(logits)
+        out["streaming"].append({"sinks": S, "window": W, "steps": steps, "logits": encode(rows)})
+    out["dense_check_vs_transformers_max_rel_error"] = worst_dense
+    if worst_dense > 1e-4:
+        print(f"reference disagrees with transformers before eviction: {worst_dense:.3g}", file=sys.stderr)
+        return 1
     with open(out_path, "w") as f:
         json.dump(out, f)
-    print(f"wrote {out_path}: {len(PAIRS)} (S, W) pairs")
+    print(f"wrote {out_path}: {len(PAIRS)} (S, W) pairs; dense part vs transformers max rel error {worst_dense:.2e}")
     return 0
 
 
