@@ -13,6 +13,7 @@ kv_cache::kv_cache(const model &m, const cache_params &p) : be_(m.be()), p_(p) {
     const model_hparams &hp = m.hparams();
     n_layer_ = hp.n_layer;
     kv_dim_ = hp.n_head_kv * hp.head_dim;
+    n_vocab_ = hp.n_vocab;
     ring_ = p_.n_window + std::max(p_.n_branch_max, p_.n_batch);
     n_slots_ = p_.n_sinks + p_.n_memory_max + ring_;
     ring_tokens_.assign(ring_, -1);
@@ -265,6 +266,8 @@ void kv_cache::deserialize(const uint8_t *data, size_t size) {
     if (r.p != r.end) fail(ENDLESS_ERR_FORMAT, "snapshot has trailing bytes");
     std::vector<int32_t> tok(total);
     std::memcpy(tok.data(), toks, tok.size() * sizeof(int32_t));
+    for (int32_t t : tok)
+        if (t < 0 || t >= n_vocab_) fail(ENDLESS_ERR_FORMAT, "snapshot holds token " + std::to_string(t) + ", outside the vocabulary");
 
     // Everything checked: now replace the state.
     clear();

@@ -89,6 +89,7 @@ private:
     cache_params p_;
     int32_t n_layer_ = 0;
     int32_t kv_dim_ = 0;
+    int32_t n_vocab_ = 0;
     int32_t ring_ = 0;     // R
     int32_t n_slots_ = 0;  // S + M + R
     uint64_t bytes_ = 0;

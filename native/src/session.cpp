@@ -221,35 +221,39 @@ void session::restore(const std::string &path) {
     const bool read_error = std::ferror(f);
     std::fclose(f);
     if (read_error) fail(ENDLESS_ERR_IO, "cannot read snapshot '" + path + "'");
-    const std::string where = "snapshot '" + path + "': ";
+    restore_bytes(buf.data(), buf.size(), "snapshot '" + path + "': ");
+}
+
+void session::restore_bytes(const uint8_t *data, size_t size, const std::string &where) {
     const size_t head = 8 + 4 + 64 + 4 + 8 + 8 + 1;
-    if (buf.size() < head + 32) fail(ENDLESS_ERR_FORMAT, where + "file is truncated (" + std::to_string(buf.size()) + " bytes)");
-    if (std::memcmp(buf.data(), SNAP_MAGIC, 8) != 0) fail(ENDLESS_ERR_FORMAT, where + "not an Endless snapshot (bad magic)");
+    if (size < head + 32) fail(ENDLESS_ERR_FORMAT, where + "file is truncated (" + std::to_string(size) + " bytes)");
+    if (std::memcmp(data, SNAP_MAGIC, 8) != 0) fail(ENDLESS_ERR_FORMAT, where + "not an Endless snapshot (bad magic)");
     uint32_t version;
-    std::memcpy(&version, buf.data() + 8, 4);
+    std::memcpy(&version, data + 8, 4);
     if (version != SNAP_VERSION)
         fail(ENDLESS_ERR_MISMATCH, where + "format version " + std::to_string(version) + ", this engine reads version " + std::to_string(SNAP_VERSION));
     sha256 h;
-    h.update(buf.data(), buf.size() - 32);
+    h.update(data, size - 32);
     uint8_t digest[32];
     h.finish(digest);
-    if (std::memcmp(digest, buf.data() + buf.size() - 32, 32) != 0) fail(ENDLESS_ERR_FORMAT, where + "checksum mismatch (the file is corrupted or truncated)");
-    const std::string fp(reinterpret_cast<const char *>(buf.data() + 12), 64);
+    if (std::memcmp(digest, data + size - 32, 32) != 0) fail(ENDLESS_ERR_FORMAT, where + "checksum mismatch (the file is corrupted or truncated)");
+    const std::string fp(reinterpret_cast<const char *>(data + 12), 64);
     if (fp != model_.fingerprint())
         fail(ENDLESS_ERR_MISMATCH, where + "taken with another model (fingerprint " + fp.substr(0, 12) + "..., this model " + model_.fingerprint().substr(0, 12) + "...)");
     uint32_t nv;
-    std::memcpy(&nv, buf.data() + 76, 4);
+    std::memcpy(&nv, data + 76, 4);
     if (nv != logits_.size()) fail(ENDLESS_ERR_MISMATCH, where + "vocabulary size differs");
     int64_t processed, reused;
-    std::memcpy(&processed, buf.data() + 80, 8);
-    std::memcpy(&reused, buf.data() + 88, 8);
-    const bool valid = buf[96] != 0;
+    std::memcpy(&processed, data + 80, 8);
+    std::memcpy(&reused, data + 88, 8);
+    if (processed < 0 || reused < 0) fail(ENDLESS_ERR_FORMAT, where + "negative counters");
+    const bool valid = data[96] != 0;
     const size_t logits_bytes = (size_t)nv * sizeof(float);
-    if (buf.size() < head + logits_bytes + 32) fail(ENDLESS_ERR_FORMAT, where + "file is truncated");
+    if (size < head + logits_bytes + 32) fail(ENDLESS_ERR_FORMAT, where + "file is truncated");
     std::vector<float> logits(nv);
-    std::memcpy(logits.data(), buf.data() + head, logits_bytes);
+    std::memcpy(logits.data(), data + head, logits_bytes);
     try {
-        cache_.deserialize(buf.data() + head + logits_bytes, buf.size() - head - logits_bytes - 32);
+        cache_.deserialize(data + head + logits_bytes, size - head - logits_bytes - 32);
     } catch (const error &e) {
         fail(e.status(), where + e.what());
     }

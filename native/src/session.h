@@ -28,6 +28,8 @@ public:
     std::vector<int32_t> tokens() const { return cache_.tokens(); }
     void save(const std::string &path) const;
     void restore(const std::string &path);
+    // Restores from snapshot bytes in memory (the file's whole content); `where` prefixes errors.
+    void restore_bytes(const uint8_t *data, size_t size, const std::string &where);
     int generate(sampler &smp, int max_tokens, const int32_t *stop, int n_stop, endless_token_fn on_token,
                  void *user_data, const volatile int32_t *cancel);
 
