@@ -255,7 +255,7 @@ void kv_cache::deserialize(const uint8_t *data, size_t size) {
     if (nl != n_layer_ || kvd != kv_dim_) fail(ENDLESS_ERR_MISMATCH, "snapshot has another model's cache shape");
     const int64_t wc = r.get<int64_t>();
     const int32_t ns = r.get<int32_t>(), nm = r.get<int32_t>(), nw = r.get<int32_t>();
-    if (wc < 0 || ns < 0 || ns > p_.n_sinks || nm < 0 || nm > p_.n_memory_max || nw != (int32_t)std::min<int64_t>(wc, p_.n_window) ||
+    if (wc < 0 || wc > (int64_t(1) << 53) /* see session::restore_bytes */ || ns < 0 || ns > p_.n_sinks || nm < 0 || nm > p_.n_memory_max || nw != (int32_t)std::min<int64_t>(wc, p_.n_window) ||
         (ns < p_.n_sinks && (wc != 0 || nm != 0)))
         fail(ENDLESS_ERR_FORMAT, "snapshot counters are inconsistent (sinks " + std::to_string(ns) + ", memory " + std::to_string(nm) +
                                      ", window " + std::to_string(nw) + ")");
@@ -265,7 +265,7 @@ void kv_cache::deserialize(const uint8_t *data, size_t size) {
     const uint8_t *kv = r.take(row * total * 2 * n_layer_);
     if (r.p != r.end) fail(ENDLESS_ERR_FORMAT, "snapshot has trailing bytes");
     std::vector<int32_t> tok(total);
-    std::memcpy(tok.data(), toks, tok.size() * sizeof(int32_t));
+    if (total > 0) std::memcpy(tok.data(), toks, tok.size() * sizeof(int32_t));  // data() may be null when empty
     for (int32_t t : tok)
         if (t < 0 || t >= n_vocab_) fail(ENDLESS_ERR_FORMAT, "snapshot holds token " + std::to_string(t) + ", outside the vocabulary");
 

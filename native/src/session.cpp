@@ -247,6 +247,9 @@ void session::restore_bytes(const uint8_t *data, size_t size, const std::string 
     std::memcpy(&processed, data + 80, 8);
     std::memcpy(&reused, data + 88, 8);
     if (processed < 0 || reused < 0) fail(ENDLESS_ERR_FORMAT, where + "negative counters");
+    // Counters grow by one per token: 2^53 is centuries away, keeps them exact as JS numbers,
+    // and keeps the increments that follow a restore from overflowing.
+    if (processed > (int64_t(1) << 53) || reused > (int64_t(1) << 53)) fail(ENDLESS_ERR_FORMAT, where + "counters out of range");
     const bool valid = data[96] != 0;
     const size_t logits_bytes = (size_t)nv * sizeof(float);
     if (size < head + logits_bytes + 32) fail(ENDLESS_ERR_FORMAT, where + "file is truncated");

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "backend.h"
 #include "cpu/cpu_internal.h"
 #include "cpu/cpu_kernels.h"
@@ -22,27 +24,6 @@ namespace {
 // Below this many elements an elementwise op runs on the calling thread: waking the pool
 // costs more than the work.
 constexpr size_t CPU_PARALLEL_MIN = 1 << 15;
-
-// Rotates the first n_rot dims of v (head_dim floats) by position pos.
-inline void cpu_rope_apply(const float *src, float *dst, int head_dim, int n_rot, rope_mode mode,
-                           const float *cos_row, const float *sin_row) {
-    const int half = n_rot / 2;
-    if (mode == ROPE_MODE_NEOX) {
-        for (int i = 0; i < half; i++) {
-            const float x0 = src[i], x1 = src[i + half], c = cos_row[i], s = sin_row[i];
-            dst[i] = x0 * c - x1 * s;
-            dst[i + half] = x0 * s + x1 * c;
-        }
-    } else {
-        for (int i = 0; i < half; i++) {
-            const float x0 = src[2 * i], x1 = src[2 * i + 1], c = cos_row[i], s = sin_row[i];
-            dst[2 * i] = x0 * c - x1 * s;
-            dst[2 * i + 1] = x0 * s + x1 * c;
-        }
-    }
-    if (dst != src)
-        for (int i = n_rot; i < head_dim; i++) dst[i] = src[i];
-}
 
 void cpu_check_attn(const attn_args &a) {
     auto bad = [](const std::string &what) { fail(ENDLESS_ERR_INVALID_ARGUMENT, "attention: " + what); };
@@ -80,6 +61,11 @@ public:
     void *alloc(size_t bytes) override {
         const size_t size = (std::max<size_t>(bytes, 1) + 63) & ~(size_t)63;
         if (size < bytes) fail(ENDLESS_ERR_OUT_OF_MEMORY, "cpu backend: allocation of " + std::to_string(bytes) + " bytes overflows");
+        // more than the machine's memory can never work; refusing it up front also keeps
+        // sanitizer builds from aborting instead of returning null
+        static const size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+        if (phys > 0 && size > phys)
+            fail(ENDLESS_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate " + std::to_string(bytes) + " bytes (more than the machine's memory)");
         void *p = std::aligned_alloc(64, size);
         if (!p) fail(ENDLESS_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate " + std::to_string(bytes) + " bytes");
         return p;
@@ -124,12 +110,8 @@ public:
     }
 
     void swiglu(const float *gate, const float *up, size_t count, float *y) override {
-        auto part = [&](int64_t i0, int64_t i1, int) {
-            for (int64_t i = i0; i < i1; i++) {
-                const float g = gate[i];
-                y[i] = g / (1.0f + std::exp(-g)) * up[i];
-            }
-        };
+        const mm_kernel_set &ks = mm_kernels_current();
+        auto part = [&](int64_t i0, int64_t i1, int) { ks.swiglu_f32(gate + i0, up + i0, y + i0, i1 - i0); };
         if (count < CPU_PARALLEL_MIN) part(0, (int64_t)count, 0);
         else pool_.parallel_for((int64_t)count, part);
     }
@@ -144,70 +126,153 @@ public:
         }
     }
 
+    // Attention, flash-style: work items are (block of queries, kv head, range of keys). An
+    // item rotates its keys a block at a time into an L1-sized buffer (keys are cached before
+    // RoPE), scores all query heads of its queries that share the kv head against the block,
+    // then takes a softmax over its range and the weighted sum of V. With several key ranges
+    // (decode: one query, but more threads than kv heads) the partial results are merged with
+    // the usual max/sum rescaling. Queries are grouped into runs of equal win_lo: within a run
+    // every key has the same position for every query.
     void attention(const attn_args &a) override {
         cpu_check_attn(a);
         if (a.n_q == 0) return;
         const int ratio = a.n_head / a.n_head_kv, hd = a.head_dim, half = a.n_rot / 2;
         const size_t q_row = (size_t)a.n_head * hd, kv_row = (size_t)a.n_head_kv * hd;
         const mm_kernel_set &ks = mm_kernels_current();
+        const int QB = 8;   // queries per work item
+        const int KB = 64;  // keys rotated per step
 
-        pool_.parallel_for((int64_t)a.n_q * a.n_head_kv, [&](int64_t t0, int64_t t1, int) {
-            static thread_local std::vector<float> scratch;
-            const int n_vis_max = a.n_keys;
-            const size_t need = (size_t)ratio * hd * 2 + hd + (size_t)ratio * n_vis_max;
-            if (scratch.size() < need) scratch.resize(need);
-            float *qr = scratch.data();                 // [ratio][hd] rotated queries
-            float *acc = qr + (size_t)ratio * hd;       // [ratio][hd] weighted V sums
-            float *kr = acc + (size_t)ratio * hd;       // [hd] the rotated key
-            float *scores = kr + hd;                    // [ratio][n_vis]
+        for (int run_begin = 0; run_begin < a.n_q;) {
+            const int lo = a.win_lo[run_begin];
+            int run_end = run_begin + 1, max_hi = a.win_hi[run_begin];
+            while (run_end < a.n_q && a.win_lo[run_end] == lo) max_hi = std::max(max_hi, a.win_hi[run_end++]);
+            const int n_run = run_end - run_begin;
+            const int n_vis_max = a.n_fixed + max_hi - lo;
+            // visible key v is keys[v] for v < n_fixed, else keys[n_fixed + lo + (v - n_fixed)];
+            // its position is v
+            if (vis_slots_.size() < (size_t)n_vis_max) vis_slots_.resize(n_vis_max);
+            for (int v = 0; v < n_vis_max; v++) vis_slots_[v] = v < a.n_fixed ? a.keys[v] : a.keys[lo + v];
 
-            for (int64_t t = t0; t < t1; t++) {
-                const int i = (int)(t / a.n_head_kv), g = (int)(t % a.n_head_kv);
-                const int lo = a.win_lo[i], hi = a.win_hi[i];
-                const int n_vis = a.n_fixed + hi - lo;
-                const int q_pos = n_vis - 1;  // = n_fixed + (hi - lo) - 1
-                for (int r = 0; r < ratio; r++) {
-                    const float *q = a.q + (size_t)i * q_row + (size_t)(g * ratio + r) * hd;
-                    if (half) cpu_rope_apply(q, qr + (size_t)r * hd, hd, a.n_rot, a.mode,
-                                             a.rope_cos + (size_t)q_pos * half, a.rope_sin + (size_t)q_pos * half);
-                    else std::memcpy(qr + (size_t)r * hd, q, hd * sizeof(float));
-                }
-                // scores: visible key v (0..n_vis-1) is keys[v] for v < n_fixed, else
-                // keys[n_fixed + lo + (v - n_fixed)]; its position is v
-                for (int v = 0; v < n_vis; v++) {
-                    const int slot = v < a.n_fixed ? a.keys[v] : a.keys[a.n_fixed + lo + (v - a.n_fixed)];
-                    const float *k = a.k_cache + (size_t)slot * kv_row + (size_t)g * hd;
-                    const float *kk = k;
-                    if (half) {
-                        cpu_rope_apply(k, kr, hd, a.n_rot, a.mode, a.rope_cos + (size_t)v * half, a.rope_sin + (size_t)v * half);
-                        kk = kr;
-                    }
-                    for (int r = 0; r < ratio; r++) scores[(size_t)r * n_vis + v] = ks.dot_f32(qr + (size_t)r * hd, kk, hd) * a.scale;
-                }
-                // softmax per query head, then one pass over V for all heads of the group
-                for (int r = 0; r < ratio; r++) {
-                    float *s = scores + (size_t)r * n_vis;
-                    float mx = s[0];
-                    for (int v = 1; v < n_vis; v++) mx = std::max(mx, s[v]);
-                    double sum = 0;
-                    for (int v = 0; v < n_vis; v++) { s[v] = std::exp(s[v] - mx); sum += s[v]; }
-                    const float inv = (float)(1.0 / sum);
-                    for (int v = 0; v < n_vis; v++) s[v] *= inv;
-                }
-                std::fill(acc, acc + (size_t)ratio * hd, 0.0f);
-                for (int v = 0; v < n_vis; v++) {
-                    const int slot = v < a.n_fixed ? a.keys[v] : a.keys[a.n_fixed + lo + (v - a.n_fixed)];
-                    const float *vv = a.v_cache + (size_t)slot * kv_row + (size_t)g * hd;
-                    for (int r = 0; r < ratio; r++) ks.axpy_f32(scores[(size_t)r * n_vis + v], vv, acc + (size_t)r * hd, hd);
-                }
-                for (int r = 0; r < ratio; r++)
-                    std::memcpy(a.out + (size_t)i * q_row + (size_t)(g * ratio + r) * hd, acc + (size_t)r * hd, hd * sizeof(float));
+            const int n_qb = (n_run + QB - 1) / QB;
+            const int base_items = n_qb * a.n_head_kv;
+            int n_split = 1;
+            if (base_items < pool_.size()) n_split = std::max(1, std::min((pool_.size() + base_items - 1) / base_items, n_vis_max / 256));
+            // partial results when split: per (query of the run, head, split): acc[hd], max, sum
+            if (n_split > 1) {
+                const size_t n_part = (size_t)n_run * a.n_head * n_split;
+                if (part_acc_.size() < n_part * hd) part_acc_.resize(n_part * hd);
+                if (part_ml_.size() < n_part * 2) part_ml_.resize(n_part * 2);
             }
-        });
+
+            pool_.parallel_for((int64_t)base_items * n_split, [&](int64_t t0, int64_t t1, int) {
+                static thread_local std::vector<float> scratch;
+                const int nvec_max = QB * ratio;
+                const int range_max = (n_vis_max + n_split - 1) / n_split + 1;
+                const size_t need = (size_t)nvec_max * hd * 2 + (size_t)KB * hd + (size_t)nvec_max * range_max + 2 * (size_t)nvec_max;
+                if (scratch.size() < need) scratch.resize(need);
+                float *qr = scratch.data();                    // [nvec][hd] rotated queries
+                float *acc = qr + (size_t)nvec_max * hd;       // [nvec][hd] weighted V sums
+                float *kbuf = acc + (size_t)nvec_max * hd;     // [KB][hd] rotated keys
+                float *ml = kbuf + (size_t)KB * hd;            // [2][nvec] softmax max and sum
+                float *scores = ml + 2 * (size_t)nvec_max;     // [nvec][range]
+                for (int64_t t = t0; t < t1; t++) {
+                    const int split = (int)(t % n_split), g = (int)(t / n_split % a.n_head_kv), qb = (int)(t / n_split / a.n_head_kv);
+                    const int i0 = run_begin + qb * QB, i1 = std::min(run_end, i0 + QB), nq = i1 - i0, nvec = nq * ratio;
+                    const int k0 = (int)((int64_t)n_vis_max * split / n_split), k1 = (int)((int64_t)n_vis_max * (split + 1) / n_split);
+                    const int ld = k1 - k0;
+                    int k_used = 0;  // keys of the range that some query of the block sees
+                    for (int i = i0; i < i1; i++) k_used = std::max(k_used, std::min(k1, a.n_fixed + a.win_hi[i] - lo) - k0);
+                    // queries, rotated to their positions
+                    for (int i = i0; i < i1; i++) {
+                        const int q_pos = a.n_fixed + a.win_hi[i] - lo - 1;
+                        for (int r = 0; r < ratio; r++) {
+                            const float *q = a.q + (size_t)i * q_row + (size_t)(g * ratio + r) * hd;
+                            float *dst = qr + (size_t)((i - i0) * ratio + r) * hd;
+                            if (half) ks.rope_f32(q, dst, hd, a.n_rot, (int)a.mode, a.rope_cos + (size_t)q_pos * half, a.rope_sin + (size_t)q_pos * half);
+                            else std::memcpy(dst, q, hd * sizeof(float));
+                        }
+                    }
+                    // scores, a block of rotated keys at a time
+                    for (int kb = 0; kb < k_used; kb += KB) {
+                        const int nk = std::min(KB, k_used - kb);
+                        for (int j = 0; j < nk; j++) {
+                            const int v = k0 + kb + j;
+                            if (v + 8 < k1) {  // cache rows are scattered by slot: fetch ahead
+                                const char *ahead = (const char *)(a.k_cache + (size_t)vis_slots_[v + 8] * kv_row + (size_t)g * hd);
+                                for (int off = 0; off < hd * 4; off += 64) __builtin_prefetch(ahead + off);
+                            }
+                            const float *src = a.k_cache + (size_t)vis_slots_[v] * kv_row + (size_t)g * hd;
+                            if (half) ks.rope_f32(src, kbuf + (size_t)j * hd, hd, a.n_rot, (int)a.mode, a.rope_cos + (size_t)v * half, a.rope_sin + (size_t)v * half);
+                            else std::memcpy(kbuf + (size_t)j * hd, src, hd * sizeof(float));
+                        }
+                        ks.attn_scores(qr, nvec, hd, kbuf, nk, a.scale, scores + kb, ld);
+                    }
+                    // softmax over the range; keys a query does not see get weight 0
+                    float *m_out = ml, *l_out = ml + nvec_max;  // per query head: max and sum
+                    for (int i = i0; i < i1; i++) {
+                        const int c = std::max(0, std::min(k1, a.n_fixed + a.win_hi[i] - lo) - k0);
+                        for (int r = 0; r < ratio; r++) {
+                            const int vec = (i - i0) * ratio + r;
+                            float *sc = scores + (size_t)vec * ld;
+                            float m = -INFINITY, l = 0;
+                            if (c > 0) {
+                                m = sc[0];
+                                for (int v = 1; v < c; v++) m = std::max(m, sc[v]);
+                                l = ks.exp_sum_f32(sc, c, m);
+                            }
+                            std::fill(sc + c, sc + k_used, 0.0f);
+                            m_out[vec] = m;
+                            l_out[vec] = l;
+                        }
+                    }
+                    if (k_used > 0) ks.attn_values(scores, ld, nvec, hd, a.v_cache + (size_t)g * hd, kv_row, vis_slots_.data() + k0, k_used, acc);
+                    else std::fill(acc, acc + (size_t)nvec * hd, 0.0f);
+                    for (int i = i0; i < i1; i++)
+                        for (int r = 0; r < ratio; r++) {
+                            const int vec = (i - i0) * ratio + r, h = g * ratio + r;
+                            const float *src = acc + (size_t)vec * hd;
+                            if (n_split == 1) {
+                                float *o = a.out + (size_t)i * q_row + (size_t)h * hd;
+                                const float inv = 1.0f / l_out[vec];
+                                for (int d = 0; d < hd; d++) o[d] = src[d] * inv;
+                            } else {
+                                const size_t pi = ((size_t)(i - run_begin) * a.n_head + h) * n_split + split;
+                                std::memcpy(part_acc_.data() + pi * hd, src, hd * sizeof(float));
+                                part_ml_[2 * pi] = m_out[vec];
+                                part_ml_[2 * pi + 1] = l_out[vec];
+                            }
+                        }
+                }
+            });
+            if (n_split > 1) {  // merge the key ranges: rescale each by exp(its max - overall max)
+                for (int i = run_begin; i < run_end; i++)
+                    for (int h = 0; h < a.n_head; h++) {
+                        const size_t p0 = ((size_t)(i - run_begin) * a.n_head + h) * n_split;
+                        float m = -INFINITY;
+                        for (int sp = 0; sp < n_split; sp++) m = std::max(m, part_ml_[2 * (p0 + sp)]);
+                        float *o = a.out + (size_t)i * q_row + (size_t)h * hd;
+                        std::fill(o, o + hd, 0.0f);
+                        double l = 0;
+                        for (int sp = 0; sp < n_split; sp++) {
+                            const float pm = part_ml_[2 * (p0 + sp)];
+                            if (pm == -INFINITY) continue;
+                            const float f = std::exp(pm - m);
+                            l += (double)f * part_ml_[2 * (p0 + sp) + 1];
+                            ks.axpy_f32(f, part_acc_.data() + (p0 + sp) * hd, o, hd);
+                        }
+                        const float inv = (float)(1.0 / l);
+                        for (int d = 0; d < hd; d++) o[d] *= inv;
+                    }
+            }
+            run_begin = run_end;
+        }
     }
 
 private:
     thread_pool pool_;
+    std::vector<int32_t> vis_slots_;  // attention: cache slot of each visible key of the run
+    std::vector<float> part_acc_;     // attention: partial V sums of split key ranges
+    std::vector<float> part_ml_;      // attention: their (max, sum) pairs
 };
 
 }  // namespace

@@ -21,19 +21,21 @@ namespace {
 // ---------------------------------------------------------------- scalar activation quantizers
 
 void scalar_quant_q8_0(const float *x, void *out, int64_t k) {
-    act_q8_0 *b = (act_q8_0 *)out;
-    for (int64_t i = 0; i < k / 32; i++, x += 32) {
+    const int64_t nb = k / 32;
+    int8_t *qs = (int8_t *)out;
+    float *dd = (float *)((uint8_t *)out + k), *ss = dd + nb;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = std::max(amax, std::fabs(x[j]));
         const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < 32; j++) {
             const int q = (int)std::lrintf(x[j] * id);
-            b[i].qs[j] = (int8_t)q;
+            qs[32 * i + j] = (int8_t)q;
             sum += q;
         }
-        b[i].d = d;
-        b[i].s = d * (float)sum;
+        dd[i] = d;
+        ss[i] = d * (float)sum;
     }
 }
 
@@ -73,6 +75,53 @@ void scalar_axpy_f32(float a, const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+float scalar_exp_sum_f32(float *x, int64_t n, float mx) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = std::exp(x[i] - mx);
+        sum += x[i];
+    }
+    return (float)sum;
+}
+
+void scalar_rope_f32(const float *src, float *dst, int head_dim, int n_rot, int mode, const float *cos_row,
+                     const float *sin_row) {
+    const int half = n_rot / 2;
+    if (mode == 2) {  // NEOX
+        for (int i = 0; i < half; i++) {
+            const float x0 = src[i], x1 = src[i + half], c = cos_row[i], s = sin_row[i];
+            dst[i] = x0 * c - x1 * s;
+            dst[i + half] = x0 * s + x1 * c;
+        }
+    } else {
+        for (int i = 0; i < half; i++) {
+            const float x0 = src[2 * i], x1 = src[2 * i + 1], c = cos_row[i], s = sin_row[i];
+            dst[2 * i] = x0 * c - x1 * s;
+            dst[2 * i + 1] = x0 * s + x1 * c;
+        }
+    }
+    if (dst != src)
+        for (int i = n_rot; i < head_dim; i++) dst[i] = src[i];
+}
+
+void scalar_swiglu_f32(const float *gate, const float *up, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void scalar_attn_scores(const float *q, int ratio, int hd, const float *k, int n, float scale, float *s, int ld) {
+    for (int v = 0; v < n; v++)
+        for (int r = 0; r < ratio; r++) s[(size_t)r * ld + v] = scale * scalar_dot_f32(q + (size_t)r * hd, k + (size_t)v * hd, hd);
+}
+
+void scalar_attn_values(const float *p, int ld, int ratio, int hd, const float *v_base, size_t v_stride,
+                        const int32_t *slots, int n, float *out) {
+    std::fill(out, out + (size_t)ratio * hd, 0.0f);
+    for (int v = 0; v < n; v++) {
+        const float *vr = v_base + (size_t)slots[v] * v_stride;
+        for (int r = 0; r < ratio; r++) scalar_axpy_f32(p[(size_t)r * ld + v], vr, out + (size_t)r * hd, hd);
+    }
+}
+
 float scalar_dot_f16(const fp16_t *w, const float *x, int64_t k) {
     float s[8] = {0};
     int64_t i = 0;
@@ -95,23 +144,23 @@ float scalar_dot_bf16(const bf16_t *w, const float *x, int64_t k) {
     return r;
 }
 
-float scalar_dot_q8_0(const block_q8_0 *w, const act_q8_0 *x, int64_t nb) {
+float scalar_dot_q8_0(const block_q8_0 *w, const act_q8_0_view &x, int64_t nb) {
     float r = 0;
     for (int64_t b = 0; b < nb; b++) {
         int s = 0;
-        for (int j = 0; j < 32; j++) s += (int)w[b].qs[j] * (int)x[b].qs[j];
-        r += fp16_to_fp32(w[b].d) * x[b].d * (float)s;
+        for (int j = 0; j < 32; j++) s += (int)w[b].qs[j] * (int)x.qs[32 * b + j];
+        r += fp16_to_fp32(w[b].d) * x.d[b] * (float)s;
     }
     return r;
 }
 
-float scalar_dot_q4_0(const block_q4_0 *w, const act_q8_0 *x, int64_t nb) {
+float scalar_dot_q4_0(const block_q4_0 *w, const act_q8_0_view &x, int64_t nb) {
     float r = 0;
     for (int64_t b = 0; b < nb; b++) {
-        int s = 0;  // unsigned nibbles times x; the -8 offset is folded in through x's sum
+        int s = 0;  // unsigned nibbles times x; the -8 offset comes in through x's block sum
         for (int j = 0; j < 16; j++)
-            s += (int)(w[b].qs[j] & 15) * (int)x[b].qs[j] + (int)(w[b].qs[j] >> 4) * (int)x[b].qs[j + 16];
-        r += fp16_to_fp32(w[b].d) * (x[b].d * (float)s - 8.0f * x[b].s);
+            s += (int)(w[b].qs[j] & 15) * (int)x.qs[32 * b + j] + (int)(w[b].qs[j] >> 4) * (int)x.qs[32 * b + j + 16];
+        r += fp16_to_fp32(w[b].d) * (x.d[b] * (float)s - 8.0f * x.s[b]);
     }
     return r;
 }
@@ -162,41 +211,37 @@ float scalar_dot_q6_k(const block_q6_k *w, const act_q8_k *x, int64_t nb) {
 
 // ---------------------------------------------------------------- scalar tiles
 
-template <typename F>
-inline void scalar_tile_loop(const mm_tile &t, F dot) {
-    for (int64_t r = t.r0; r < t.r1; r++)
-        for (int i = 0; i < t.nx; i++)
-            t.y[i * t.ldy + r] = dot(t.w + r * t.w_stride, t.x + i * t.x_stride);
-}
-
 void scalar_tile_f32(const mm_tile &t) {
-    scalar_tile_loop(t, [&](const uint8_t *w, const uint8_t *x) { return scalar_dot_f32((const float *)w, (const float *)x, t.k); });
+    for (int64_t r = t.r0; r < t.r1; r++)
+        for (int i = 0; i < t.nx; i++) mm_store(t, r, i, scalar_dot_f32((const float *)mm_w_row(t, r, 1, 4), mm_x_f32(t, i), t.k));
 }
 void scalar_tile_f16(const mm_tile &t) {
-    scalar_tile_loop(t, [&](const uint8_t *w, const uint8_t *x) { return scalar_dot_f16((const fp16_t *)w, (const float *)x, t.k); });
+    for (int64_t r = t.r0; r < t.r1; r++)
+        for (int i = 0; i < t.nx; i++) mm_store(t, r, i, scalar_dot_f16((const fp16_t *)mm_w_row(t, r, 1, 2), mm_x_f32(t, i), t.k));
 }
 void scalar_tile_bf16(const mm_tile &t) {
-    scalar_tile_loop(t, [&](const uint8_t *w, const uint8_t *x) { return scalar_dot_bf16((const bf16_t *)w, (const float *)x, t.k); });
+    for (int64_t r = t.r0; r < t.r1; r++)
+        for (int i = 0; i < t.nx; i++) mm_store(t, r, i, scalar_dot_bf16((const bf16_t *)mm_w_row(t, r, 1, 2), mm_x_f32(t, i), t.k));
 }
 void scalar_tile_q8_0(const mm_tile &t) {
-    scalar_tile_loop(t, [&](const uint8_t *w, const uint8_t *x) {
-        return scalar_dot_q8_0((const block_q8_0 *)w, (const act_q8_0 *)x, t.k / 32);
-    });
+    for (int64_t r = t.r0; r < t.r1; r++)
+        for (int i = 0; i < t.nx; i++)
+            mm_store(t, r, i, scalar_dot_q8_0((const block_q8_0 *)mm_w_row(t, r, 32, sizeof(block_q8_0)), mm_x_q8_0(t, i), t.k / 32));
 }
 void scalar_tile_q4_0(const mm_tile &t) {
-    scalar_tile_loop(t, [&](const uint8_t *w, const uint8_t *x) {
-        return scalar_dot_q4_0((const block_q4_0 *)w, (const act_q8_0 *)x, t.k / 32);
-    });
+    for (int64_t r = t.r0; r < t.r1; r++)
+        for (int i = 0; i < t.nx; i++)
+            mm_store(t, r, i, scalar_dot_q4_0((const block_q4_0 *)mm_w_row(t, r, 32, sizeof(block_q4_0)), mm_x_q8_0(t, i), t.k / 32));
 }
 void scalar_tile_q4_k(const mm_tile &t) {
-    scalar_tile_loop(t, [&](const uint8_t *w, const uint8_t *x) {
-        return scalar_dot_q4_k((const block_q4_k *)w, (const act_q8_k *)x, t.k / 256);
-    });
+    for (int64_t r = t.r0; r < t.r1; r++)
+        for (int i = 0; i < t.nx; i++)
+            mm_store(t, r, i, scalar_dot_q4_k((const block_q4_k *)mm_w_row(t, r, 256, sizeof(block_q4_k)), mm_x_q8_k(t, i), t.k / 256));
 }
 void scalar_tile_q6_k(const mm_tile &t) {
-    scalar_tile_loop(t, [&](const uint8_t *w, const uint8_t *x) {
-        return scalar_dot_q6_k((const block_q6_k *)w, (const act_q8_k *)x, t.k / 256);
-    });
+    for (int64_t r = t.r0; r < t.r1; r++)
+        for (int i = 0; i < t.nx; i++)
+            mm_store(t, r, i, scalar_dot_q6_k((const block_q6_k *)mm_w_row(t, r, 256, sizeof(block_q6_k)), mm_x_q8_k(t, i), t.k / 256));
 }
 
 // ---------------------------------------------------------------- driver helpers
@@ -250,6 +295,11 @@ const mm_kernel_set &mm_kernels_scalar() {
         scalar_quant_q8_k,
         scalar_dot_f32,
         scalar_axpy_f32,
+        scalar_exp_sum_f32,
+        scalar_rope_f32,
+        scalar_swiglu_f32,
+        scalar_attn_scores,
+        scalar_attn_values,
     };
     return k;
 }
@@ -279,7 +329,7 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
     size_t x_stride = (size_t)k * sizeof(float);
     if (info.act != MM_ACT_F32) {
         act_quant_fn quant = info.act == MM_ACT_Q8_0 ? ks.quant_q8_0 : ks.quant_q8_k;
-        x_stride = info.act == MM_ACT_Q8_0 ? (size_t)(k / 32) * sizeof(act_q8_0) : (size_t)(k / 256) * sizeof(act_q8_k);
+        x_stride = info.act == MM_ACT_Q8_0 ? act_q8_0_row_bytes(k) : (size_t)(k / 256) * sizeof(act_q8_k);
         if (act_buf.size() < x_stride * (size_t)n) act_buf.resize(x_stride * (size_t)n);
         uint8_t *buf = act_buf.data();
         if (n == 1) quant(x, buf, k);
@@ -289,13 +339,23 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
         xa = buf;
     }
 
+    // Blocking for n > 1: a chunk of up to 64 activation rows times a slice of the inner
+    // dimension is kept under ~512 KiB (L2) while the thread's weight rows stream past, so each
+    // weight byte is read from memory once per chunk. Slices are multiples of 256 elements.
     const size_t w_stride = (size_t)(k / info.block) * info.block_bytes;
-    // weight rows per tile: a block that stays in L1/L2 while the activation chunk streams past
-    int64_t rb = (int64_t)(32768 / std::max<size_t>(w_stride, 1));
-    rb = std::max<int64_t>(4, std::min<int64_t>(64, rb)) & ~(int64_t)3;
-    // activation rows per chunk: about 256 KiB of activations, kept in L2 across weight blocks
-    int xc = (int)std::max<int64_t>(4, std::min<int64_t>(n, (int64_t)(262144 / x_stride)));
-    // at least a few blocks per thread so the split is even
+    const int xc = std::min(n, 64);
+    int64_t kc = k;
+    if (n > 1 && k % 256 == 0) {
+        const double bytes_per_elem = (double)x_stride / (double)k;
+        const int64_t fit = (int64_t)(524288.0 / (bytes_per_elem * xc)) / 256 * 256;
+        if (fit >= 256 && fit < k) {
+            const int64_t n_slices = (k + fit - 1) / fit;  // equal slices, rounded up to 256
+            kc = ((k / 256 + n_slices - 1) / n_slices) * 256;
+        }
+    }
+    // weight rows per tile, and at least a few tiles per thread so the split is even
+    const size_t w_slice_bytes = std::max<size_t>(1, (size_t)(kc / info.block) * info.block_bytes);
+    int64_t rb = std::max<int64_t>(4, std::min<int64_t>(64, (int64_t)(65536 / w_slice_bytes))) & ~(int64_t)3;
     const int64_t nthreads = pool.size();
     while (rb > 4 && (m + rb - 1) / rb < 4 * nthreads) rb -= 4;
     const int64_t n_blocks = (m + rb - 1) / rb;
@@ -306,16 +366,21 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
             mm_tile t;
             t.w = (const uint8_t *)w.data;
             t.w_stride = w_stride;
-            t.k = k;
             t.x = xa + (size_t)i0 * x_stride;
             t.x_stride = x_stride;
+            t.k_row = k;
             t.nx = std::min(xc, n - i0);
             t.y = y + (int64_t)i0 * m;
             t.ldy = m;
-            for (int64_t b = b0; b < b1; b++) {
-                t.r0 = b * rb;
-                t.r1 = std::min(m, t.r0 + rb);
-                tile_fn(t);
+            for (int64_t k0 = 0; k0 < k; k0 += kc) {
+                t.k_off = k0;
+                t.k = std::min(kc, k - k0);
+                t.accumulate = k0 > 0;
+                for (int64_t b = b0; b < b1; b++) {
+                    t.r0 = b * rb;
+                    t.r1 = std::min(m, t.r0 + rb);
+                    tile_fn(t);
+                }
             }
         }
     };

@@ -1,15 +1,26 @@
 // AVX-512 (F/BW/VL/DQ/VNNI) kernel set, chosen at run time. Kernels not specialised here
 // fall back to the AVX2 set.
+// GCC 12's AVX-512 headers trip false (maybe-)uninitialized warnings in their own
+// _mm512_undefined_* helpers; they are not about this file's code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cpu/cpu_internal.h"
+#include "ggml_types.h"
 
 namespace endless {
 
 namespace {
+
+#define SIMD_VNNI 1
+#include "cpu/matmul_simd.inc"
 
 // (_mm512_reduce_add_ps trips a false -Wuninitialized in GCC 12's headers)
 inline float avx512_hsum(__m512 v) {
@@ -45,10 +56,505 @@ void avx512_axpy_f32(float a, const float *x, float *y, int64_t n) {
     }
 }
 
+// e^x for x <= 0, as in the AVX2 set; vscalefps applies 2^n (and underflows to 0 cleanly).
+inline __m512 avx512_exp_neg(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+float avx512_exp_sum_f32(float *x, int64_t n, float mx) {
+    const __m512 vm = _mm512_set1_ps(mx);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 e = avx512_exp_neg(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        _mm512_storeu_ps(x + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = _mm512_maskz_mov_ps(m, avx512_exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    return avx512_hsum(acc);
+}
+
+void avx512_rope_f32(const float *src, float *dst, int head_dim, int n_rot, int mode, const float *cs, const float *sn) {
+    const int half = n_rot / 2;
+    int i = 0;
+    if (mode == 2) {  // NEOX: (i, i + half)
+        for (; i < half; i += 16) {
+            const __mmask16 m = half - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (half - i)) - 1);
+            const __m512 x0 = _mm512_maskz_loadu_ps(m, src + i), x1 = _mm512_maskz_loadu_ps(m, src + i + half);
+            const __m512 c = _mm512_maskz_loadu_ps(m, cs + i), s = _mm512_maskz_loadu_ps(m, sn + i);
+            const __m512 lo = _mm512_fmsub_ps(x0, c, _mm512_mul_ps(x1, s));
+            const __m512 hi = _mm512_fmadd_ps(x0, s, _mm512_mul_ps(x1, c));
+            _mm512_mask_storeu_ps(dst + i, m, lo);
+            _mm512_mask_storeu_ps(dst + i + half, m, hi);
+        }
+    } else {  // NORM: (2i, 2i + 1); 8 pairs per step
+        const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        for (; i < half; i += 8) {
+            const int np = half - i >= 8 ? 8 : half - i;
+            const __mmask8 m8 = (__mmask8)((1u << np) - 1);
+            const __mmask16 m16 = (__mmask16)((1u << (2 * np)) - 1);
+            const __m512 v = _mm512_maskz_loadu_ps(m16, src + 2 * i);
+            const __m512 c = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(m8, cs + i)));
+            const __m512 s = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(m8, sn + i)));
+            const __m512 sw = _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1));
+            _mm512_mask_storeu_ps(dst + 2 * i, m16, _mm512_fmaddsub_ps(v, c, _mm512_mul_ps(sw, s)));
+        }
+    }
+    if (dst != src)
+        for (int j = n_rot; j < head_dim; j++) dst[j] = src[j];
+}
+
+// silu as in the AVX2 set: exp(-|g|), then 1 / (1 + e) or e / (1 + e) by the sign of g
+void avx512_swiglu_f32(const float *gate, const float *up, float *y, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+        const __m512 e = avx512_exp_neg(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000))));
+        const __m512 inv = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        const __mmask16 neg = _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ);
+        const __m512 sg = _mm512_mask_mul_ps(inv, neg, e, inv);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_mul_ps(g, sg), _mm512_maskz_loadu_ps(m, up + i)));
+    }
+}
+
+// Scores: each key row is loaded once for up to 8 query heads (the last chunk of dims masked).
+void avx512_attn_scores(const float *q, int ratio, int hd, const float *k, int n, float scale, float *s, int ld) {
+    for (int v = 0; v < n; v++) {
+        const float *kv = k + (size_t)v * hd;
+        for (int r0 = 0; r0 < ratio; r0 += 8) {
+            const int nr = std::min(8, ratio - r0);
+            __m512 acc[8];
+            for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
+            for (int d = 0; d < hd; d += 16) {
+                const __mmask16 m = hd - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - d)) - 1);
+                const __m512 kk = _mm512_maskz_loadu_ps(m, kv + d);
+                for (int r = 0; r < nr; r++) acc[r] = _mm512_fmadd_ps(kk, _mm512_maskz_loadu_ps(m, q + (size_t)(r0 + r) * hd + d), acc[r]);
+            }
+            for (int r = 0; r < nr; r++) s[(size_t)(r0 + r) * ld + v] = scale * avx512_hsum(acc[r]);
+        }
+    }
+}
+
+// Values: accumulators for 4 heads x 64 dims stay in registers across all keys.
+void avx512_attn_values(const float *p, int ld, int ratio, int hd, const float *v_base, size_t v_stride,
+                        const int32_t *slots, int n, float *out) {
+    for (int c = 0; c < hd; c += 64) {
+        const int nc = std::min(4, (hd - c + 15) / 16);  // 16-float chunks in this step
+        __mmask16 mk[4];
+        for (int j = 0; j < 4; j++) {
+            const int left = hd - c - 16 * j;
+            mk[j] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+        }
+        for (int r0 = 0; r0 < ratio; r0 += 4) {
+            const int nr = std::min(4, ratio - r0);
+            __m512 acc[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
+            for (int v = 0; v < n; v++) {
+                const float *vr = v_base + (size_t)slots[v] * v_stride + c;
+                if (v + 8 < n) {  // value rows are scattered by slot: fetch ahead
+                    const char *ahead = (const char *)(v_base + (size_t)slots[v + 8] * v_stride + c);
+                    for (int j = 0; j < nc; j++) _mm_prefetch(ahead + 64 * j, _MM_HINT_T0);
+                }
+                __m512 vv[4];
+                for (int j = 0; j < nc; j++) vv[j] = _mm512_maskz_loadu_ps(mk[j], vr + 16 * j);
+                for (int r = 0; r < nr; r++) {
+                    const __m512 pw = _mm512_set1_ps(p[(size_t)(r0 + r) * ld + v]);
+                    for (int j = 0; j < nc; j++) acc[r][j] = _mm512_fmadd_ps(pw, vv[j], acc[r][j]);
+                }
+            }
+            for (int r = 0; r < nr; r++)
+                for (int j = 0; j < nc; j++) _mm512_mask_storeu_ps(out + (size_t)(r0 + r) * hd + c + 16 * j, mk[j], acc[r][j]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 512-bit float kernels
+
+struct z_load_f32 {
+    typedef float elem;
+    static __m512 load(const float *p) { return _mm512_loadu_ps(p); }
+    static float scalar(float v) { return v; }
+};
+struct z_load_f16 {
+    typedef fp16_t elem;
+    static __m512 load(const fp16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+    static float scalar(fp16_t v) { return _cvtsh_ss(v); }
+};
+struct z_load_bf16 {
+    typedef bf16_t elem;
+    static __m512 load(const bf16_t *p) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+    }
+    static float scalar(bf16_t v) { return bf16_to_fp32(v); }
+};
+
+// One weight row (converted 16 at a time) against RX f32 activation rows.
+template <typename LOAD>
+struct z_kern_float {
+    template <int RX>
+    static void run(const mm_tile &t, int64_t r, int i0) {
+        typedef typename LOAD::elem elem;
+        const elem *w = (const elem *)mm_w_row(t, r, 1, sizeof(elem));
+        const float *x[RX];
+        for (int j = 0; j < RX; j++) x[j] = mm_x_f32(t, i0 + j);
+        __m512 acc0[RX], acc1[RX];
+        for (int j = 0; j < RX; j++) acc0[j] = acc1[j] = _mm512_setzero_ps();
+        int64_t e = 0;
+        for (; e + 32 <= t.k; e += 32) {
+            const __m512 w0 = LOAD::load(w + e), w1 = LOAD::load(w + e + 16);
+            for (int j = 0; j < RX; j++) {
+                acc0[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[j] + e), acc0[j]);
+                acc1[j] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[j] + e + 16), acc1[j]);
+            }
+        }
+        for (; e + 16 <= t.k; e += 16) {
+            const __m512 w0 = LOAD::load(w + e);
+            for (int j = 0; j < RX; j++) acc0[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[j] + e), acc0[j]);
+        }
+        float out[RX];
+        for (int j = 0; j < RX; j++) {
+            out[j] = avx512_hsum(_mm512_add_ps(acc0[j], acc1[j]));
+            for (int64_t q = e; q < t.k; q++) out[j] += LOAD::scalar(w[q]) * x[j][q];
+        }
+        simd_store<RX>(t, r, i0, out);
+    }
+};
+
+// Prefill (n >= 4) with f16/bf16/f32 weights: the tile's weight rows are converted to f32 once
+// (not once per group of activation rows), then a 4x4 register-blocked kernel runs over
+// L1-sized slices of the inner dimension: per 16 elements, 4 weight loads and 4 activation
+// loads feed 16 FMAs.
+template <int RW, int RX>
+void z_gemm_micro(const float *w, size_t ldw, const float *x, size_t ldx, int64_t k, float *out, int ldo) {
+    __m512 acc[RW][RX];
+    for (int a = 0; a < RW; a++)
+        for (int b = 0; b < RX; b++) acc[a][b] = _mm512_setzero_ps();
+    for (int64_t e = 0; e < k; e += 16) {
+        const __mmask16 m = k - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - e)) - 1);
+        __m512 wv[RW];
+        for (int a = 0; a < RW; a++) wv[a] = _mm512_maskz_loadu_ps(m, w + a * ldw + e);
+        for (int b = 0; b < RX; b++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + b * ldx + e);
+            for (int a = 0; a < RW; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+        }
+    }
+    for (int a = 0; a < RW; a++) {
+        if (RX == 4) {
+            // the four sums of a weight row reduced together: fold 512 -> 128 bits per
+            // accumulator while gathering them into one register, then across each 128-bit lane
+            const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(acc[a][0], acc[a][RX / 4], 0x44),
+                                           _mm512_shuffle_f32x4(acc[a][0], acc[a][RX / 4], 0xEE));
+            const __m512 v = _mm512_add_ps(_mm512_shuffle_f32x4(acc[a][RX / 2], acc[a][RX - 1], 0x44),
+                                           _mm512_shuffle_f32x4(acc[a][RX / 2], acc[a][RX - 1], 0xEE));
+            __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(u, v, 0x88), _mm512_shuffle_f32x4(u, v, 0xDD));
+            q = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(2, 3, 0, 1)));
+            q = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(1, 0, 3, 2)));
+            const __m128 sums = _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), q));
+            alignas(16) float s4[4];
+            _mm_store_ps(s4, sums);
+            for (int b = 0; b < 4; b++) out[b * ldo + a] += s4[b];
+        } else {
+            for (int b = 0; b < RX; b++) out[b * ldo + a] += avx512_hsum(acc[a][b]);
+        }
+    }
+}
+
+template <int RW>
+void z_gemm_micro_rx(int rx, const float *w, size_t ldw, const float *x, size_t ldx, int64_t k, float *out, int ldo) {
+    switch (rx) {
+    case 4: z_gemm_micro<RW, 4>(w, ldw, x, ldx, k, out, ldo); break;
+    case 3: z_gemm_micro<RW, 3>(w, ldw, x, ldx, k, out, ldo); break;
+    case 2: z_gemm_micro<RW, 2>(w, ldw, x, ldx, k, out, ldo); break;
+    default: z_gemm_micro<RW, 1>(w, ldw, x, ldx, k, out, ldo); break;
+    }
+}
+
+template <typename LOAD>
+void z_tile_float_gemm(const mm_tile &t) {
+    typedef typename LOAD::elem elem;
+    if (t.nx < 4) {
+        simd_tile<z_kern_float<LOAD>>(t);
+        return;
+    }
+    const int rows = (int)(t.r1 - t.r0);
+    static thread_local std::vector<float> panel, out;
+    const float *wp;
+    size_t ldw;
+    if (sizeof(elem) == 4) {  // f32 weights are used in place
+        wp = (const float *)mm_w_row(t, t.r0, 1, 4);
+        ldw = t.w_stride / 4;
+    } else {
+        if (panel.size() < (size_t)rows * t.k) panel.resize((size_t)rows * t.k);
+        for (int a = 0; a < rows; a++) {
+            const elem *src = (const elem *)mm_w_row(t, t.r0 + a, 1, sizeof(elem));
+            float *dst = panel.data() + (size_t)a * t.k;
+            int64_t e = 0;
+            for (; e + 16 <= t.k; e += 16) _mm512_storeu_ps(dst + e, LOAD::load(src + e));
+            for (; e < t.k; e++) dst[e] = LOAD::scalar(src[e]);
+        }
+        wp = panel.data();
+        ldw = (size_t)t.k;
+    }
+    if (out.size() < (size_t)t.nx * rows) out.resize((size_t)t.nx * rows);
+    std::fill(out.begin(), out.begin() + (size_t)t.nx * rows, 0.0f);
+    const float *x0 = mm_x_f32(t, 0);
+    const size_t ldx = t.x_stride / 4;
+    const int64_t KS = 1024;  // 4 weight rows + 4 activation rows of a slice: 32 KiB, in L1
+    for (int64_t ks = 0; ks < t.k; ks += KS) {
+        const int64_t kn = std::min(KS, t.k - ks);
+        for (int b = 0; b < t.nx; b += 4) {
+            const int rx = std::min(4, t.nx - b);
+            for (int a = 0; a < rows; a += 4) {
+                const float *w = wp + a * ldw + ks, *x = x0 + b * ldx + ks;
+                float *o = out.data() + (size_t)b * rows + a;
+                switch (std::min(4, rows - a)) {
+                case 4: z_gemm_micro_rx<4>(rx, w, ldw, x, ldx, kn, o, rows); break;
+                case 3: z_gemm_micro_rx<3>(rx, w, ldw, x, ldx, kn, o, rows); break;
+                case 2: z_gemm_micro_rx<2>(rx, w, ldw, x, ldx, kn, o, rows); break;
+                default: z_gemm_micro_rx<1>(rx, w, ldw, x, ldx, kn, o, rows); break;
+                }
+            }
+        }
+    }
+    for (int b = 0; b < t.nx; b++)
+        for (int a = 0; a < rows; a++) mm_store(t, t.r0 + a, b, out[(size_t)b * rows + a]);
+}
+
+// ---------------------------------------------------------------- 512-bit Q8_0 / Q4_0 kernels
+
+// Two consecutive weight blocks as 64 unsigned bytes in value order, for vpdpbusd.
+// Q8_0: w + 128 (the bias comes back out as -128 * dw * (dx * sum x)).
+struct z_q8_0 {
+    typedef block_q8_0 block;
+    static constexpr float offset = 128.0f;
+    static __m512i pair(const block_q8_0 *w) {
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[0].qs)),
+                                             _mm256_loadu_si256((const __m256i *)w[1].qs), 1);
+        return _mm512_xor_si512(z, _mm512_set1_epi8((char)0x80));
+    }
+    // one block, 256-bit, for the tail: |w| and the sign moved onto x, so no offset
+    static __m256i tail_dot(const block_q8_0 &w, const int8_t *x) {
+        const __m256i wq = _mm256_loadu_si256((const __m256i *)w.qs);
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq),
+                                   _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x), wq));
+    }
+    static constexpr float tail_offset = 0.0f;
+};
+// Q4_0: nibbles 0..15 (low nibbles are values 0..15, high 16..31); the -8 comes back out as
+// -8 * dw * (dx * sum x).
+struct z_q4_0 {
+    typedef block_q4_0 block;
+    static constexpr float offset = 8.0f;
+    static __m512i pair(const block_q4_0 *w) {
+        const __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)w[0].qs)),
+                                                    _mm_loadu_si128((const __m128i *)w[1].qs), 1);
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1);
+        // [lo0, lo1, hi0, hi1] -> [lo0, hi0, lo1, hi1]
+        return _mm512_shuffle_i64x2(_mm512_and_si512(z, _mm512_set1_epi8(15)), _mm512_and_si512(z, _mm512_set1_epi8(15)),
+                                    _MM_SHUFFLE(3, 1, 2, 0));
+    }
+    static __m256i tail_dot(const block_q4_0 &w, const int8_t *x) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)w.qs), m = _mm_set1_epi8(15);
+        const __m256i wq = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, _mm256_loadu_si256((const __m256i *)x));
+    }
+    static constexpr float tail_offset = 8.0f;
+};
+
+// Eight blocks per step: their fp16 scales are gathered and converted at once, each pair of
+// blocks is one vpdpbusd per activation row, and the per-block scale dw * dx is spread over the
+// pair's two halves with one permute.
+template <typename Q>
+struct z_kern_q32 {
+    template <int RX>
+    static void run(const mm_tile &t, int64_t r, int i0) {
+        typedef typename Q::block block;
+        const block *w = (const block *)mm_w_row(t, r, 32, sizeof(block));
+        act_q8_0_view x[RX];
+        for (int j = 0; j < RX; j++) x[j] = mm_x_q8_0(t, i0 + j);
+        __m512 acc[RX];
+        __m256 corr[RX];
+        for (int j = 0; j < RX; j++) { acc[j] = _mm512_setzero_ps(); corr[j] = _mm256_setzero_ps(); }
+        const __m256i gidx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)sizeof(block)));
+        const __m512i pidx[4] = {
+            _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+            _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
+            _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6),
+        };
+        const int64_t nb = t.k / 32;
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            // the d field leads each block; the gather reads it plus two bytes of the block
+            const __m256i raw = _mm256_i32gather_epi32((const int *)(const void *)(w + b), gidx, 1);
+            const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(raw));
+            __m512 sc[RX];
+            for (int j = 0; j < RX; j++) {
+                sc[j] = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(x[j].d + b)));
+                corr[j] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(x[j].s + b), corr[j]);
+            }
+            for (int p = 0; p < 4; p++) {
+                const __m512i wz = Q::pair(w + b + 2 * p);
+                for (int j = 0; j < RX; j++) {
+                    const __m512i xz = _mm512_loadu_si512((const void *)(x[j].qs + 32 * (b + 2 * p)));
+                    const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz, xz);
+                    acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(pidx[p], sc[j]), acc[j]);
+                }
+            }
+        }
+        float out[RX];
+        for (int j = 0; j < RX; j++) out[j] = avx512_hsum(acc[j]) - Q::offset * simd_hsum(corr[j]);
+        for (; b < nb; b++) {
+            const float dw = _cvtsh_ss(w[b].d);
+            for (int j = 0; j < RX; j++) {
+                const __m256i dot = Q::tail_dot(w[b], x[j].qs + 32 * b);
+                out[j] += dw * (x[j].d[b] * (float)simd_hsum_i32(dot) - Q::tail_offset * x[j].s[b]);
+            }
+        }
+        simd_store<RX>(t, r, i0, out);
+    }
+};
+
+// ---------------------------------------------------------------- 512-bit Q4_K / Q6_K kernels
+
+// Q4_K: each 32 bytes of nibbles hold sub-blocks 2c (low nibbles) and 2c+1 (high nibbles),
+// which are 64 consecutive values: one zmm [low | high] against 64 bytes of x. maddubs gives
+// 16-bit pair sums, maddwd with [scale(2c) x16 | scale(2c+1) x16] the scaled 32-bit sums.
+struct z_kern_q4_k {
+    template <int RX>
+    static void run(const mm_tile &t, int64_t r, int i0) {
+        const block_q4_k *w = (const block_q4_k *)mm_w_row(t, r, 256, sizeof(block_q4_k));
+        const act_q8_k *x[RX];
+        for (int j = 0; j < RX; j++) x[j] = mm_x_q8_k(t, i0 + j);
+        __m512 acc[RX];
+        float accm[RX];
+        for (int j = 0; j < RX; j++) { acc[j] = _mm512_setzero_ps(); accm[j] = 0; }
+        const __m512i mask = _mm512_set1_epi8(15);
+        const int64_t nb = t.k / 256;
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *s = w[b].scales;
+            int sc[8], m[8];
+            for (int q = 0; q < 4; q++) {
+                sc[q] = s[q] & 63;
+                m[q] = s[q + 4] & 63;
+                sc[q + 4] = (s[q + 8] & 15) | ((s[q] >> 6) << 4);
+                m[q + 4] = (s[q + 8] >> 4) | ((s[q + 4] >> 6) << 4);
+            }
+            const float d = _cvtsh_ss(w[b].d), dmin = _cvtsh_ss(w[b].dmin);
+            __m512i isum[RX];
+            for (int j = 0; j < RX; j++) isum[j] = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
+                const __m512i q = _mm512_and_si512(
+                    _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), mask);
+                const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16((int16_t)sc[2 * c]), _mm256_set1_epi16((int16_t)sc[2 * c + 1]), 1);
+                for (int j = 0; j < RX; j++) {
+                    const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)(x[j][b].qs + 64 * c)));
+                    isum[j] = _mm512_add_epi32(isum[j], _mm512_madd_epi16(p, scv));
+                }
+            }
+            for (int j = 0; j < RX; j++) {
+                const float dx = x[j][b].d;
+                int summ = 0;
+                for (int q = 0; q < 8; q++) summ += m[q] * (x[j][b].bsums[2 * q] + x[j][b].bsums[2 * q + 1]);
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * dx), acc[j]);
+                accm[j] += dmin * dx * (float)summ;
+            }
+        }
+        float out[RX];
+        for (int j = 0; j < RX; j++) out[j] = avx512_hsum(acc[j]) - accm[j];
+        simd_store<RX>(t, r, i0, out);
+    }
+};
+
+// Q6_K: per half, the four 32-value quarters are decoded as in the AVX2 set, two quarters per
+// zmm (64 consecutive values), maddubs + maddwd with the four 16-value scales they cover.
+struct z_kern_q6_k {
+    template <int RX>
+    static void run(const mm_tile &t, int64_t r, int i0) {
+        const block_q6_k *w = (const block_q6_k *)mm_w_row(t, r, 256, sizeof(block_q6_k));
+        const act_q8_k *x[RX];
+        for (int j = 0; j < RX; j++) x[j] = mm_x_q8_k(t, i0 + j);
+        __m512 acc[RX];
+        for (int j = 0; j < RX; j++) acc[j] = _mm512_setzero_ps();
+        const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3 << 4);
+        // int16 lane l of a zmm covering values 64p..64p+63 holds products of values
+        // 64p + 2l', where 16-value group = l / 8 (maddubs pairs, 128-bit lanes in order)
+        const __m512i grp = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2,
+                                             1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        const int64_t nb = t.k / 256;
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+            const __m512i sc_all = _mm512_castsi256_si512(sc16);
+            __m512i isum[RX];
+            for (int j = 0; j < RX; j++) {
+                const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[j][b].bsums));
+                isum[j] = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5)));
+                isum[j] = _mm512_inserti64x4(isum[j], _mm256_setzero_si256(), 1);
+            }
+            for (int h = 0; h < 2; h++) {
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+                const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+                const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+                const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2));
+                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+                const __m512i qa = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);  // values 128h + 0..63
+                const __m512i qb = _mm512_inserti64x4(_mm512_castsi256_si512(q2), q3, 1);  // values 128h + 64..127
+                // scales of groups 8h + 0..3 and 8h + 4..7, spread over the int16 lanes
+                const __m512i sa = _mm512_permutexvar_epi16(_mm512_add_epi16(grp, _mm512_set1_epi16((int16_t)(8 * h))), sc_all);
+                const __m512i sb = _mm512_permutexvar_epi16(_mm512_add_epi16(grp, _mm512_set1_epi16((int16_t)(8 * h + 4))), sc_all);
+                for (int j = 0; j < RX; j++) {
+                    const __m512i pa = _mm512_maddubs_epi16(qa, _mm512_loadu_si512((const void *)(x[j][b].qs + 128 * h)));
+                    const __m512i pb = _mm512_maddubs_epi16(qb, _mm512_loadu_si512((const void *)(x[j][b].qs + 128 * h + 64)));
+                    isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_madd_epi16(pa, sa), _mm512_madd_epi16(pb, sb)));
+                }
+            }
+            const float d = _cvtsh_ss(w[b].d);
+            for (int j = 0; j < RX; j++)
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * x[j][b].d), acc[j]);
+        }
+        float out[RX];
+        for (int j = 0; j < RX; j++) out[j] = avx512_hsum(acc[j]);
+        simd_store<RX>(t, r, i0, out);
+    }
+};
+
 mm_kernel_set avx512_make_set() {
-    mm_kernel_set k = mm_kernels_avx2();
+    mm_kernel_set k = simd_make_set(mm_kernels_avx2());
     k.dot_f32 = avx512_dot_f32;
     k.axpy_f32 = avx512_axpy_f32;
+    k.exp_sum_f32 = avx512_exp_sum_f32;
+    k.rope_f32 = avx512_rope_f32;
+    k.swiglu_f32 = avx512_swiglu_f32;
+    k.attn_scores = avx512_attn_scores;
+    k.attn_values = avx512_attn_values;
+    k.tile[MM_F32] = z_tile_float_gemm<z_load_f32>;
+    k.tile[MM_F16] = z_tile_float_gemm<z_load_f16>;
+    k.tile[MM_BF16] = z_tile_float_gemm<z_load_bf16>;
+    k.tile[MM_Q8_0] = simd_tile<z_kern_q32<z_q8_0>>;
+    k.tile[MM_Q4_0] = simd_tile<z_kern_q32<z_q4_0>>;
+    k.tile[MM_Q4_K] = simd_tile<z_kern_q4_k>;
+    k.tile[MM_Q6_K] = simd_tile<z_kern_q6_k>;
     return k;
 }
 

@@ -24,6 +24,44 @@ inline void cuda_check(cudaError_t err, const char *what, const char *file, int 
 // After each kernel launch: launch-configuration errors surface here, at the op that caused them.
 #define CUDA_CHECK_LAUNCH(name) ::endless::cuda_check(cudaGetLastError(), name, __FILE__, __LINE__)
 
+// Block geometry of the types the kernels take, kept here so endless_cuda needs no symbol of
+// endless_core (the core links the CUDA library, not the other way round).
+inline int cuda_block_values(ggml_type t) {
+    switch (t) {
+    case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return 1;
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: return 32;
+    case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K: return 256;
+    default: return 0;
+    }
+}
+inline size_t cuda_block_bytes(ggml_type t) {
+    switch (t) {
+    case GGML_TYPE_F32: return 4;
+    case GGML_TYPE_F16: case GGML_TYPE_BF16: return 2;
+    case GGML_TYPE_Q8_0: return sizeof(block_q8_0);
+    case GGML_TYPE_Q4_0: return sizeof(block_q4_0);
+    case GGML_TYPE_Q4_K: return sizeof(block_q4_k);
+    case GGML_TYPE_Q6_K: return sizeof(block_q6_k);
+    default: return 0;
+    }
+}
+inline size_t cuda_row_bytes(ggml_type t, int64_t n) {
+    const int bv = cuda_block_values(t);
+    return bv ? (size_t)(n / bv) * cuda_block_bytes(t) : 0;
+}
+inline const char *cuda_type_name(ggml_type t) {
+    switch (t) {
+    case GGML_TYPE_F32: return "F32";
+    case GGML_TYPE_F16: return "F16";
+    case GGML_TYPE_BF16: return "BF16";
+    case GGML_TYPE_Q8_0: return "Q8_0";
+    case GGML_TYPE_Q4_0: return "Q4_0";
+    case GGML_TYPE_Q4_K: return "Q4_K";
+    case GGML_TYPE_Q6_K: return "Q6_K";
+    default: return "an unsupported type";
+    }
+}
+
 inline unsigned cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 #ifdef __CUDACC__
@@ -128,7 +166,8 @@ __device__ __forceinline__ void dev_dequant16(ggml_type type, const uint8_t *row
         const uint8_t *q = b + 16 + 32 * (j / 2) + l0;
         const int shift = (j & 1) * 4;
 #pragma unroll
-        for (int i = 0; i < 16; i++) out[i] = d * (float)((q[i] >> shift) & 0x0f) - dm;
+        // no fused multiply-add: get_rows must equal quant.cpp's dequantizer bit for bit
+        for (int i = 0; i < 16; i++) out[i] = __fsub_rn(__fmul_rn(d, (float)((q[i] >> shift) & 0x0f)), dm);
         break;
     }
     case GGML_TYPE_Q6_K: {

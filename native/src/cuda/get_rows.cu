@@ -44,9 +44,12 @@ __global__ void get_rows_scalar_kernel(ggml_type type, const uint8_t *data, size
 
 void cuda_get_rows(const weight &w, const int32_t *ids, int n, float *out, cudaStream_t stream) {
     if (n <= 0) return;
-    const size_t row_bytes = ggml_row_size(w.type, w.ne0);
+    const size_t row_bytes = cuda_row_bytes(w.type, w.ne0);
     const bool aligned = ((uintptr_t)out % 16) == 0 && w.ne0 % 4 == 0;
-    if (w.ne0 % 16 == 0) {
+    const bool float_type = w.type == GGML_TYPE_F32 || w.type == GGML_TYPE_F16 || w.type == GGML_TYPE_BF16;
+    // float rows are read with 16-byte loads: only where every row starts 16-byte aligned
+    const bool rows_aligned = ((uintptr_t)w.data % 16) == 0 && row_bytes % 16 == 0;
+    if (w.ne0 % 16 == 0 && (!float_type || rows_aligned)) {
         const dim3 grid(cuda_blocks((size_t)(w.ne0 / 16), 128), (unsigned)n);
         get_rows_kernel<<<grid, 128, 0, stream>>>(w.type, (const uint8_t *)w.data, row_bytes, w.ne0, ids, n, out, aligned);
     } else {

@@ -1,0 +1,466 @@
+// The CUDA backend: device memory, one stream, and the dispatch of every op to its kernel file.
+//
+// Ops are not launched one by one: each op checks its arguments at once (a bad argument throws
+// at the call), copies its small host arrays (token ids, cache slots, key lists, windows) into a
+// pinned staging buffer, and queues a launcher. The queue runs at the next point where the host
+// needs the device (download, synchronize, release, a large upload): one host->device copy of
+// the staging buffer, then every queued kernel, all on one stream. When a queued sequence of
+// ops is the same as the previous one (same ops, pointers, shapes; only staged contents differ,
+// which is what consecutive decode steps look like), it is captured once as a CUDA graph and
+// replayed: the graph's first node re-reads the staging buffer, so a decode step costs one graph
+// launch plus the download of the logits. The attention kernel reads n_keys and the windows
+// from staged device memory and its launch shape depends only on n_keys rounded up to 1024, so
+// the graph survives the window filling up. ENDLESS_CUDA_GRAPHS=0 turns graphs off.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "backend_cuda.h"
+#include "cuda_common.cuh"
+#include "attention.cuh"
+#include "elementwise.cuh"
+#include "get_rows.cuh"
+#include "kv_store.cuh"
+#include "matmul_mma.cuh"
+#include "matvec.cuh"
+#include "rms_norm.cuh"
+
+namespace endless {
+
+namespace {
+
+constexpr size_t ALLOC_SLACK = 64;          // every allocation: room for aligned-window reads past the end
+constexpr size_t STAGE_UPLOAD_MAX = 256 << 10;  // uploads up to this size are staged and queued
+constexpr int KEYS_BUCKET = 1024;
+constexpr size_t GRAPH_MIN_OPS = 8;
+constexpr size_t GRAPH_CACHE = 8;
+
+enum op_code : uint64_t {
+    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION,
+};
+
+inline uint64_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+inline uint64_t ptr_bits(const void *p) { return (uint64_t)(uintptr_t)p; }
+
+bool cuda_type_supported(ggml_type t) {
+    switch (t) {
+    case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void check_weight(const weight &w, const char *op) {
+    if (!cuda_type_supported(w.type))
+        fail(ENDLESS_ERR_UNSUPPORTED, std::string("cuda ") + op + ": weight type " + cuda_type_name(w.type) +
+             " is not supported");
+    const int bs = cuda_block_values(w.type);
+    if (w.ne0 <= 0 || w.ne1 <= 0 || w.ne0 % bs != 0)
+        fail(ENDLESS_ERR_INVALID_ARGUMENT, std::string("cuda ") + op + ": weight shape " + std::to_string(w.ne0) + " x " +
+             std::to_string(w.ne1) + " does not fit type " + cuda_type_name(w.type));
+    if (!w.data) fail(ENDLESS_ERR_INVALID_ARGUMENT, std::string("cuda ") + op + ": weight without data");
+}
+
+class cuda_backend final : public backend {
+public:
+    explicit cuda_backend(int device) : device_(device) {
+        CUDA_CHECK(cudaSetDevice(device_));
+        cudaDeviceProp prop{};
+        CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+        if (prop.major < 8)
+            fail(ENDLESS_ERR_DEVICE, std::string("CUDA device ") + prop.name + " has compute capability " +
+                 std::to_string(prop.major) + "." + std::to_string(prop.minor) + "; the CUDA backend needs 8.0 or newer");
+        name_ = std::string("cuda:") + prop.name;
+        n_sm_ = prop.multiProcessorCount;
+        CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaEventCreateWithFlags(&stage_done_, cudaEventDisableTiming));
+        const char *g = std::getenv("ENDLESS_CUDA_GRAPHS");
+        graphs_enabled_ = !(g && std::strcmp(g, "0") == 0);
+        stage_grow(1 << 20);
+    }
+
+    ~cuda_backend() override {
+        cudaSetDevice(device_);
+        try { flush(); } catch (...) {}
+        cudaStreamSynchronize(stream_);
+        for (auto &e : graphs_) cudaGraphExecDestroy(e.exec);
+        if (stage_host_) cudaFreeHost(stage_host_);
+        if (stage_dev_) cudaFree(stage_dev_);
+        if (bounce_) cudaFreeHost(bounce_);
+        if (scratch_) cudaFree(scratch_);
+        cudaEventDestroy(stage_done_);
+        cudaStreamDestroy(stream_);
+    }
+
+    std::string name() const override { return name_; }
+    bool is_host() const override { return false; }
+
+    // ---- memory ----
+    void *alloc(size_t bytes) override {
+        CUDA_CHECK(cudaSetDevice(device_));
+        void *p = nullptr;
+        const cudaError_t err = bytes > ((size_t)1 << 56) ? cudaErrorMemoryAllocation : cudaMalloc(&p, bytes + ALLOC_SLACK);
+        if (err != cudaSuccess) {
+            cudaGetLastError();  // clear the error: the device is still usable
+            size_t free_b = 0, total_b = 0;
+            cudaMemGetInfo(&free_b, &total_b);
+            fail(ENDLESS_ERR_OUT_OF_MEMORY, "CUDA out of memory allocating " + std::to_string(bytes) + " bytes on " +
+                 name_ + " (" + std::to_string(free_b >> 20) + " MiB free of " + std::to_string(total_b >> 20) + " MiB)");
+        }
+        return p;
+    }
+    void release(void *ptr) override {
+        if (!ptr) return;
+        flush();
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaFree(ptr));
+    }
+    void upload(void *dst, const void *src, size_t bytes) override {
+        if (!bytes) return;
+        if (bytes <= STAGE_UPLOAD_MAX) {
+            const size_t off = stage(src, bytes, bytes);
+            const uint8_t *from = stage_dev_ + off;
+            sig({OP_UPLOAD, ptr_bits(dst), bytes, off});
+            queue_.push_back([=] { CUDA_CHECK(cudaMemcpyAsync(dst, from, bytes, cudaMemcpyDeviceToDevice, stream_)); });
+            return;
+        }
+        flush();
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    void download(void *dst, const void *src, size_t bytes) override {
+        flush();
+        if (!bytes) return;
+        if (bytes <= (64u << 20)) {  // through pinned memory: faster than a pageable copy
+            if (bytes > bounce_cap_) {
+                if (bounce_) CUDA_CHECK(cudaFreeHost(bounce_));
+                bounce_ = nullptr;
+                bounce_cap_ = 0;
+                CUDA_CHECK(cudaMallocHost((void **)&bounce_, bytes));
+                bounce_cap_ = bytes;
+            }
+            CUDA_CHECK(cudaMemcpyAsync(bounce_, src, bytes, cudaMemcpyDeviceToHost, stream_));
+            CUDA_CHECK(cudaStreamSynchronize(stream_));
+            std::memcpy(dst, bounce_, bytes);
+        } else {
+            CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+            CUDA_CHECK(cudaStreamSynchronize(stream_));
+        }
+    }
+    void copy(void *dst, const void *src, size_t bytes) override {
+        if (!bytes) return;
+        sig({OP_COPY, ptr_bits(dst), ptr_bits(src), bytes});
+        queue_.push_back([=] { CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_)); });
+    }
+    const void *place_weight(const void *file_data, size_t bytes) override {
+        void *p = alloc(bytes);
+        flush();
+        CUDA_CHECK(cudaMemcpyAsync(p, file_data, bytes, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return p;
+    }
+    void synchronize() override {
+        flush();
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+
+    // ---- ops ----
+    void get_rows(const weight &w, const int32_t *ids, int n, float *out) override {
+        check_weight(w, "get_rows");
+        if (n < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda get_rows: negative row count");
+        if (n == 0) return;
+        for (int i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= w.ne1)
+                fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda get_rows: row id " + std::to_string(ids[i]) + " is outside 0.." +
+                     std::to_string(w.ne1 - 1));
+        const size_t off = stage(ids, (size_t)n * 4, (size_t)n * 4);
+        const int32_t *dids = (const int32_t *)(stage_dev_ + off);
+        sig({OP_GET_ROWS, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(out), off});
+        const weight wc = w;
+        queue_.push_back([=] { cuda_get_rows(wc, dids, n, out, stream_); });
+    }
+
+    void matmul(const weight &w, const float *x, int n, float *y) override {
+        check_weight(w, "matmul");
+        if (n < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda matmul: negative token count");
+        if (n == 0) return;
+        const weight wc = w;
+        if (n > CUDA_MATVEC_MAX_N && cuda_mma_supported(w)) {
+            void *ws = scratch(cuda_mma_scratch_bytes(w, n));
+            sig({OP_MATMUL, 1, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), ptr_bits(ws)});
+            queue_.push_back([=] { cuda_matmul_mma(wc, x, n, y, ws, stream_); });
+            return;
+        }
+        sig({OP_MATMUL, 0, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y)});
+        queue_.push_back([=] {
+            // F32 weights (and odd shapes) stay in exact fp32: groups of up to 8 tokens
+            for (int i = 0; i < n; i += CUDA_MATVEC_MAX_N) {
+                const int m = std::min(CUDA_MATVEC_MAX_N, n - i);
+                cuda_matvec(wc, x + (size_t)i * wc.ne0, m, y + (size_t)i * wc.ne1, stream_);
+            }
+        });
+    }
+
+    void rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y) override {
+        if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
+        if (n == 0) return;
+        sig({OP_RMS_NORM, ptr_bits(x), ptr_bits(g), (uint64_t)n, (uint64_t)dim, f32_bits(eps), ptr_bits(y)});
+        queue_.push_back([=] { cuda_rms_norm(x, g, n, dim, eps, y, stream_); });
+    }
+    void add_bias(float *y, const float *b, int n, int dim) override {
+        if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda add_bias: bad shape");
+        if (n == 0) return;
+        sig({OP_ADD_BIAS, ptr_bits(y), ptr_bits(b), (uint64_t)n, (uint64_t)dim});
+        queue_.push_back([=] { cuda_add_bias(y, b, n, dim, stream_); });
+    }
+    void add(float *y, const float *x, size_t count) override {
+        if (!count) return;
+        sig({OP_ADD, ptr_bits(y), ptr_bits(x), count});
+        queue_.push_back([=] { cuda_add(y, x, count, stream_); });
+    }
+    void swiglu(const float *gate, const float *up, size_t count, float *y) override {
+        if (!count) return;
+        sig({OP_SWIGLU, ptr_bits(gate), ptr_bits(up), count, ptr_bits(y)});
+        queue_.push_back([=] { cuda_swiglu(gate, up, count, y, stream_); });
+    }
+    void kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n, int row) override {
+        if (n < 0 || row <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda kv_store: bad shape");
+        if (n == 0) return;
+        for (int i = 0; i < n; i++)
+            if (slots[i] < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda kv_store: negative slot " + std::to_string(slots[i]));
+        const size_t off = stage(slots, (size_t)n * 4, (size_t)n * 4);
+        const int32_t *dslots = (const int32_t *)(stage_dev_ + off);
+        sig({OP_KV_STORE, ptr_bits(k_cache), ptr_bits(v_cache), ptr_bits(k), ptr_bits(v), (uint64_t)n, (uint64_t)row, off});
+        queue_.push_back([=] { cuda_kv_store(k_cache, v_cache, k, v, dslots, n, row, stream_); });
+    }
+
+    void attention(const attn_args &a) override {
+        if (a.n_q <= 0) return;
+        if (a.n_keys <= 0 || a.n_fixed < 0 || a.n_fixed > a.n_keys)
+            fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: n_fixed " + std::to_string(a.n_fixed) + " and n_keys " +
+                 std::to_string(a.n_keys) + " do not fit");
+        if (!a.q || !a.k_cache || !a.v_cache || !a.out || !a.keys || !a.win_lo || !a.win_hi || !a.rope_cos || !a.rope_sin)
+            fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: a required pointer is null");
+        const int n_win = a.n_keys - a.n_fixed;
+        for (int i = 0; i < a.n_q; i++) {
+            // an empty window is fine while fixed keys exist (the query then sits at n_fixed - 1)
+            if (a.win_lo[i] < 0 || a.win_hi[i] < a.win_lo[i] || a.win_hi[i] > n_win)
+                fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: window [" + std::to_string(a.win_lo[i]) + ", " +
+                     std::to_string(a.win_hi[i]) + ") of query " + std::to_string(i) + " is not inside 0.." + std::to_string(n_win));
+            if (a.win_hi[i] == a.win_lo[i] && a.n_fixed == 0)
+                fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: query " + std::to_string(i) + " sees no key");
+        }
+        for (int i = 0; i < a.n_keys; i++)
+            if (a.keys[i] < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: negative cache slot " + std::to_string(a.keys[i]));
+        const int bucket = (a.n_keys + KEYS_BUCKET - 1) / KEYS_BUCKET * KEYS_BUCKET;
+        const cuda_attn_plan plan = cuda_attention_plan(a, bucket, n_sm_);
+        // staged: meta {n_fixed, n_keys}, keys (bucket-sized, so offsets stay put while n_keys grows), windows
+        const size_t keys_bytes = (size_t)bucket * 4, win_bytes = (size_t)a.n_q * 4;
+        const size_t need = 16 + keys_bytes + 2 * win_bytes + 64;
+        // scratch first: growing it flushes the queue, which would drop this op's staged bytes
+        void *ws = plan.scratch_bytes ? scratch(plan.scratch_bytes) : nullptr;
+        stage_reserve(need);
+        const int32_t meta[4] = {a.n_fixed, a.n_keys, 0, 0};
+        const size_t off_meta = stage(meta, 16, 16);
+        const size_t off_keys = stage(a.keys, (size_t)a.n_keys * 4, keys_bytes);
+        const size_t off_lo = stage(a.win_lo, win_bytes, win_bytes);
+        const size_t off_hi = stage(a.win_hi, win_bytes, win_bytes);
+        attn_args ac = a;
+        ac.keys = ac.win_lo = ac.win_hi = nullptr;  // host arrays: only their staged copies are used later
+        sig({OP_ATTENTION, ptr_bits(a.q), ptr_bits(a.k_cache), ptr_bits(a.v_cache), ptr_bits(a.out), (uint64_t)bucket,
+             (uint64_t)a.n_q, (uint64_t)a.n_head, (uint64_t)a.n_head_kv, (uint64_t)a.head_dim, (uint64_t)a.n_rot,
+             (uint64_t)a.mode, ptr_bits(a.rope_cos), ptr_bits(a.rope_sin), f32_bits(a.scale), off_meta, off_keys, off_lo,
+             off_hi, ptr_bits(ws), (uint64_t)plan.n_split});
+        const uint8_t *d = stage_dev_;
+        queue_.push_back([=] {
+            cuda_attention(ac, plan, (const int32_t *)(d + off_keys), (const int32_t *)(d + off_lo),
+                           (const int32_t *)(d + off_hi), (const int32_t *)(d + off_meta), ws, stream_);
+        });
+    }
+
+    // Statistics for tests and benchmarks.
+    size_t graph_launches() const { return graph_launches_; }
+    size_t graph_captures() const { return graph_captures_; }
+
+private:
+    struct graph_entry {
+        std::vector<uint64_t> sig;
+        cudaGraphExec_t exec = nullptr;
+        uint64_t last_use = 0;
+    };
+
+    void sig(std::initializer_list<uint64_t> words) { sig_.insert(sig_.end(), words); }
+
+    // Makes room for `bytes` more staged bytes in this batch (flushing the queue if it must).
+    void stage_reserve(size_t bytes) {
+        if (stage_used_ + bytes <= stage_cap_) return;
+        flush();
+        if (bytes > stage_cap_) stage_grow(std::max(bytes, 2 * stage_cap_));
+    }
+    // Copies bytes (taking `reserve` >= bytes of room, 16-byte aligned) into the staging buffer;
+    // returns the offset, valid on the device side after the next flush's first copy.
+    size_t stage(const void *src, size_t bytes, size_t reserve) {
+        reserve = (reserve + 15) / 16 * 16;
+        stage_reserve(reserve);
+        if (stage_used_ == 0 && stage_inflight_) {
+            // the previous batch's copy must have left the buffer before it is overwritten
+            CUDA_CHECK(cudaEventSynchronize(stage_done_));
+            stage_inflight_ = false;
+        }
+        const size_t off = stage_used_;
+        if (bytes) std::memcpy(stage_host_ + off, src, bytes);
+        if (reserve > bytes) std::memset(stage_host_ + off + bytes, 0, reserve - bytes);
+        stage_used_ += reserve;
+        return off;
+    }
+    void stage_grow(size_t bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        clear_graphs();  // graphs hold the old buffers' addresses
+        if (stage_host_) CUDA_CHECK(cudaFreeHost(stage_host_));
+        if (stage_dev_) CUDA_CHECK(cudaFree(stage_dev_));
+        stage_host_ = nullptr;
+        stage_dev_ = nullptr;
+        stage_cap_ = 0;
+        CUDA_CHECK(cudaMallocHost((void **)&stage_host_, bytes));
+        stage_dev_ = (uint8_t *)alloc(bytes);
+        stage_cap_ = bytes;
+    }
+    // Device scratch shared by the ops of a batch (they run in order on one stream).
+    void *scratch(size_t bytes) {
+        if (bytes <= scratch_cap_) return scratch_;
+        flush();
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (scratch_) CUDA_CHECK(cudaFree(scratch_));
+        scratch_ = nullptr;
+        scratch_cap_ = 0;
+        const size_t cap = std::max(bytes, (size_t)16 << 20);
+        scratch_ = alloc(cap);
+        scratch_cap_ = cap;
+        return scratch_;
+    }
+    void clear_graphs() {
+        for (auto &e : graphs_) cudaGraphExecDestroy(e.exec);
+        graphs_.clear();
+    }
+
+    // Runs the batch: the staging copy, then the queued launches.
+    void run_batch() {
+        if (stage_used_) CUDA_CHECK(cudaMemcpyAsync(stage_dev_, stage_host_, stage_used_, cudaMemcpyHostToDevice, stream_));
+        for (auto &op : queue_) op();
+    }
+
+    void flush() {
+        if (queue_.empty()) {
+            stage_used_ = 0;
+            return;
+        }
+        CUDA_CHECK(cudaSetDevice(device_));
+        sig_.push_back(stage_used_);
+        struct reset {
+            cuda_backend *b;
+            ~reset() { b->queue_.clear(); b->stage_used_ = 0; b->sig_.clear(); }
+        } reset_at_exit{this};
+        const bool repeat = graphs_enabled_ && queue_.size() >= GRAPH_MIN_OPS;
+        graph_entry *entry = nullptr;
+        if (repeat) {
+            for (auto &e : graphs_)
+                if (e.sig == sig_) { entry = &e; break; }
+            if (!entry && sig_ == last_sig_) entry = capture();
+        }
+        if (entry) {
+            entry->last_use = ++use_clock_;
+            CUDA_CHECK(cudaGraphLaunch(entry->exec, stream_));
+            graph_launches_++;
+        } else {
+            run_batch();
+        }
+        CUDA_CHECK(cudaEventRecord(stage_done_, stream_));
+        stage_inflight_ = true;
+        last_sig_.swap(sig_);
+    }
+
+    graph_entry *capture() {
+        CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        try {
+            run_batch();
+        } catch (...) {
+            cudaGraph_t g = nullptr;
+            cudaStreamEndCapture(stream_, &g);
+            if (g) cudaGraphDestroy(g);
+            cudaGetLastError();
+            throw;
+        }
+        cudaGraph_t g = nullptr;
+        CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+        cudaGraphExec_t exec = nullptr;
+        const cudaError_t err = cudaGraphInstantiate(&exec, g, 0);
+        cudaGraphDestroy(g);
+        CUDA_CHECK(err);
+        if (graphs_.size() >= GRAPH_CACHE) {
+            auto lru = std::min_element(graphs_.begin(), graphs_.end(),
+                                        [](const graph_entry &x, const graph_entry &y) { return x.last_use < y.last_use; });
+            cudaGraphExecDestroy(lru->exec);
+            graphs_.erase(lru);
+        }
+        graphs_.push_back(graph_entry{sig_, exec, 0});
+        graph_captures_++;
+        return &graphs_.back();
+    }
+
+    int device_ = 0;
+    std::string name_;
+    int n_sm_ = 1;
+    cudaStream_t stream_ = nullptr;
+    cudaEvent_t stage_done_ = nullptr;
+    bool stage_inflight_ = false;
+    uint8_t *stage_host_ = nullptr;  // pinned
+    uint8_t *stage_dev_ = nullptr;
+    size_t stage_cap_ = 0, stage_used_ = 0;
+    uint8_t *bounce_ = nullptr;      // pinned, for downloads
+    size_t bounce_cap_ = 0;
+    void *scratch_ = nullptr;
+    size_t scratch_cap_ = 0;
+    std::vector<std::function<void()>> queue_;
+    std::vector<uint64_t> sig_, last_sig_;
+    std::vector<graph_entry> graphs_;
+    bool graphs_enabled_ = true;
+    uint64_t use_clock_ = 0;
+    size_t graph_launches_ = 0, graph_captures_ = 0;
+};
+
+}  // namespace
+
+int backend_cuda_device_count() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+std::unique_ptr<backend> backend_cuda_create(int device_index) {
+    const int n = backend_cuda_device_count();
+    if (n == 0) fail(ENDLESS_ERR_DEVICE, "no usable CUDA device (no driver or no GPU)");
+    if (device_index < 0 || device_index >= n)
+        fail(ENDLESS_ERR_DEVICE, "CUDA device " + std::to_string(device_index) + " does not exist (" + std::to_string(n) +
+             " device(s))");
+    return std::make_unique<cuda_backend>(device_index);
+}
+
+void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures) {
+    const auto *c = dynamic_cast<const cuda_backend *>(&b);
+    if (launches) *launches = c ? c->graph_launches() : 0;
+    if (captures) *captures = c ? c->graph_captures() : 0;
+}
+
+}  // namespace endless

@@ -1,0 +1,9 @@
+// Extras of the CUDA backend for tests and benchmarks (the engine needs only backend.h).
+#pragma once
+#include <cstddef>
+#include "backend.h"
+
+namespace endless {
+// Graph replays and captures so far (0 and 0 for a backend that is not CUDA).
+void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures);
+}

@@ -1,0 +1,10 @@
+// Elementwise ops of a token step: add_bias (y[n, dim] += b[dim]), add (y += x), swiglu
+// (y = silu(gate) * up).
+#pragma once
+#include <cstddef>
+#include <cuda_runtime.h>
+namespace endless {
+void cuda_add_bias(float *y, const float *b, int n, int dim, cudaStream_t stream);
+void cuda_add(float *y, const float *x, size_t count, cudaStream_t stream);
+void cuda_swiglu(const float *gate, const float *up, size_t count, float *y, cudaStream_t stream);
+}

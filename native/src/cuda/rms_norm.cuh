@@ -1,0 +1,6 @@
+// rms_norm: y = x / rms(x) * g per row of dim (eps inside the root).
+#pragma once
+#include <cuda_runtime.h>
+namespace endless {
+void cuda_rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y, cudaStream_t stream);
+}

@@ -1,0 +1,418 @@
+// Every op of the CUDA backend against plain double-precision references (built on quant.h's
+// dequantizers, which define the tensor types) on fresh random inputs, with poisoned outputs so
+// an unwritten element fails. Also: CUDA-graph replay of a repeated op sequence, bad arguments
+// and out-of-memory errors. Skipped, with a message, where the build has no CUDA or the machine
+// has no device.
+#include "test_util.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "backend.h"
+#include "error.h"
+#include "quant.h"
+#ifdef ENDLESS_WITH_CUDA
+#include "cuda/backend_cuda.h"
+#endif
+
+#ifdef ENDLESS_WITH_CUDA
+using namespace endless;
+
+namespace {
+
+backend &be() {
+    static std::unique_ptr<backend> b = backend_cuda_create(0);
+    return *b;
+}
+
+// Device buffer of floats with upload/download helpers.
+struct dbuf {
+    void *p = nullptr;
+    size_t n = 0;
+    explicit dbuf(size_t count) : n(count) { p = be().alloc(count * sizeof(float) + 16); }
+    dbuf(const std::vector<float> &v) : dbuf(v.size()) { be().upload(p, v.data(), v.size() * sizeof(float)); }
+    ~dbuf() { be().release(p); }
+    dbuf(const dbuf &) = delete;
+    float *f() const { return (float *)p; }
+    void poison() {
+        std::vector<float> v(n, std::numeric_limits<float>::quiet_NaN());
+        be().upload(p, v.data(), n * sizeof(float));
+    }
+    std::vector<float> get() const {
+        std::vector<float> v(n);
+        be().download(v.data(), p, n * sizeof(float));
+        return v;
+    }
+};
+
+bool all_finite(const std::vector<float> &v) {
+    for (float x : v) if (!std::isfinite(x)) return false;
+    return true;
+}
+
+const ggml_type ALL_TYPES[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0,
+                               GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+
+// A random weight of type t, quantized from random floats; bytes on the host and on the device.
+struct test_weight {
+    std::vector<uint8_t> bytes;
+    weight w;
+    test_weight(ggml_type t, int64_t ne0, int64_t ne1) {
+        const size_t row = ggml_row_size(t, ne0);
+        bytes.resize(row * ne1);
+        for (int64_t r = 0; r < ne1; r++) {
+            auto f = test::random_floats(ne0);
+            quantize_row(t, f.data(), bytes.data() + r * row, ne0);
+        }
+        w.type = t; w.ne0 = ne0; w.ne1 = ne1; w.nbytes = bytes.size();
+        w.data = be().place_weight(bytes.data(), bytes.size());
+    }
+    ~test_weight() { be().release(const_cast<void *>(w.data)); }
+    std::vector<float> row(int64_t r) const {
+        std::vector<float> v(w.ne0);
+        dequantize_row(w.type, bytes.data() + r * ggml_row_size(w.type, w.ne0), v.data(), w.ne0);
+        return v;
+    }
+};
+
+TEST(cuda_get_rows_all_types) {
+    for (ggml_type t : ALL_TYPES) {
+        for (int64_t ne0 : {256, 512, 40}) {
+            if (ne0 % ggml_type_info(t).block_size) continue;
+            test_weight tw(t, ne0, 37);
+            std::vector<int32_t> ids = {0, 36, 5, 5, 17};
+            dbuf out(ids.size() * ne0);
+            out.poison();
+            be().get_rows(tw.w, ids.data(), (int)ids.size(), out.f());
+            auto got = out.get();
+            std::vector<float> ref;
+            for (int32_t id : ids) { auto r = tw.row(id); ref.insert(ref.end(), r.begin(), r.end()); }
+            const double e = test::rel_error(got.data(), ref.data(), ref.size());
+            CHECK_MSG(all_finite(got) && e < 1e-6, "type %s ne0 %lld: rel error %g", ggml_type_info(t).name, (long long)ne0, e);
+        }
+    }
+}
+
+void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
+    test_weight tw(t, K, M);
+    auto x = test::random_floats((size_t)n * K);
+    dbuf dx(x), dy((size_t)n * M);
+    dy.poison();
+    be().matmul(tw.w, dx.f(), n, dy.f());
+    auto got = dy.get();
+    std::vector<float> ref((size_t)n * M);
+    for (int64_t r = 0; r < M; r++) {
+        auto wr = tw.row(r);
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += (double)wr[k] * x[(size_t)i * K + k];
+            ref[(size_t)i * M + r] = (float)s;
+        }
+    }
+    const double e = test::rel_error(got.data(), ref.data(), ref.size());
+    // n <= 8 (and F32 weights) run in fp32; larger n on tensor cores with 16-bit operands
+    const bool tc = n > 8 && t != GGML_TYPE_F32 && K % 32 == 0;
+    const double tol = !tc ? 1e-5 : t == GGML_TYPE_BF16 ? 1e-2 : 2e-3;
+    CHECK_MSG(all_finite(got) && e < tol, "matmul type %s K %lld M %lld n %d: rel error %g (tol %g)",
+              ggml_type_info(t).name, (long long)K, (long long)M, n, e, tol);
+}
+
+TEST(cuda_matmul_all_types_small_n) {
+    for (ggml_type t : ALL_TYPES)
+        for (int n : {1, 2, 3, 8})
+            for (int64_t K : {256, 1536, 2304}) check_matmul(t, K, 67, n);
+    check_matmul(GGML_TYPE_F16, 40, 33, 3);   // rows not a multiple of 8 values
+    check_matmul(GGML_TYPE_F32, 36, 20, 2);
+    check_matmul(GGML_TYPE_BF16, 1000, 20, 1);
+}
+
+TEST(cuda_matmul_all_types_prefill) {
+    for (ggml_type t : ALL_TYPES)
+        for (int n : {9, 64, 130}) check_matmul(t, 512, 200, n);
+    check_matmul(GGML_TYPE_Q8_0, 1536, 256, 300);
+    check_matmul(GGML_TYPE_BF16, 1536, 129, 257);
+    check_matmul(GGML_TYPE_F16, 40, 33, 20);  // K % 32 != 0: the fp32 path
+}
+
+TEST(cuda_matmul_large_activations) {
+    // rows with values past f16's comfortable range are scaled before the f16 tensor-core path
+    test_weight tw(GGML_TYPE_Q8_0, 256, 64);
+    auto x = test::random_floats(16 * 256, -1.0f, 1.0f);
+    for (int i = 0; i < 16; i++) x[(size_t)i * 256 + 7] = 60000.0f * (i % 2 ? 1 : -1);
+    dbuf dx(x), dy(16 * 64);
+    be().matmul(tw.w, dx.f(), 16, dy.f());
+    auto got = dy.get();
+    std::vector<float> ref(16 * 64);
+    for (int r = 0; r < 64; r++) {
+        auto wr = tw.row(r);
+        for (int i = 0; i < 16; i++) {
+            double s = 0;
+            for (int k = 0; k < 256; k++) s += (double)wr[k] * x[(size_t)i * 256 + k];
+            ref[(size_t)i * 64 + r] = (float)s;
+        }
+    }
+    const double e = test::rel_error(got.data(), ref.data(), ref.size());
+    CHECK_MSG(all_finite(got) && e < 2e-3, "rel error %g", e);
+}
+
+TEST(cuda_elementwise_ops) {
+    const int n = 5, dim = 1536 + 3;
+    auto x = test::random_floats((size_t)n * dim, -3, 3), g = test::random_floats(dim), b = test::random_floats(dim);
+    auto u = test::random_floats((size_t)n * dim, -3, 3);
+    dbuf dx(x), dg(g), db(b), du(u), dy((size_t)n * dim);
+    // rms_norm
+    dy.poison();
+    be().rms_norm(dx.f(), dg.f(), n, dim, 1e-6f, dy.f());
+    auto got = dy.get();
+    std::vector<float> ref((size_t)n * dim);
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int k = 0; k < dim; k++) ss += (double)x[(size_t)i * dim + k] * x[(size_t)i * dim + k];
+        const double r = 1.0 / std::sqrt(ss / dim + 1e-6);
+        for (int k = 0; k < dim; k++) ref[(size_t)i * dim + k] = (float)(x[(size_t)i * dim + k] * r * g[k]);
+    }
+    CHECK_MSG(test::rel_error(got.data(), ref.data(), ref.size()) < 1e-5, "rms_norm");
+    // add_bias
+    be().copy(dy.p, dx.p, x.size() * 4);
+    be().add_bias(dy.f(), db.f(), n, dim);
+    got = dy.get();
+    for (int i = 0; i < n; i++) for (int k = 0; k < dim; k++) ref[(size_t)i * dim + k] = x[(size_t)i * dim + k] + b[k];
+    CHECK_MSG(test::rel_error(got.data(), ref.data(), ref.size()) < 1e-6, "add_bias");
+    // add
+    be().copy(dy.p, dx.p, x.size() * 4);
+    be().add(dy.f(), du.f(), x.size());
+    got = dy.get();
+    for (size_t i = 0; i < x.size(); i++) ref[i] = x[i] + u[i];
+    CHECK_MSG(test::rel_error(got.data(), ref.data(), ref.size()) < 1e-6, "add");
+    // swiglu
+    dy.poison();
+    be().swiglu(dx.f(), du.f(), x.size(), dy.f());
+    got = dy.get();
+    for (size_t i = 0; i < x.size(); i++) ref[i] = (float)((double)x[i] / (1.0 + std::exp(-(double)x[i])) * u[i]);
+    CHECK_MSG(test::rel_error(got.data(), ref.data(), ref.size()) < 1e-5, "swiglu");
+}
+
+TEST(cuda_kv_store) {
+    const int n_slots = 50, row = 2 * 24, n = 7;
+    auto kc = test::random_floats((size_t)n_slots * row), vc = test::random_floats((size_t)n_slots * row);
+    auto k = test::random_floats((size_t)n * row), v = test::random_floats((size_t)n * row);
+    dbuf dkc(kc), dvc(vc), dk(k), dv(v);
+    std::vector<int32_t> slots = {3, 49, 0, 17, 18, 4, 30};
+    be().kv_store(dkc.f(), dvc.f(), dk.f(), dv.f(), slots.data(), n, row);
+    for (int i = 0; i < n; i++)
+        for (int e = 0; e < row; e++) {
+            kc[(size_t)slots[i] * row + e] = k[(size_t)i * row + e];
+            vc[(size_t)slots[i] * row + e] = v[(size_t)i * row + e];
+        }
+    auto gk = dkc.get(), gv = dvc.get();
+    CHECK(gk == kc);
+    CHECK(gv == vc);
+}
+
+// attn_args semantics in double: query i at position n_fixed + hi - lo - 1 sees the fixed keys at
+// 0..n_fixed-1 and window entries j in [lo, hi) at n_fixed + j - lo.
+std::vector<float> attention_reference(const attn_args &a, const std::vector<float> &q, const std::vector<float> &kc,
+                                       const std::vector<float> &vc, const std::vector<float> &cs, const std::vector<float> &sn) {
+    const int hd = a.head_dim, half = a.n_rot / 2, G = a.n_head / a.n_head_kv;
+    auto rope = [&](const float *src, int pos, std::vector<double> &dst) {
+        dst.assign(src, src + hd);
+        for (int p = 0; p < half; p++) {
+            const int d0 = a.mode == ROPE_MODE_NEOX ? p : 2 * p, d1 = a.mode == ROPE_MODE_NEOX ? p + half : 2 * p + 1;
+            const double c = cs[(size_t)pos * half + p], s = sn[(size_t)pos * half + p];
+            dst[d0] = src[d0] * c - src[d1] * s;
+            dst[d1] = src[d0] * s + src[d1] * c;
+        }
+    };
+    std::vector<float> out((size_t)a.n_q * a.n_head * hd);
+    std::vector<double> qr, kr;
+    for (int i = 0; i < a.n_q; i++) {
+        const int lo = a.win_lo[i], hi = a.win_hi[i];
+        std::vector<std::pair<int, int>> vis;  // (slot, position)
+        for (int t = 0; t < a.n_fixed; t++) vis.push_back({a.keys[t], t});
+        for (int j = lo; j < hi; j++) vis.push_back({a.keys[a.n_fixed + j], a.n_fixed + j - lo});
+        const int qpos = a.n_fixed + hi - lo - 1;
+        for (int h = 0; h < a.n_head; h++) {
+            const int kvh = h / G;
+            rope(&q[((size_t)i * a.n_head + h) * hd], qpos, qr);
+            std::vector<double> sc(vis.size());
+            double mx = -1e300;
+            for (size_t t = 0; t < vis.size(); t++) {
+                rope(&kc[((size_t)vis[t].first * a.n_head_kv + kvh) * hd], vis[t].second, kr);
+                double s = 0;
+                for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
+                sc[t] = s * a.scale;
+                mx = std::max(mx, sc[t]);
+            }
+            double sum = 0;
+            for (auto &s : sc) { s = std::exp(s - mx); sum += s; }
+            for (int d = 0; d < hd; d++) {
+                double o = 0;
+                for (size_t t = 0; t < vis.size(); t++) o += sc[t] * vc[((size_t)vis[t].first * a.n_head_kv + kvh) * hd + d];
+                out[((size_t)i * a.n_head + h) * hd + d] = (float)(o / sum);
+            }
+        }
+    }
+    return out;
+}
+
+struct attn_case {
+    int n_q, n_head, n_head_kv, head_dim, n_rot;
+    rope_mode mode;
+    int n_fixed, n_win;  // window entries in the key list
+    bool sliding;        // query i's window ends at n_win - n_q + i + 1 (prefill); else all end at n_win
+    int max_window;      // visible window length per query (0: all)
+};
+
+void check_attention(const attn_case &c) {
+    const int hd = c.head_dim, n_keys = c.n_fixed + c.n_win, n_slots = n_keys + 23;
+    const int row = c.n_head_kv * hd;
+    auto q = test::random_floats((size_t)c.n_q * c.n_head * hd, -2, 2);
+    auto kc = test::random_floats((size_t)n_slots * row, -2, 2), vc = test::random_floats((size_t)n_slots * row);
+    // key list: a random permutation of slots (the ring wraps, branches sit anywhere)
+    std::vector<int32_t> slots(n_slots);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), test::rng());
+    std::vector<int32_t> keys(slots.begin(), slots.begin() + n_keys);
+    std::vector<int32_t> lo(c.n_q), hi(c.n_q);
+    for (int i = 0; i < c.n_q; i++) {
+        hi[i] = c.sliding ? c.n_win - c.n_q + i + 1 : c.n_win;
+        lo[i] = c.max_window ? std::max(0, hi[i] - c.max_window) : 0;
+    }
+    const int n_pos = n_keys + 1, half = c.n_rot / 2;
+    std::vector<float> cs((size_t)n_pos * std::max(half, 1)), sn(cs.size());
+    for (int p = 0; p < n_pos; p++)
+        for (int i = 0; i < half; i++) {
+            const double theta = std::pow(10000.0, -2.0 * i / c.n_rot);
+            cs[(size_t)p * half + i] = (float)std::cos(p * theta);
+            sn[(size_t)p * half + i] = (float)std::sin(p * theta);
+        }
+    dbuf dq(q), dk(kc), dv(vc), dcs(cs), dsn(sn), dout((size_t)c.n_q * c.n_head * hd);
+    dout.poison();
+    attn_args a;
+    a.q = dq.f(); a.k_cache = dk.f(); a.v_cache = dv.f(); a.out = dout.f();
+    a.keys = keys.data(); a.n_keys = n_keys; a.n_fixed = c.n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data();
+    a.n_q = c.n_q; a.n_head = c.n_head; a.n_head_kv = c.n_head_kv; a.head_dim = hd; a.n_rot = c.n_rot; a.mode = c.mode;
+    a.rope_cos = dcs.f(); a.rope_sin = dsn.f(); a.scale = 1.0f / std::sqrt((float)hd);
+    be().attention(a);
+    auto got = dout.get();
+    auto ref = attention_reference(a, q, kc, vc, cs, sn);
+    const double e = test::rel_error(got.data(), ref.data(), ref.size());
+    CHECK_MSG(all_finite(got) && e < 1e-4, "attention n_q %d heads %d/%d hd %d rot %d mode %d fixed %d win %d: rel error %g",
+              c.n_q, c.n_head, c.n_head_kv, hd, c.n_rot, (int)c.mode, c.n_fixed, c.n_win, e);
+}
+
+TEST(cuda_attention_decode) {
+    check_attention({1, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 300, false, 0});
+    check_attention({1, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 5000, false, 4096});  // split-K, window slides
+    check_attention({1, 8, 8, 64, 64, ROPE_MODE_NORM, 1, 77, false, 0});          // no GQA
+    check_attention({1, 32, 2, 40, 24, ROPE_MODE_NORM, 0, 9, false, 0});          // partial rotary, 16 heads a group, no sinks
+    check_attention({2, 6, 1, 256, 256, ROPE_MODE_NEOX, 3, 1500, true, 0});       // two queries, head_dim 256
+    check_attention({1, 4, 2, 6, 6, ROPE_MODE_NEOX, 2, 1, false, 0});             // tiny: the query sees only itself + sinks
+}
+
+TEST(cuda_attention_prefill) {
+    check_attention({37, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 300, true, 0});
+    check_attention({100, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 700, true, 256});  // each query its own window
+    check_attention({64, 8, 8, 64, 32, ROPE_MODE_NORM, 0, 64, true, 0});
+    check_attention({20, 6, 3, 256, 256, ROPE_MODE_NORM, 5, 50, true, 10});
+    check_attention({33, 16, 1, 24, 24, ROPE_MODE_NEOX, 1, 40, true, 0});
+}
+
+// A repeated op sequence runs as a CUDA graph from its second repetition; staged contents (the
+// ids) change between repetitions and the results must follow them.
+TEST(cuda_graph_replay_follows_staged_inputs) {
+    test_weight emb(GGML_TYPE_Q8_0, 256, 100), wq(GGML_TYPE_BF16, 256, 256);
+    std::vector<float> g(256, 1.0f);
+    dbuf dg(g), h(256), t(256), y(256);
+    size_t launches0 = 0;
+    backend_cuda_graph_stats(be(), &launches0, nullptr);
+    for (int step = 0; step < 5; step++) {
+        const int32_t id = (int32_t)(test::rng()() % 100);
+        be().get_rows(emb.w, &id, 1, h.f());
+        for (int l = 0; l < 4; l++) {
+            be().rms_norm(h.f(), dg.f(), 1, 256, 1e-6f, t.f());
+            be().matmul(wq.w, t.f(), 1, y.f());
+            be().add(h.f(), y.f(), 256);
+        }
+        auto got = h.get();
+        // reference
+        auto hv = emb.row(id);
+        for (int l = 0; l < 4; l++) {
+            double ss = 0;
+            for (float v : hv) ss += (double)v * v;
+            const double r = 1.0 / std::sqrt(ss / 256 + 1e-6);
+            std::vector<double> tv(256);
+            for (int k = 0; k < 256; k++) tv[k] = hv[k] * r;
+            std::vector<float> add(256);
+            for (int o = 0; o < 256; o++) {
+                auto wr = wq.row(o);
+                double s = 0;
+                for (int k = 0; k < 256; k++) s += wr[k] * tv[k];
+                add[o] = (float)s;
+            }
+            for (int k = 0; k < 256; k++) hv[k] += add[k];
+        }
+        const double e = test::rel_error(got.data(), hv.data(), 256);
+        CHECK_MSG(e < 1e-5, "step %d: rel error %g", step, e);
+    }
+    size_t launches1 = 0;
+    backend_cuda_graph_stats(be(), &launches1, nullptr);
+    const char *gflag = std::getenv("ENDLESS_CUDA_GRAPHS");
+    if (!(gflag && std::strcmp(gflag, "0") == 0)) CHECK_MSG(launches1 - launches0 >= 3, "graph launches %zu", launches1 - launches0);
+}
+
+TEST(cuda_bad_arguments_and_out_of_memory) {
+    test_weight emb(GGML_TYPE_F16, 64, 10);
+    dbuf out(64);
+    const int32_t bad = 10;
+    bool threw = false;
+    try { be().get_rows(emb.w, &bad, 1, out.f()); } catch (const error &e) { threw = e.status() == ENDLESS_ERR_INVALID_ARGUMENT; }
+    CHECK(threw);
+    threw = false;
+    try { be().alloc((size_t)1 << 50); } catch (const error &e) {
+        threw = e.status() == ENDLESS_ERR_OUT_OF_MEMORY && std::string(e.what()).find("out of memory") != std::string::npos;
+    }
+    CHECK(threw);
+    weight q5 = emb.w;
+    q5.type = GGML_TYPE_Q5_0;
+    threw = false;
+    try { be().matmul(q5, out.f(), 1, out.f()); } catch (const error &e) { threw = e.status() == ENDLESS_ERR_UNSUPPORTED; }
+    CHECK(threw);
+    // still usable after the errors
+    const int32_t id = 3;
+    be().get_rows(emb.w, &id, 1, out.f());
+    auto got = out.get();
+    auto ref = emb.row(3);
+    CHECK(test::rel_error(got.data(), ref.data(), 64) < 1e-6);
+}
+
+}  // namespace
+
+int main() {
+    const int n = backend_cuda_device_count();
+    if (n == 0) {
+        std::printf("SKIP test_cuda_ops: no CUDA device (built with CUDA, but no driver or GPU here)\n");
+        return 0;
+    }
+    std::printf("device: %s\n", be().name().c_str());
+    for (auto &t : test::registry()) {
+        int before = test::failures();
+        try {
+            t.second();
+        } catch (const std::exception &e) {
+            std::printf("  FAIL exception: %s\n", e.what());
+            test::failures()++;
+        }
+        std::printf("%s %s\n", test::failures() == before ? "ok  " : "FAIL", t.first.c_str());
+    }
+    if (test::failures()) { std::printf("%d check(s) failed\n", test::failures()); return 1; }
+    return 0;
+}
+#else
+int main() {
+    std::printf("SKIP test_cuda_ops: built without CUDA\n");
+    return 0;
+}
+#endif

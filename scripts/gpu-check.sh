@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The one script for the GPU machine: builds the native engine with the CUDA backend (sm_90),
+# runs the C++ op tests (CUDA against double-precision references and, in test_backend_ops,
+# beside the CPU backend), the whole-model CUDA tests of the engine when their bundle was carried,
+# then the CUDA benchmark; full logs and JSON go to $OUT, a short table is printed last.
+#
+# Here, before the call:  ../shared/gpu/prepare-carry.sh  (Node binary + headers in .carry/),
+#   cp -r node_modules/node-addon-api .carry/           (node-addon-api headers for the addon)
+# Call:  source .carry/node-env.sh; bash scripts/gpu-check.sh        (carry: .carry)
+# Options (environment): GPU_CHECK_SKIP_TESTS=1, GPU_CHECK_SKIP_BENCH=1, CUDA_ARCH (default 90).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+OUT=${OUT:-$root/gpu-check-out}
+mkdir -p "$OUT"
+BUILD=${GPU_CHECK_BUILD:-/tmp/build-gpu}
+ARCH=${CUDA_ARCH:-90}
+JOBS=$(nproc 2>/dev/null || echo 8)
+summary="$OUT/summary.txt"
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+note "gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | tee -a "$summary"
+else
+  note "nvidia-smi not found"
+fi
+nvcc --version | tail -1 | tee -a "$summary"
+
+# ---- build ----
+node_args=()
+if [ -n "${NODE_INCLUDE:-}" ]; then
+  napi=""
+  for d in .carry/node-addon-api node_modules/node-addon-api; do [ -f "$d/napi.h" ] && napi="$root/$d" && break; done
+  if [ -n "$napi" ]; then node_args=(-DNODE_INCLUDE_DIR="$NODE_INCLUDE" -DNAPI_INCLUDE_DIR="$napi"); else note "node-addon-api headers not carried: addon not built"; fi
+else
+  note "NODE_INCLUDE unset (source .carry/node-env.sh): addon not built"
+fi
+t0=$(date +%s)
+if cmake -S native -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DENDLESS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" "${node_args[@]}" \
+     > "$OUT/build.log" 2>&1 && cmake --build "$BUILD" -j"$JOBS" >> "$OUT/build.log" 2>&1; then
+  note "build: ok ($(( $(date +%s) - t0 )) s, sm_$ARCH)"
+else
+  note "build: FAILED (see build.log)"
+  grep -E "error" "$OUT/build.log" | head -20
+  exit 1
+fi
+
+# ---- tests ----
+fails=0
+run_test() {  # name, timeout seconds, command...
+  local name=$1 limit=$2; shift 2
+  local t=$(date +%s)
+  if timeout "$limit" "$@" >> "$OUT/tests.log" 2>&1; then
+    note "test $name: ok ($(( $(date +%s) - t )) s)"
+  else
+    note "test $name: FAILED (rc $?, see tests.log)"
+    fails=$((fails + 1))
+  fi
+}
+: > "$OUT/tests.log"
+if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
+  echo "== test_cuda_ops" >> "$OUT/tests.log"
+  run_test test_cuda_ops 180 "$BUILD/test_cuda_ops"
+  echo "== test_cuda_ops with graphs off" >> "$OUT/tests.log"
+  ENDLESS_CUDA_GRAPHS=0 run_test test_cuda_ops_no_graphs 180 "$BUILD/test_cuda_ops"
+  echo "== test_backend_ops (CPU ISAs and CUDA)" >> "$OUT/tests.log"
+  run_test test_backend_ops 240 "$BUILD/test_backend_ops"
+  # the rest of the C++ tests (CPU side, fixtures), to see the build is whole on this machine
+  echo "== ctest (others)" >> "$OUT/tests.log"
+  run_test ctest_others 240 ctest --test-dir "$BUILD" --output-on-failure -E "test_cuda_ops|test_backend_ops|test_cuda_bench"
+  # whole-model tests of the engine on CUDA (bundled here with esbuild, if carried)
+  # (here: node_modules/.bin/esbuild test/engine-cuda.test.ts --bundle --platform=node --format=cjs
+  #  --target=node20 --outfile=.carry/engine-cuda.test.cjs); it runs from test/ for its __dirname
+  if [ -f .carry/engine-cuda.test.cjs ] && command -v node >/dev/null && [ -f "$BUILD/endless.node" ]; then
+    echo "== engine-cuda.test (node)" >> "$OUT/tests.log"
+    cp .carry/engine-cuda.test.cjs test/.engine-cuda.bundle.test.cjs
+    ENDLESS_ADDON="$BUILD/endless.node" run_test engine_cuda 240 node --test test/.engine-cuda.bundle.test.cjs
+    rm -f test/.engine-cuda.bundle.test.cjs
+  else
+    note "engine-cuda test: not run (bundle, node or addon missing)"
+  fi
+  grep -E "FAIL|SKIP|error" "$OUT/tests.log" | head -40
+fi
+
+# ---- benchmark ----
+if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
+  t=$(date +%s)
+  if ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_OUT="$OUT/cuda_bench.json" timeout 300 "$BUILD/test_cuda_bench" > "$OUT/bench.log" 2>&1; then
+    note "bench: ok ($(( $(date +%s) - t )) s)"
+  else
+    note "bench: FAILED (rc $?, see bench.log)"
+    fails=$((fails + 1))
+  fi
+  sed -n '/==== summary/,$p' "$OUT/bench.log" >> "$summary"
+fi
+echo
+cat "$summary"
+exit $(( fails > 0 ))

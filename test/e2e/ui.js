@@ -1,0 +1,176 @@
+// End-to-end test of Endless the way a user sees it: code-server (a real VS Code) in headless
+// Chromium, driven by playwright-core. The extension was installed from the VSIX; the real
+// language server and engine run the model named in the user settings.
+//   1. the status bar item reports the loaded model;
+//   2. typing in a file makes ghost text appear; Tab accepts it and the document changes;
+//   3. the chat view answers a message with streamed text;
+//   4. a summary appears in the Summaries view (the settings make summaries come quickly).
+// Screenshots go to the artifacts folder. Exit code 0 only when every step passed.
+// Usage: node test/e2e/ui.js <code-server URL> <workspace folder> <artifacts folder> [chromium path]
+
+const { chromium } = require('playwright-core');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const [base, folder, artifacts, chromiumPath = '/usr/bin/chromium'] = process.argv.slice(2);
+if (!base || !folder || !artifacts) {
+  console.error('usage: node test/e2e/ui.js <code-server URL> <workspace folder> <artifacts folder> [chromium path]');
+  process.exit(2);
+}
+fs.mkdirSync(artifacts, { recursive: true });
+const t0 = Date.now();
+const log = (...a) => console.log(`[ui ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const results = {};
+const consoleLog = fs.createWriteStream(path.join(artifacts, 'ui-browser-console.log'));
+
+async function shot(page, name) {
+  const file = path.join(artifacts, `${name}.png`);
+  await page.screenshot({ path: file }).catch((e) => log(`screenshot ${name} failed: ${e.message}`));
+  log(`screenshot ${file}`);
+}
+
+async function runCommand(page, title) {
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('F1');
+  await page.waitForSelector('.quick-input-widget input', { state: 'visible', timeout: 10_000 });
+  await page.keyboard.type(title);
+  await page.waitForTimeout(700);
+  await page.keyboard.press('Enter');
+}
+
+/** Runs `fn` on every frame until it returns a value (webview content lives in nested iframes). */
+async function inFrames(page, fn, timeoutMs, what) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    for (const f of page.frames()) {
+      const v = await fn(f).catch(() => undefined);
+      if (v) return v;
+    }
+    await page.waitForTimeout(300);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+}
+
+async function step(name, fn) {
+  const s = Date.now();
+  try {
+    await fn();
+    results[name] = { ok: true, ms: Date.now() - s };
+    log(`PASS ${name} (${Date.now() - s} ms)`);
+  } catch (e) {
+    results[name] = { ok: false, ms: Date.now() - s, error: String(e && e.message || e).slice(0, 500) };
+    log(`FAIL ${name}: ${results[name].error}`);
+  }
+}
+
+(async () => {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'endless-chromium-'));
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath, headless: true, viewport: { width: 1500, height: 950 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  const page = ctx.pages()[0] || await ctx.newPage();
+  page.on('console', (m) => consoleLog.write(`${m.type()} ${m.text().replace(/%c/g, '')}\n`));
+  try {
+    await page.goto(`${base}/?folder=${encodeURIComponent(folder)}`);
+    await page.waitForSelector('.monaco-workbench', { timeout: 90_000 });
+    log('workbench loaded');
+
+    await step('status bar shows the model', async () => {
+      const item = await page.waitForSelector('.statusbar-item:has-text("tok/s")', { timeout: 120_000 });
+      log('status bar:', JSON.stringify(await item.innerText()));
+      await shot(page, '1-status-bar');
+    });
+
+    await step('ghost text appears and Tab accepts it', async () => {
+      await runCommand(page, 'Go to File');
+      await page.keyboard.type('demo.py');
+      await page.waitForTimeout(1000);
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('.editor-instance .monaco-editor .view-lines', { timeout: 30_000 });
+      const lines = '.editor-instance .monaco-editor .view-lines';
+      await page.click(lines);
+      await page.keyboard.press('Control+End');
+      await page.keyboard.press('Enter');
+      await page.keyboard.type('def multiply(a, b):', { delay: 60 });
+      await page.keyboard.press('Enter');
+      const ghostSel = '.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text';
+      let ghost = await page.waitForSelector(ghostSel, { timeout: 20_000 }).catch(() => null);
+      if (!ghost) {
+        log('no ghost text after typing; asking explicitly (Alt+\\)');
+        await page.keyboard.press('Alt+Backslash');
+        ghost = await page.waitForSelector(ghostSel, { timeout: 20_000 }).catch(() => null);
+      }
+      if (!ghost) {
+        await runCommand(page, 'Trigger Inline Suggestion');
+        ghost = await page.waitForSelector(ghostSel, { timeout: 20_000 }).catch(() => null);
+      }
+      await shot(page, '2-ghost-text');
+      if (!ghost) throw new Error('no ghost text appeared');
+      const ghostText = await page.evaluate((sel) => Array.from(document.querySelectorAll(sel)).map((e) => e.textContent).join(''), ghostSel);
+      log('ghost text:', JSON.stringify(ghostText));
+      const before = await page.evaluate((sel) => document.querySelector(sel).innerText, lines);
+      await page.keyboard.press('Tab');
+      await page.waitForTimeout(800);
+      const after = await page.evaluate((sel) => document.querySelector(sel).innerText, lines);
+      await shot(page, '3-accepted');
+      const norm = (s) => s.replace(/\u00a0/g, ' ').replace(/\s+/g, ' ').trim();
+      const ghostVisible = await page.$(ghostSel);
+      if (norm(after) === norm(before) && ghostVisible) throw new Error('Tab did not accept the ghost text');
+      const firstWord = norm(ghostText).split(' ')[0];
+      if (firstWord && !norm(after).includes(firstWord)) throw new Error(`the document does not contain the accepted text ${JSON.stringify(firstWord)}`);
+      log('after Tab:', JSON.stringify(after.slice(-200)));
+      await page.keyboard.press('Control+S');
+    });
+
+    await step('chat answers with streamed text', async () => {
+      await runCommand(page, 'Endless: Open Chat');
+      const input = await inFrames(page, (f) => f.$('#input'), 60_000, 'the chat input');
+      await input.fill('Write a Python function that multiplies two numbers.');
+      await input.press('Enter');
+      const frame = await inFrames(page, async (f) => ((await f.$('#messages')) ? f : undefined), 10_000, 'the chat frame');
+      // The answer grows while it streams: see it partly written, then finished.
+      let sawStreaming = false;
+      const end = Date.now() + 180_000;
+      let text = '';
+      while (Date.now() < end) {
+        const st = await frame.evaluate(() => {
+          const turns = document.querySelectorAll('.turn-assistant');
+          const last = turns[turns.length - 1];
+          return last ? { streaming: last.classList.contains('streaming'), failed: last.classList.contains('failed'), text: last.querySelector('.body').innerText, meta: last.querySelector('.meta')?.innerText ?? '' } : null;
+        });
+        if (st && st.streaming && st.text.trim()) sawStreaming = true;
+        if (st && st.failed) throw new Error(`the chat turn failed: ${st.meta}`);
+        if (st && !st.streaming) { text = st.text; log('chat meta:', st.meta); break; }
+        await page.waitForTimeout(150);
+      }
+      await shot(page, '4-chat');
+      log('chat answer:', JSON.stringify(text.slice(0, 300)), sawStreaming ? '(seen while streaming)' : '(finished before a partial was seen)');
+      if (!text.trim()) throw new Error('no answer text');
+      const picture = await frame.evaluate(() => document.querySelector('.cache-legend')?.innerText ?? '');
+      log('cache picture:', JSON.stringify(picture));
+      if (!/window/.test(picture) || !/seen/.test(picture)) throw new Error('the cache picture is missing from the chat header');
+    });
+
+    await step('a summary appears in the Summaries view', async () => {
+      await runCommand(page, 'Endless: Focus on Summaries View');
+      const sel = '.pane:has(.pane-header:has-text("Summaries")) .monaco-list-row';
+      const row = await page.waitForSelector(sel, { timeout: 120_000 });
+      log('summary row:', JSON.stringify(await row.innerText()));
+      await shot(page, '5-summaries');
+    });
+  } catch (e) {
+    log('driver error:', e && e.stack || e);
+    results.driver = { ok: false, error: String(e && e.message || e) };
+    await shot(page, 'error');
+  } finally {
+    await ctx.close().catch(() => undefined);
+    fs.rmSync(profile, { recursive: true, force: true });
+    fs.writeFileSync(path.join(artifacts, 'ui-results.json'), JSON.stringify(results, null, 2));
+    const failed = Object.entries(results).filter(([, r]) => !r.ok).map(([k]) => k);
+    log(failed.length ? `FAILED: ${failed.join('; ')}` : 'all UI steps passed');
+    process.exit(failed.length ? 1 : 0);
+  }
+})().catch((e) => { console.error(e); process.exit(2); });
