@@ -226,6 +226,10 @@ describe('byte-level BPE', () => {
     meta.set('tokenizer.ggml.pre', 'qwen2');
     const tok2 = Tokenizer.fromMetadata(meta);
     assert.deepEqual(pieces(tok2, tok2.encode('abc')), ['a', 'bc']);
+    meta.set('tokenizer.ggml.pre', 'llama3'); // another name llama.cpp uses for llama-bpe
+    const tok3 = Tokenizer.fromMetadata(meta);
+    assert.equal(tok3.pre, 'llama3');
+    assert.deepEqual(pieces(tok3, tok3.encode('abc')), ['abc']);
   });
 
   test('qwen2 normalizes to NFC before splitting', () => {

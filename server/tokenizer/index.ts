@@ -28,7 +28,7 @@
 import type { MetaValue } from '../engine/api';
 import { byteLevelDecode } from './byte-level';
 import { BytePairEncoder } from './bpe';
-import { createPreTokenizer, type PreTokenizer } from './pretokenize';
+import { createPreTokenizer, preFamily, type PreTokenizer } from './pretokenize';
 import { SpecialMatcher, type SpecialToken } from './special';
 import { SentencePieceEncoder } from './spm';
 import { toWellFormed, utf8Decode, utf8Encode, utf8IncompleteTail } from './utf8';
@@ -218,11 +218,12 @@ export class Tokenizer {
         if (typeof m !== 'string') throw new Error(`tokenizer: tokenizer.ggml.merges[${i}] is not a string`);
       });
       this.preTokenizer = createPreTokenizer(this.pre);
-      this.nfc = this.pre === 'qwen2';
+      const family = preFamily(this.pre);
+      this.nfc = family === 'qwen2'; // Qwen's tokenizer.json has an NFC normalizer
       this.bpe = new BytePairEncoder({
         vocab: normal,
         merges: merges as string[],
-        ignoreMerges: this.pre === 'llama-bpe',
+        ignoreMerges: family === 'llama-bpe', // Llama 3's tokenizer.json: "ignore_merges": true
         unk: unk ?? -1,
       });
       const missing = this.bpe.missingBytes();
@@ -251,7 +252,7 @@ export class Tokenizer {
         throw new Error('tokenizer: the llama vocabulary lacks some <0xXX> byte tokens and has no unknown token');
       }
       this.nfc = false;
-      this.spm = new SentencePieceEncoder({ vocab: normal, scores: Array.from(scores), byteId, unk: unk ?? -1 });
+      this.spm = new SentencePieceEncoder({ vocab: normal, scores, byteId, unk: unk ?? -1 });
     }
   }
 

@@ -44,6 +44,15 @@ const PATTERNS: Record<string, PatternOf> = {
 };
 PATTERNS.default = PATTERNS['gpt-2'];
 
+/** Other names llama.cpp's converter writes for the same pre-tokenizers. */
+const ALIASES: Record<string, string> = { llama3: 'llama-bpe', 'llama-v3': 'llama-bpe' };
+
+/** The pre-tokenizer family of a tokenizer.ggml.pre value (undefined: not supported). */
+export function preFamily(pre: string): string | undefined {
+  const name = ALIASES[pre] ?? pre;
+  return Object.prototype.hasOwnProperty.call(PATTERNS, name) ? name : undefined;
+}
+
 /**
  * The spelled-out classes make the regex several times slower than \p{L}/\p{N}. Below the first
  * BMP code point where the runtime's \p{L} or \p{N} differs from Unicode 16.0 (U+088F on a
@@ -62,7 +71,7 @@ export const FAST_LIMIT: number = (() => {
   return 0xd800;
 })();
 
-export const SUPPORTED_PRE: readonly string[] = Object.keys(PATTERNS);
+export const SUPPORTED_PRE: readonly string[] = [...Object.keys(PATTERNS), ...Object.keys(ALIASES)];
 
 export interface PreTokenizer {
   readonly name: string;
@@ -78,7 +87,8 @@ function nextSlow(text: string, from: number): number {
 }
 
 export function createPreTokenizer(pre: string): PreTokenizer {
-  const patternOf = PATTERNS[pre];
+  const family = preFamily(pre);
+  const patternOf = family === undefined ? undefined : PATTERNS[family];
   if (patternOf === undefined) {
     throw new Error(
       `tokenizer: unsupported pre-tokenizer tokenizer.ggml.pre = "${pre}" (supported: ${SUPPORTED_PRE.join(', ')})`,

@@ -8,7 +8,7 @@
 export interface SpmOptions {
   /** text -> id of the tokens merging may produce (normal tokens). */
   vocab: ReadonlyMap<string, number>;
-  scores: Float32Array | number[];
+  scores: ArrayLike<number>;
   /** byte -> id of its <0xXX> token, or -1 */
   byteId: Int32Array;
   unk: number; // -1: none
