@@ -2,7 +2,9 @@
 // binaries come inside the npm package @node-llama-cpp/linux-x64, nothing is downloaded or
 // built), measured exactly as server/cli/bench.ts measures Endless: the same random prompt,
 // prefill as one evaluation, then greedy decoding one token at a time, the same thread count.
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import path from 'node:path';
 import { median, randomTokens, round2, type BenchOptions, type BenchResult } from '../server/cli/bench';
 
 export interface LlamaCppInfo {
@@ -22,9 +24,10 @@ async function importNodeLlamaCpp(): Promise<NodeLlamaCpp> {
 }
 
 function packageVersion(): string {
+  // its package.json is not among its exports: read the file
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('node-llama-cpp/package.json') as { version: string }).version;
+    const file = path.join(__dirname, '..', 'node_modules', 'node-llama-cpp', 'package.json');
+    return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
   } catch {
     return 'unknown';
   }

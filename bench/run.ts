@@ -5,21 +5,23 @@
 //           Qwen2.5-Coder-1.5B-shaped GGUF in Q8_0 and F16 (tools/make_qwen_shaped.py writes them
 //           to /tmp when missing), Endless beside llama.cpp (node-llama-cpp 3.21.1, its prebuilt
 //           CPU binaries) on the same files with the same threads, in the same run.
-//   stream  per-token decode time and RSS at stream positions 1k, 10k, 100k, 1M through a
-//           StreamingLLM session, and the per-token cost of sliding-window recompute at the same
-//           window (the paper's baseline), with the ratio.
-//   server  (not yet: the language server's request latencies)
+//   stream  per-token decode time and RSS at stream positions 1k..1M, and the sliding-window
+//           recompute ratio (bench/stream.ts, its own options)
+//   server  the language server over stdio: ingest, completion latency (bench/server.ts)
+//   soak    a multi-million-token stream through one session: flat memory (bench/soak.ts)
 //
-// Options: --threads N (default: all cores), --prompt P (512), --gen G (64), --reps R (3),
-// --models a.gguf,b.gguf (instead of the default set), --no-llama, --qwen-dir DIR (/tmp),
-// stream: --model M, --window W (1024), --sinks S (4), --max N (1000000).
+// cpu options: --threads N (default: all cores), --prompt P (512), --gen G (64), --reps R (3),
+// --models a.gguf,b.gguf (instead of the default set), --no-llama, --qwen-dir DIR (/tmp).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadModel, readGgufMetadata, systemInfo } from '../server/engine/index';
+import { readGgufMetadata, systemInfo } from '../server/engine/index';
 import { benchEndless, round2, type BenchOptions, type BenchResult } from '../server/cli/bench';
 import { benchLlamaCpp, llamaCppInfo } from './llama';
+import { runServerBench } from './server';
+import { runSoak } from './soak';
+import { runStreamBench } from './stream';
 
 const ROOT = path.join(__dirname, '..');
 const RESULTS = path.join(__dirname, 'results');
@@ -28,8 +30,9 @@ const QWEN_TYPES = ['q8_0', 'f16'];
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: npm run bench -- cpu|stream|server [--threads N] [--prompt P] [--gen G] [--reps R] ' +
-    '[--models a.gguf,b.gguf] [--no-llama] [--qwen-dir DIR] [--model M --window W --sinks S --max N]\n');
+  process.stderr.write('usage: npm run bench -- cpu [--threads N] [--prompt P] [--gen G] [--reps R] ' +
+    '[--models a.gguf,b.gguf] [--no-llama] [--qwen-dir DIR]\n' +
+    '       npm run bench -- stream|server|soak [their own options]\n');
   process.exit(2);
 }
 
@@ -149,79 +152,16 @@ async function suiteCpu(opts: Record<string, string | true>): Promise<void> {
   console.log(`[bench] wrote ${path.relative(ROOT, file)}`);
 }
 
-function rssMiB(): number {
-  return round2(process.memoryUsage.rss() / 2 ** 20);
-}
-
-async function suiteStream(opts: Record<string, string | true>): Promise<void> {
-  const modelPath = typeof opts.model === 'string' ? opts.model : FIXTURE;
-  const window = intOpt(opts, 'window', 1024);
-  const sinks = intOpt(opts, 'sinks', 4, 0);
-  const max = intOpt(opts, 'max', 1_000_000);
-  const threads = intOpt(opts, 'threads', os.cpus().length);
-  const measureTokens = 256;
-  const checkpoints = [1_000, 10_000, 100_000, 1_000_000].filter((c) => c <= max);
-  const model = await loadModel(modelPath, { threads, device: 'cpu' });
-  const nVocab = Math.min(model.info.nVocab, tokenizerSize(modelPath) ?? model.info.nVocab);
-  const tokenAt = (i: number) => 1 + ((i * 7919) % (nVocab - 1));
-  const s = model.createSession({ sinks, window });
-  const points: Record<string, unknown>[] = [];
-  let pos = 0;
-  const t0 = performance.now();
-  for (const cp of checkpoints) {
-    // advance to just before the checkpoint in batches (no per-token logits needed)
-    const target = cp - measureTokens;
-    while (pos < target) {
-      const n = Math.min(256, target - pos);
-      // batches must not evict inside themselves: feed one at a time once the cache is full
-      if (pos + n <= sinks + window) {
-        await s.decode(Array.from({ length: n }, (_, k) => tokenAt(pos + k)), { logits: 'none' });
-        pos += n;
-      } else {
-        await s.decode([tokenAt(pos)], { logits: 'none' });
-        pos++;
-      }
-    }
-    const a = performance.now();
-    for (let k = 0; k < measureTokens; k++) await s.decode([tokenAt(pos++)], { logits: 'last' });
-    const ms = (performance.now() - a) / measureTokens;
-    const st = s.stats();
-    points.push({ position: pos, msPerToken: round2(ms * 1000) / 1000, rssMiB: rssMiB(), cacheBytes: st.cacheBytes, evicted: st.evicted });
-    console.log(`[bench] position ${pos}: ${(ms).toFixed(3)} ms/token, RSS ${rssMiB()} MiB, cache ${st.cacheBytes} bytes (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
-  }
-  s.dispose();
-  // sliding window with recompute: each new token re-reads the last S+W tokens from scratch
-  const r = model.createSession({ sinks: 0, window: sinks + window });
-  const ctx = Array.from({ length: sinks + window }, (_, k) => tokenAt(k));
-  const reps = 3;
-  const b = performance.now();
-  for (let k = 0; k < reps; k++) { await r.clear(); await r.decode(ctx, { logits: 'last' }); }
-  const recomputeMs = (performance.now() - b) / reps;
-  r.dispose();
-  model.dispose();
-  const first = points[0]?.msPerToken as number;
-  const last = points[points.length - 1]?.msPerToken as number;
-  const summary = {
-    timeRatioLastToFirst: first ? round2((last / first) * 1000) / 1000 : null,
-    recomputeMsPerToken: round2(recomputeMs * 1000) / 1000,
-    recomputeOverStreaming: last ? round2(recomputeMs / last) : null,
-  };
-  const rows = [['position', 'ms/token', 'RSS MiB', 'cache bytes'], ...points.map((p) => [String(p.position), String(p.msPerToken), String(p.rssMiB), String(p.cacheBytes)])];
-  console.log(`\n${table(rows)}\nrecompute (S+W=${sinks + window} tokens per new token): ${summary.recomputeMsPerToken} ms/token, ${summary.recomputeOverStreaming}x streaming; time at last/first checkpoint: ${summary.timeRatioLastToFirst}`);
-  const file = writeResult('stream', {
-    suite: 'stream', date: new Date().toISOString(), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
-    machine: machine(), model: modelPath, sinks, window, threads, points, summary,
-  });
-  console.log(`[bench] wrote ${path.relative(ROOT, file)}`);
-}
-
 async function main(): Promise<void> {
-  const { suite, opts } = parse(process.argv.slice(2));
-  warnIfBusy();
-  if (suite === 'cpu') await suiteCpu(opts);
-  else if (suite === 'stream') await suiteStream(opts);
-  else if (suite === 'server') usage('the server suite is not written yet');
-  else usage(`unknown suite ${suite}`);
+  const argv = process.argv.slice(2);
+  const suite = argv[0];
+  // suites written in their own files take their own arguments
+  if (suite === 'stream') { warnIfBusy(); await runStreamBench(argv.slice(1)); return; }
+  if (suite === 'server') { warnIfBusy(); await runServerBench(argv.slice(1)); return; }
+  if (suite === 'soak') { warnIfBusy(); process.exitCode = (await runSoak(argv.slice(1))) ? 0 : 1; return; }
+  const { opts } = parse(argv);
+  if (suite === 'cpu') { warnIfBusy(); await suiteCpu(opts); return; }
+  usage(`unknown suite ${suite}`);
 }
 
 main().catch((e) => {

@@ -7,7 +7,7 @@ import { planApply } from './applyPlan';
 
 export const PROPOSAL_SCHEME = 'endless-proposal';
 
-interface Proposal { target: vscode.Uri; version: number; proposed: string }
+interface Proposal { target: vscode.Uri; original: string; proposed: string }
 
 export class ApplyDiff implements vscode.TextDocumentContentProvider, vscode.Disposable {
   private proposals = new Map<string, Proposal>();
@@ -36,7 +36,7 @@ export class ApplyDiff implements vscode.TextDocumentContentProvider, vscode.Dis
       doc.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n');
     const name = doc.uri.path.split('/').pop() || 'untitled';
     const uri = vscode.Uri.from({ scheme: PROPOSAL_SCHEME, path: `/${++this.counter}/${name}` });
-    this.proposals.set(uri.toString(), { target: doc.uri, version: doc.version, proposed: plan.proposed });
+    this.proposals.set(uri.toString(), { target: doc.uri, original: doc.getText(), proposed: plan.proposed });
     const what = plan.mode === 'selection' ? 'selection replaced' : plan.mode === 'document' ? 'file replaced' : 'inserted at cursor';
     await vscode.commands.executeCommand('vscode.diff', doc.uri, uri, `${name} ↔ Endless proposal (${what})`, { preview: true });
     return uri;
@@ -59,7 +59,7 @@ export class ApplyDiff implements vscode.TextDocumentContentProvider, vscode.Dis
     if (!found) { void vscode.window.showWarningMessage('Endless: no proposal is open.'); return false; }
     const [key, p] = found;
     const doc = await vscode.workspace.openTextDocument(p.target);
-    if (doc.version !== p.version) {
+    if (doc.getText() !== p.original) {
       const go = await vscode.window.showWarningMessage(`Endless: ${doc.uri.path.split('/').pop()} changed since the proposal was made. Apply it anyway?`, { modal: true }, 'Apply');
       if (go !== 'Apply') return false;
     }

@@ -104,8 +104,16 @@ export class ServerManager implements vscode.Disposable {
       return client;
     }, (e: unknown) => {
       const reason = crashReason(this.lastExit, this.tail.last(5));
-      this.output.error(`the language server could not start: ${(e as Error)?.message ?? e}; ${reason}`);
-      throw new Error(`the Endless language server could not start: ${(e as Error)?.message ?? e}`);
+      const message = `the language server could not start: ${(e as Error)?.message ?? e}`;
+      this.output.error(`${message}; ${reason}`);
+      if (this.client === client) {
+        this.stoppedEmitter.fire(message);
+        void vscode.window.showErrorMessage(`Endless: ${message}`, 'Show Logs', 'Restart').then((a) => {
+          if (a === 'Show Logs') this.output.show(true);
+          else if (a === 'Restart') void this.restart('restart requested');
+        });
+      }
+      throw new Error(`Endless: ${message}`);
     });
     this.clientReady.catch(() => undefined);
   }

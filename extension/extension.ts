@@ -24,6 +24,7 @@ export interface EndlessApi {
   chat: ChatViewProvider;
   summaries: SummariesView;
   inline: InlineController;
+  apply: ApplyDiff;
   status(): StatusParams | undefined;
 }
 
@@ -57,7 +58,7 @@ export function activate(context: vscode.ExtensionContext): EndlessApi {
   registerCommands(context, server, gate, chat, output);
 
   server.start();
-  return { server, gate, chat, summaries, inline, status: () => server.lastStatus };
+  return { server, gate, chat, summaries, inline, apply, status: () => server.lastStatus };
 }
 
 export async function deactivate(): Promise<void> {

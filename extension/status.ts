@@ -91,7 +91,8 @@ export function formatStatus(s: StatusParams | undefined, gate: GateView): Statu
   const parts: string[] = [];
   if (model) parts.push(shorten(model, 24));
   if (s.device) parts.push(s.device.replace(/^cuda:.*/, 'cuda'));
-  parts.push(`${s.tokensPerSecond.generate.toFixed(s.tokensPerSecond.generate < 10 ? 1 : 0)} tok/s`);
+  const gen = s.tokensPerSecond.generate;
+  parts.push(gen > 0 ? `${gen.toFixed(gen < 10 ? 1 : 0)} tok/s` : '– tok/s');
   if (s.cache) parts.push(`${Math.round(cacheFillFraction(s.cache) * 100)}%`);
   let icon = '$(sparkle)';
   if (!gate.enabled) icon = '$(circle-slash)';

@@ -73,7 +73,9 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-rm -rf "$ART"; mkdir -p "$ART"
+ONLY="${ENDLESS_E2E_ONLY:-}"   # "ui" or "host" runs one half (for development)
+[ -n "$ONLY" ] || rm -rf "$ART"
+mkdir -p "$ART"
 
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
@@ -108,9 +110,15 @@ write_settings() { # $1 user-data-dir
   "security.workspace.trust.enabled": false,
   "editor.inlineSuggest.enabled": true,
   "extensions.autoUpdate": false,
-  "telemetry.telemetryLevel": "off"
+  "telemetry.telemetryLevel": "off",
+  "chat.disableAIFeatures": true,
+  "workbench.secondarySideBar.defaultVisibility": "hidden"
 }
 JSON
+  # endless.modelPath is machine-scoped: with a remote extension host (code-server is one), VS Code
+  # reads it from the remote machine's settings, not from the user's.
+  mkdir -p "$1/Machine"
+  printf '{\n  "endless.modelPath": "%s"\n}\n' "$MODEL" > "$1/Machine/settings.json"
 }
 
 start_code_server() { # $1 name, $2 user-data-dir, $3 extensions-dir, $4 workspace, extra args...; sets URL
@@ -134,6 +142,7 @@ start_code_server() { # $1 name, $2 user-data-dir, $3 extensions-dir, $4 workspa
 STATUS=0
 
 # ---- 3. UI run ---------------------------------------------------------------------------------
+if [ "$ONLY" != host ]; then
 say "UI run with the VSIX (model: $MODEL)"
 make_workspace "$WORK/ws-ui"
 write_settings "$WORK/udd-ui"
@@ -143,10 +152,12 @@ cs --config "$WORK/install.yaml" --user-data-dir "$WORK/udd-ui" --extensions-dir
 start_code_server ui "$WORK/udd-ui" "$WORK/ext-ui" "$WORK/ws-ui"
 if node test/e2e/ui.js "$URL" "$WORK/ws-ui" "$ART" "$CHROMIUM"; then say "UI run: PASSED"; else say "UI run: FAILED"; STATUS=1; fi
 # The extension's own log (the output channel) for the artifacts.
-find "$WORK/udd-ui/logs" -name '*Endless*' -exec cp {} "$ART/" \; 2>/dev/null || true
+find "$WORK/udd-ui/logs" -name '*Endless*' -exec sh -c 'cp "$1" "$2/ui-$(basename "$1")"' _ {} "$ART" \; 2>/dev/null || true
 kill "${PIDS[-1]}" 2>/dev/null || true
+fi
 
 # ---- 4. mocha inside the extension host ----------------------------------------------------------
+if [ "$ONLY" != ui ]; then
 say "extension host run (mocha)"
 make_workspace "$WORK/ws-host"
 write_settings "$WORK/udd-host"
@@ -161,7 +172,8 @@ fi
 if [ -f "$ART/host-tests-results.json" ]; then
   node -e 'const r=require(process.argv[1]);for(const t of r.results)console.log(`[e2e]   ${t.state==="passed"?"ok  ":"FAIL"} ${t.title}${t.error?"\n"+t.error.split("\n").slice(0,3).join("\n"):""}`)' "$ART/host-tests-results.json"
 fi
-find "$WORK/udd-host/logs" -name '*Endless*' -exec cp {} "$ART/" \; 2>/dev/null || true
+find "$WORK/udd-host/logs" -name '*Endless*' -exec sh -c 'cp "$1" "$2/host-$(basename "$1")"' _ {} "$ART" \; 2>/dev/null || true
+fi
 
 say "artifacts: $ART"
 [ $STATUS = 0 ] && say "PASSED" || say "FAILED"

@@ -18,18 +18,17 @@ const infoSpec: CommandSpec = {
   options: { ...MODEL_OPTIONS, model: { ...MODEL_OPTIONS.model, required: false } },
 };
 
+// serve and demo hand their arguments to their own modules, which parse them.
 const serveSpec: CommandSpec = {
   name: 'serve',
-  summary: 'run the language server (LSP over stdio)',
+  summary: 'run the language server: endless serve --stdio [--storage DIR] [--model FILE] [--device D] [--threads N]',
   options: { stdio: { type: 'flag', help: 'talk LSP over stdin/stdout (the only transport)' } },
-  positionals: { name: 'args', help: 'passed to the server', max: 64 },
 };
 
 const demoSpec: CommandSpec = {
   name: 'demo',
-  summary: 'run the demo',
+  summary: 'run the demo (its options are its own)',
   options: {},
-  positionals: { name: 'args', help: 'passed to the demo', max: 64 },
 };
 
 async function runInfo(opts: Parsed): Promise<void> {
@@ -46,12 +45,21 @@ async function runInfo(opts: Parsed): Promise<void> {
  * The server and the demo are other modules (server/main.ts, server/demo.ts); they are loaded
  * only when asked for, from the source tree under tsx or from dist/ when bundled.
  */
-async function dispatchTo(names: { source: string; bundle: string }, what: string, argv: string[]): Promise<void> {
+async function dispatchTo(names: { source: string; bundle: string; command: string }, what: string, argv: string[]): Promise<void> {
   const fromSource = __filename.endsWith('.ts');
   const file = fromSource ? path.join(__dirname, names.source) : path.join(__dirname, names.bundle);
   if (!existsSync(file)) throw new Error(`${what} is not available in this build (${file} does not exist)`);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const mod = require(file) as Record<string, unknown>;
+  // A module that exports its flag parser gets its arguments checked first: a bad one is a
+  // usage error (exit code 2) like any other command's.
+  if (typeof mod.parseFlags === 'function') {
+    try {
+      (mod.parseFlags as (a: string[]) => unknown)(argv);
+    } catch (e) {
+      throw new UsageError((e as Error).message, names.command);
+    }
+  }
   const entry = ['main', 'run', 'default'].map((k) => mod[k]).find((f) => typeof f === 'function') as
     ((argv: string[]) => unknown) | undefined;
   // A module without an entry function starts itself when loaded.
@@ -61,6 +69,7 @@ async function dispatchTo(names: { source: string; bundle: string }, what: strin
 interface Command {
   spec: CommandSpec;
   run: (opts: Parsed, positionals: string[], argv: string[]) => Promise<void>;
+  raw?: boolean;       // arguments go unparsed to run()
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -72,12 +81,13 @@ const COMMANDS: Record<string, Command> = {
   info: { spec: infoSpec, run: (o) => runInfo(o) },
   serve: {
     spec: serveSpec,
-    run: (o, _p, argv) => {
-      if (!o.stdio) throw new UsageError('serve needs --stdio (the only transport)', 'serve');
-      return dispatchTo({ source: 'main.ts', bundle: 'server.js' }, 'the language server', argv);
+    raw: true,
+    run: (_o, _p, argv) => {
+      if (!argv.includes('--stdio')) throw new UsageError('serve needs --stdio (the only transport)', 'serve');
+      return dispatchTo({ source: 'main.ts', bundle: 'server.js', command: 'serve' }, 'the language server', argv);
     },
   },
-  demo: { spec: demoSpec, run: (_o, _p, argv) => dispatchTo({ source: 'demo.ts', bundle: 'demo.js' }, 'the demo', argv) },
+  demo: { spec: demoSpec, raw: true, run: (_o, _p, argv) => dispatchTo({ source: 'demo.ts', bundle: 'demo.js', command: 'demo' }, 'the demo', argv) },
 };
 
 function mainUsage(): string {
@@ -112,9 +122,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(formatUsage(cmd.spec) + '\n');
       return 0;
     }
+    if (cmd.raw) {
+      await cmd.run({}, [], rest);
+      return 0;
+    }
     const { options, positionals } = parseArgs(cmd.spec, rest);
     await cmd.run(options, positionals, rest);
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof UsageError) {
       const spec = e.command ? COMMANDS[e.command]?.spec : undefined;
@@ -122,6 +136,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     const err = e as Error & { code?: string };
+    if (err?.name === 'AbortError') {
+      process.stderr.write(`endless ${name}: interrupted\n`);
+      return 130;
+    }
     const code = typeof err.code === 'string' ? ` [${err.code}]` : '';
     process.stderr.write(`endless ${name}: error${code}: ${err?.message ?? String(e)}\n`);
     if (process.env.ENDLESS_DEBUG) process.stderr.write(`${err?.stack ?? ''}\n`);

@@ -62,6 +62,9 @@ describe('usage errors exit with code 2 and print usage', () => {
     ['serve without --stdio', ['serve'], /serve needs --stdio/],
     ['tokenize without text', ['tokenize', '--model', 'x'], /exactly one of --text-file and --text/],
   ];
+  if (existsSync(path.join(ROOT, 'server', 'main.ts'))) {
+    cases.push(['serve with an unknown flag', ['serve', '--stdio', '--bogus'], /unknown argument: --bogus/]);
+  }
   for (const [what, args, re] of cases) {
     test(what, async () => {
       const r = await run(args);

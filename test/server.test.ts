@@ -8,13 +8,14 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, statSync, rmSync, chmodSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CancellationTokenSource, ErrorCodes, InlineCompletionList, LSPErrorCodes, ResponseError } from 'vscode-languageserver-protocol/node';
 import {
   ChatSendRequest, ChatStopRequest, SessionInspectResult, SessionSaveRequest, SummariesListRequest, StatusRequest, SessionNewRequest,
+  SummarizeNowRequest,
 } from '../server/protocol';
-import { fileUri, tempStorage, TestServer, SAMPLE } from './server-harness';
+import { fileUri, tempStorage, TestServer, SAMPLE, ROOT } from './server-harness';
 
 const SETTINGS = { window: 768, memorySize: 96, editIdleMs: 150, summaryIdleMs: 0, maxChatTokens: 48, maxCompletionTokens: 24, completionTimeoutMs: 5000 };
 
@@ -38,6 +39,18 @@ describe('editing and completing', () => {
     s = new TestServer({ storage, settings: SETTINGS });
     await s.initialize();
     await s.ready();
+  });
+
+  test('the model load reports work-done progress and a ready status', async () => {
+    const begin = s.progress.find((p) => (p as { kind?: string }).kind === 'begin') as { title: string } | undefined;
+    assert.ok(begin, 'a progress begin');
+    assert.match(begin.title, /loading the model/);
+    assert.ok(s.progress.some((p) => (p as { kind?: string }).kind === 'end'));
+    assert.ok(s.statuses.some((x) => x.state === 'loading'));
+    const st = s.statuses[s.statuses.length - 1];
+    assert.equal(st.state, 'ready');
+    assert.ok(st.cache && st.cache.windowMax === SETTINGS.window && st.cache.memoryMax === SETTINGS.memorySize);
+    assert.equal(st.persistence.enabled, true);
   });
   after(async () => { await s.shutdown(); rmSync(storage, { recursive: true, force: true }); });
 
@@ -258,21 +271,82 @@ describe('persistence', () => {
     }
   });
 
-  test('a read-only storage folder: the server runs without persistence and says so', async () => {
-    if (process.getuid?.() === 0) {
-      // root writes anywhere: use a path under a regular file instead
+  test('killed before its first snapshot, the session is rebuilt from the event log', async () => {
+    const storage = tempStorage();
+    const uri = fileUri('src/math.ts');
+    const s1 = new TestServer({ storage, settings: SETTINGS });
+    let text: string;
+    try {
+      await s1.initialize();
+      await s1.ready();
+      await s1.open(uri, sample('src/math.ts'));
+      const off = s1.text(uri).indexOf('export function mean');
+      await s1.type(uri, off, 'export const HALF = 0.5;\n');
+      await settled(s1);
+      text = s1.text(uri);
+    } finally {
+      s1.kill();
     }
+    await s1.exited;
+    assert.ok(!readdirSync(storage).includes('session.snapshot'), 'no snapshot was written');
+    const s2 = new TestServer({ storage, settings: SETTINGS });
+    try {
+      await s2.initialize();
+      const st = await s2.ready();
+      assert.match(st.message, /rebuilt from the event log/);
+      await s2.open(uri, text!);
+      const i = await settled(s2);
+      assert.match(i.tail, /\+export const HALF = 0\.5;/);
+      assert.equal(i.documents.find((d) => d.uri === uri)?.pending, false);
+    } finally {
+      await s2.shutdown();
+      rmSync(storage, { recursive: true, force: true });
+    }
+  });
+
+  test('another model: a fresh session seeded with the last summary', async () => {
+    const storage = tempStorage();
+    const s1 = new TestServer({ storage, settings: SETTINGS });
+    try {
+      await s1.initialize();
+      await s1.ready();
+      const uri = fileUri('src/math.ts');
+      await s1.open(uri, sample('src/math.ts'));
+      await s1.type(uri, 0, '// seeded\n');
+      const sum = await s1.conn.sendRequest(SummarizeNowRequest);
+      assert.match(sum.text, /src\/math\.ts/);
+    } finally {
+      await s1.shutdown();
+    }
+    const other = path.join(ROOT, 'test', 'fixtures', 'models', 'llama_gqa-q8_0.gguf');
+    const s2 = new TestServer({ storage, settings: SETTINGS, model: other });
+    try {
+      await s2.initialize();
+      const st = await s2.ready();
+      assert.match(st.message, /fresh session: the snapshot belongs to another model \(seeded with the last summary\)/);
+      const i = await settled(s2);
+      assert.ok(i.stats.cache.memory > 0, 'the last summary is pinned');
+      assert.match(i.memory, /src\/math\.ts/);
+      const list = await s2.conn.sendRequest(SummariesListRequest);
+      assert.equal(list.summaries.length, 1);
+    } finally {
+      await s2.shutdown();
+      rmSync(storage, { recursive: true, force: true });
+    }
+  });
+
+  test('an unwritable storage folder: the server runs without persistence and says so', async () => {
+    // A folder under a regular file cannot be created, whoever runs the test (root included).
     const base = tempStorage();
     const file = path.join(base, 'a-file');
-    mkdirSync(base, { recursive: true });
-    require('node:fs').writeFileSync(file, 'x');
-    chmodSync(base, 0o500);
+    writeFileSync(file, 'x');
     const s = new TestServer({ storage: path.join(file, 'storage'), settings: SETTINGS });
     try {
       await s.initialize();
       const st = await s.ready();
       assert.equal(st.persistence.enabled, false);
       assert.match(st.persistence.reason ?? '', /not writable/);
+      assert.ok(s.logs.some((l) => /persistence is off/.test(l)), 'the log says so too');
       await assert.rejects(s.conn.sendRequest(SessionSaveRequest), (e: unknown) => e instanceof ResponseError && e.code === -32002);
       const uri = fileUri('src/math.ts');
       await s.open(uri, sample('src/math.ts'));
@@ -280,7 +354,6 @@ describe('persistence', () => {
       assert.ok(Array.isArray(r.items));
     } finally {
       await s.shutdown();
-      chmodSync(base, 0o700);
       rmSync(base, { recursive: true, force: true });
     }
   });

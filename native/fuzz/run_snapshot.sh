@@ -70,7 +70,10 @@ if have_libfuzzer; then
     objs=()
     for src in "${ENGINE[@]}"; do objs+=("$(compile_one clang++ lf "$src" "${SAN[@]}" -fsanitize=fuzzer-no-link)"); done
     # the seeds come from the target itself (real snapshots of its model), via a standalone build
-    clang++ "${INC[@]}" "${SAN[@]}" -DENDLESS_FUZZ_STANDALONE "$TARGET" "${objs[@]}" -lpthread -ldl -o "$WORK/fuzz_snapshot_seeds"
+    # without instrumentation (libFuzzer's coverage callbacks exist only in the fuzzer binary)
+    plain=()
+    for src in "${ENGINE[@]}"; do plain+=("$(compile_one clang++ plain "$src" -O1)"); done
+    clang++ "${INC[@]}" -O1 -DENDLESS_FUZZ_STANDALONE "$TARGET" "${plain[@]}" -lpthread -ldl -o "$WORK/fuzz_snapshot_seeds"
     "$WORK/fuzz_snapshot_seeds" --write-seeds "$WORK/seeds"
     clang++ "${INC[@]}" "${SAN[@]}" -fsanitize=fuzzer "$TARGET" "${objs[@]}" -lpthread -ldl -o "$WORK/fuzz_snapshot_libfuzzer"
     mkdir -p "$WORK/corpus"

@@ -80,6 +80,7 @@ export async function runGenerate(opts: Parsed): Promise<void> {
       device: model.info.device,
       cache: { sinks: st.sinks, window: st.window, windowMax: st.windowMax, evicted: st.evicted },
     }) + '\n');
+    if (r.reason === 'cancelled') process.exitCode = 130; // interrupted (SIGINT), as shells report it
   } finally {
     process.off('SIGINT', onSigint);
     model.dispose();

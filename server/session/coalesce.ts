@@ -44,6 +44,20 @@ export class EditCoalescer {
     this.arm(Math.min(this.idleMs, oldest + this.maxDelayMs - now));
   }
 
+  /**
+   * The user is still busy (a completion was asked for or shown): restart the idle wait of the
+   * pending edits without adding any. Appending while completions are being asked for would
+   * also spoil the engine's reuse of the previous completion's branch.
+   */
+  defer(): void {
+    if (this.dirty.size === 0) return;
+    const now = this.timers.now();
+    let oldest = Infinity;
+    for (const t of this.dirty.values()) oldest = Math.min(oldest, t);
+    if (now - oldest >= this.maxDelayMs) { this.fire(); return; }
+    this.arm(Math.min(this.idleMs, oldest + this.maxDelayMs - now));
+  }
+
   isPending(uri: string): boolean {
     return this.dirty.has(uri);
   }

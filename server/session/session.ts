@@ -346,7 +346,11 @@ export class Session {
         meta.commit?.();
         return { done: true, value: undefined };
       },
-      finally: () => { this.queuedTokens -= tokens.length - done; done = tokens.length; },
+      finally: () => {
+        if (big && done < tokens.length) this.host.ingestProgress?.(progressId, tokens.length, tokens.length, meta.label ?? meta.kind);
+        this.queuedTokens -= tokens.length - done;
+        done = tokens.length;
+      },
     });
     handle.promise.catch((e) => {
       if (!(e instanceof CancelledError)) this.host.warn(`appending ${meta.label ?? meta.kind} failed: ${(e as Error).message}`);
@@ -414,6 +418,7 @@ export class Session {
     this.completionCtl?.abort();
     const ctl = new AbortController();
     this.completionCtl = ctl;
+    this.coalescer.defer();
     const signal = req.signal ? AbortSignal.any([req.signal, ctl.signal]) : ctl.signal;
     if (this.activeUri !== req.uri || !d.view) this.activate(req.uri, req.line);
     const lines = splitLines(d.text!);
@@ -462,8 +467,13 @@ export class Session {
         return { done: true, value: { items: unique, cached: false, ms: 0, promptTokens: prompt.length, reusedTokens: reused, generatedTokens: generated, reason } };
       },
     });
-    const r = await handle.promise;
-    if (this.completionCtl === ctl) this.completionCtl = null;
+    let r: CompletionResult;
+    try {
+      r = await handle.promise;
+    } finally {
+      if (this.completionCtl === ctl) this.completionCtl = null;
+      this.coalescer.defer();
+    }
     if (r.items.length) this.completionCache.put(req.uri, fullPrefix, fullSuffix, r.items);
     r.ms = performance.now() - t0;
     return r;
@@ -826,10 +836,12 @@ export class Session {
     let reason = '';
     let records: LogRecord[] = [];
     let meta = null as ReturnType<Persistence['readMeta']>;
+    let logMatches = false;
     if (pers.enabled) {
       meta = pers.readMeta();
       records = pers.readLog();
       const header = records.find((r) => r.t === 'header') as (LogRecord & { fingerprint: string }) | undefined;
+      logMatches = header !== undefined && header.fingerprint === fp;
       if (!meta) reason = 'no snapshot in the storage folder';
       else if (meta.fingerprint !== fp) reason = 'the snapshot belongs to another model';
       else if (header && header.fingerprint !== fp) reason = 'the event log belongs to another model';
@@ -849,68 +861,93 @@ export class Session {
     }
     this.docs.forEach((d) => { d.view = null; d.committed = null; d.shownAtSeen = -1; d.fimAnchor = -1; });
     this.completionCache.clear();
+    this.chatHistory = []; this.chatTurns = []; this.summaries = [];
     if (restored && meta) {
       for (const [uri, v] of Object.entries(meta.views)) this.setView(uri, v);
       this.chatHistory = [...meta.chat];
       this.chatTurns = this.chatHistory.map((m) => ({ role: m.role, content: m.text }));
       this.summaries = [...meta.summaries];
-      // Replay what the log holds after the snapshot.
-      let pendingTokens: number[] = [];
-      for (const r of records) {
-        if (r.seq <= meta.seq) continue;
-        replayed++;
-        if (r.t === 'append') {
-          pendingTokens.push(...r.tokens);
-          if (r.uri && r.view) this.setView(r.uri, r.view);
-          else if (r.uri && r.edits) {
-            const d = this.docs.get(r.uri);
-            if (d?.view) {
-              d.view = applyLineEdits(d.view, r.edits);
-              d.viewVersion = r.version ?? d.viewVersion;
-              d.committed = { path: d.path, languageId: d.languageId, text: d.view.join('\n'), version: d.viewVersion };
-            }
-          }
-        } else if (r.t === 'memory') {
-          await this.replayDecode(pendingTokens); pendingTokens = [];
-          if (this.engine.params.memoryMax > 0) await this.engine.setMemory(r.tokens.slice(0, this.engine.params.memoryMax));
-          this.summaries.push(r.summary);
-        } else if (r.t === 'chat') {
-          this.chatHistory.push(r.message);
-          this.chatTurns.push({ role: r.message.role, content: r.message.text });
-        } else if (r.t === 'clear') {
-          pendingTokens = [];
-          await this.engine.clear();
-          await this.replayDecode(this.fmt.streamStart());
-          this.docs.forEach((d) => { d.view = null; d.committed = null; });
-          this.chatHistory = []; this.chatTurns = [];
-        }
-      }
-      await this.replayDecode(pendingTokens);
+      replayed = await this.replayRecords(records, meta.seq, false);
       pers.startLog(records, fp, false);
       this.lastSnapshotSeq = meta.seq;
       reason = `restored from the snapshot (${replayed} newer events replayed)`;
+    } else if (logMatches && records.some((r) => r.t !== 'header')) {
+      // No usable snapshot (the server stopped before its first one): rebuild from the log.
+      replayed = await this.replayRecords(records, 0, true);
+      pers.startLog(records, fp, false);
+      restored = true;
+      reason = `rebuilt from the event log (${replayed} events replayed; ${reason})`;
     } else {
       await this.engine.clear();
       await this.replayDecode(this.fmt.streamStart());
       // Seed the fresh stream with the last summary we know of.
       const last = meta?.summaries[meta.summaries.length - 1]
         ?? (records.filter((r) => r.t === 'memory').pop() as (LogRecord & { summary: Summary }) | undefined)?.summary;
-      this.summaries = meta?.summaries ? [...meta.summaries] : [];
-      this.chatHistory = []; this.chatTurns = [];
+      this.summaries = meta?.summaries ? [...meta.summaries] : last ? [last] : [];
       if (pers.enabled) pers.startLog([], fp, true);
       if (last && this.engine.params.memoryMax > 0) {
         const ids = this.memoryTokens(last.text);
         await this.engine.setMemory(ids);
         this.persistence.append({ t: 'memory', tokens: ids, summary: { ...last, trigger: 'restore', pinnedTokens: ids.length } });
-        if (!this.summaries.includes(last)) this.summaries.push(last);
       }
-      if (explicit || pers.enabled) this.host.log(`fresh session: ${reason}${last ? ' (seeded with the last summary)' : ''}`);
+      reason = `fresh session: ${reason}${last ? ' (seeded with the last summary)' : ''}`;
     }
-    this.host.log(`session: ${reason}`);
+    if (explicit || pers.enabled) this.host.log(`session: ${reason}`);
     // Documents open now go in as edits against their restored views.
     for (const d of this.docs.values()) if (d.text !== null && d.view) this.flushDocs([d.uri], 'restore');
     const seen = this.safeStats()?.seen ?? 0;
     return { restored, replayed, seen, reason };
+  }
+
+  /**
+   * Replays log records after a sequence number: document views, chat history and summaries
+   * as they were, the latest pinned memory, and the appended tokens. Only the newest W tokens
+   * are decoded: older ones would leave the window at once.
+   */
+  private async replayRecords(records: readonly LogRecord[], afterSeq: number, fromEmpty: boolean): Promise<number> {
+    let tokens: number[] = [];
+    let memory: number[] | null = null;
+    let cleared = fromEmpty;
+    let n = 0;
+    for (const r of records) {
+      if (r.seq <= afterSeq || r.t === 'header') continue;
+      n++;
+      if (r.t === 'append') {
+        tokens.push(...r.tokens);
+        if (r.uri && r.view) this.setView(r.uri, r.view);
+        else if (r.uri && r.edits) {
+          const d = this.docs.get(r.uri);
+          if (d?.view) {
+            try {
+              d.view = applyLineEdits(d.view, r.edits);
+              d.viewVersion = r.version ?? d.viewVersion;
+              d.committed = { path: d.path, languageId: d.languageId, text: d.view.join('\n'), version: d.viewVersion };
+            } catch {
+              d.view = null; d.committed = null; // inconsistent: the document will be shown afresh
+            }
+          }
+        }
+      } else if (r.t === 'memory') {
+        memory = r.tokens;
+        this.summaries.push(r.summary);
+      } else if (r.t === 'chat') {
+        this.chatHistory.push(r.message);
+        this.chatTurns.push({ role: r.message.role, content: r.message.text });
+      } else if (r.t === 'clear') {
+        tokens = [];
+        cleared = true;
+        if (!r.keepMemory) memory = [];
+        this.docs.forEach((d) => { d.view = null; d.committed = null; });
+        this.chatHistory = []; this.chatTurns = [];
+      }
+    }
+    if (cleared) {
+      await this.engine.clear();
+      await this.replayDecode(this.fmt.streamStart());
+    }
+    if (memory !== null && this.engine.params.memoryMax > 0) await this.engine.setMemory(memory.slice(0, this.engine.params.memoryMax));
+    await this.replayDecode(tokens.slice(Math.max(0, tokens.length - this.engine.params.window)));
+    return n;
   }
 
   private setView(uri: string, v: DocView): void {

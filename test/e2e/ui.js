@@ -39,6 +39,15 @@ async function runCommand(page, title) {
   await page.keyboard.press('Enter');
 }
 
+/** The cursor's place from the status bar ("Ln 14, Col 36"), as one comparable number. */
+async function cursorColumn(page) {
+  const t = await page.evaluate(() => document.querySelector('.statusbar-item[id="status.editor.selection"]')?.innerText ?? '');
+  const m = /Ln (\d+), Col (\d+)/.exec(t);
+  return m ? Number(m[1]) * 100_000 + Number(m[2]) : -1;
+}
+
+const place = (c) => `Ln ${Math.floor(c / 100_000)}, Col ${c % 100_000}`;
+
 /** Runs `fn` on every frame until it returns a value (webview content lives in nested iframes). */
 async function inFrames(page, fn, timeoutMs, what) {
   const end = Date.now() + timeoutMs;
@@ -79,9 +88,32 @@ async function step(name, fn) {
     log('workbench loaded');
 
     await step('status bar shows the model', async () => {
-      const item = await page.waitForSelector('.statusbar-item:has-text("tok/s")', { timeout: 120_000 });
-      log('status bar:', JSON.stringify(await item.innerText()));
+      // The item's id ends with "endless.status"; wait until it names a speed, or fails.
+      const end = Date.now() + 120_000;
+      let text = '';
+      while (Date.now() < end) {
+        const st = await page.evaluate(() => {
+          const e = document.querySelector('.statusbar-item[id$="endless.status"]');
+          return e ? { text: e.innerText, label: e.getAttribute('aria-label') || '', error: !!e.querySelector('.codicon-error') } : null;
+        });
+        if (st) text = st.text;
+        if (st && /tok\/s/.test(st.text)) break;
+        if (st && st.error) throw new Error(`the status bar reports an error: ${st.label}`);
+        await page.waitForTimeout(500);
+      }
+      log('status bar:', JSON.stringify(text));
+      if (!/tok\/s/.test(text)) throw new Error(`the status bar never showed a loaded model (last: ${JSON.stringify(text)})`);
       await shot(page, '1-status-bar');
+      // Its menu: toggle, snooze, pick model, open chat, show logs.
+      await page.click('.statusbar-item[id$="endless.status"]');
+      await page.waitForSelector('.quick-input-widget .monaco-list-row:has-text("Snooze")', { timeout: 10_000 });
+      const entries = await page.$$eval('.quick-input-widget .monaco-list-row', (rows) => rows.map((r) => r.innerText.trim()));
+      log('status menu:', JSON.stringify(entries));
+      await shot(page, '1b-status-menu');
+      await page.keyboard.press('Escape');
+      for (const want of ['Disable inline completions', 'Snooze', 'Pick a model file', 'Open chat', 'Show logs']) {
+        if (!entries.some((e) => e.includes(want))) throw new Error(`the status menu has no "${want}" entry`);
+      }
     });
 
     await step('ghost text appears and Tab accepts it', async () => {
@@ -111,17 +143,41 @@ async function step(name, fn) {
       if (!ghost) throw new Error('no ghost text appeared');
       const ghostText = await page.evaluate((sel) => Array.from(document.querySelectorAll(sel)).map((e) => e.textContent).join(''), ghostSel);
       log('ghost text:', JSON.stringify(ghostText));
-      const before = await page.evaluate((sel) => document.querySelector(sel).innerText, lines);
+      const colBefore = await cursorColumn(page);
       await page.keyboard.press('Tab');
       await page.waitForTimeout(800);
-      const after = await page.evaluate((sel) => document.querySelector(sel).innerText, lines);
+      const colAfter = await cursorColumn(page);
       await shot(page, '3-accepted');
-      const norm = (s) => s.replace(/\u00a0/g, ' ').replace(/\s+/g, ' ').trim();
-      const ghostVisible = await page.$(ghostSel);
-      if (norm(after) === norm(before) && ghostVisible) throw new Error('Tab did not accept the ghost text');
-      const firstWord = norm(ghostText).split(' ')[0];
-      if (firstWord && !norm(after).includes(firstWord)) throw new Error(`the document does not contain the accepted text ${JSON.stringify(firstWord)}`);
+      // Accepting moves the cursor past the inserted text (a new suggestion may show right after).
+      log(`cursor before Tab ${place(colBefore)}, after ${place(colAfter)}`);
+      if (!(colAfter > colBefore)) throw new Error(`Tab did not insert the ghost text (cursor ${place(colBefore)} -> ${place(colAfter)})`);
+      await page.keyboard.press('Escape');
+      const after = await page.evaluate((sel) => document.querySelector(sel).innerText.replace(/\u00a0/g, ' '), lines);
+      const firstWord = ghostText.replace(/\u00a0/g, ' ').trim().split(/\s+/)[0];
+      if (firstWord && !after.includes(firstWord)) throw new Error(`the document does not contain the accepted text ${JSON.stringify(firstWord)}`);
       log('after Tab:', JSON.stringify(after.slice(-200)));
+      await page.keyboard.press('Control+S');
+    });
+
+    await step('partial accept takes the next word (VS Code\'s acceptNextWord, Ctrl+Right)', async () => {
+      const ghostSel = '.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text';
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Control+End');
+      await page.keyboard.press('Enter');
+      await page.keyboard.type('result = ', { delay: 60 });
+      let ghost = await page.waitForSelector(ghostSel, { timeout: 20_000 }).catch(() => null);
+      if (!ghost) { await page.keyboard.press('Alt+Backslash'); ghost = await page.waitForSelector(ghostSel, { timeout: 20_000 }).catch(() => null); }
+      if (!ghost) throw new Error('no ghost text to accept partly');
+      const ghostText = await page.evaluate((sel) => Array.from(document.querySelectorAll(sel)).map((e) => e.textContent).join(''), ghostSel);
+      const colBefore = await cursorColumn(page);
+      await page.keyboard.press('Control+ArrowRight');
+      await page.waitForTimeout(600);
+      const colAfter = await cursorColumn(page);
+      await shot(page, '3b-partial-accept');
+      log(`ghost ${JSON.stringify(ghostText)}; cursor before Ctrl+Right ${place(colBefore)}, after ${place(colAfter)}`);
+      const accepted = colAfter > colBefore ? 'some' : '';
+      if (!accepted.length) throw new Error(`Ctrl+Right accepted nothing (cursor ${place(colBefore)} -> ${place(colAfter)})`);
+      await page.keyboard.press('Escape');
       await page.keyboard.press('Control+S');
     });
 
@@ -149,6 +205,9 @@ async function step(name, fn) {
       await shot(page, '4-chat');
       log('chat answer:', JSON.stringify(text.slice(0, 300)), sawStreaming ? '(seen while streaming)' : '(finished before a partial was seen)');
       if (!text.trim()) throw new Error('no answer text');
+      const csp = await frame.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '');
+      log('chat view CSP:', JSON.stringify(csp));
+      if (!/script-src 'nonce-[^']+'/.test(csp) || /unsafe-(inline|eval)/.test(csp) || !/default-src 'none'/.test(csp)) throw new Error(`the chat view's CSP is not strict: ${csp}`);
       const picture = await frame.evaluate(() => document.querySelector('.cache-legend')?.innerText ?? '');
       log('cache picture:', JSON.stringify(picture));
       if (!/window/.test(picture) || !/seen/.test(picture)) throw new Error('the cache picture is missing from the chat header');

@@ -43,6 +43,7 @@ test('off, snoozed, loading, error and restart-needed states', () => {
   const restart = formatStatus({ ...ready, restartRequired: ['window'] }, { enabled: true, snoozeMinutesLeft: 0 });
   assert.equal(restart.severity, 'warning');
   assert.match(restart.tooltip, /`endless\.window`/);
+  assert.match(formatStatus({ ...ready, tokensPerSecond: { prefill: 0, generate: 0 } }, { enabled: true, snoozeMinutesLeft: 0 }).text, / · – tok\/s · /);
   assert.match(formatStatus(undefined, { enabled: true, snoozeMinutesLeft: 0 }).text, /Endless/);
   assert.match(formatStatus({ ...ready, device: 'cuda:NVIDIA H100' }, { enabled: true, snoozeMinutesLeft: 0 }).text, / cuda /);
 });

@@ -60,3 +60,16 @@ test('several documents flush together; take() flushes explicitly', () => {
   assert.equal(flushed.length, 1);
   assert.equal(c.pendingCount, 0);
 });
+
+test('defer() holds pending edits while completions are asked for, up to maxDelay', () => {
+  const clock = new ManualClock();
+  const flushed: string[][] = [];
+  const c = new EditCoalescer(500, 3000, (u) => flushed.push(u), clock);
+  c.touch('a');
+  for (let i = 0; i < 5; i++) { clock.advance(400); c.defer(); }
+  assert.deepEqual(flushed, [], 'a completion every 400 ms keeps the edit pending');
+  for (let i = 0; i < 5; i++) { clock.advance(400); c.defer(); }
+  assert.deepEqual(flushed, [['a']], 'but not beyond maxDelay');
+  c.defer();
+  assert.equal(flushed.length, 1, 'nothing pending: defer does nothing');
+});

@@ -1,7 +1,8 @@
 // The CPU implementation of endless::backend: host memory, the thread pool, and the ops of a
 // token step. matmul and get_rows go to cpu_matmul / cpu_get_rows; attention rotates queries
-// and cached keys on the fly (keys are cached before RoPE, see backend.h) and runs threaded
-// over (query, kv head) pairs so each key is rotated once for all query heads sharing it.
+// and cached keys on the fly (keys are cached before RoPE, see backend.h), threaded over
+// (block of queries, kv head[, range of keys]) so each key is rotated once per block of
+// queries for all the query heads that share its kv head.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -81,6 +82,7 @@ public:
 
     void rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y) override {
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "rms_norm: bad shape [" + std::to_string(n) + ", " + std::to_string(dim) + "]");
+        if (n > 0 && (!x || !g || !y)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "rms_norm: null tensor");
         auto rows = [&](int64_t i0, int64_t i1, int) {
             for (int64_t i = i0; i < i1; i++) {
                 const float *xi = x + i * dim;
@@ -97,11 +99,13 @@ public:
 
     void add_bias(float *y, const float *b, int n, int dim) override {
         if (n < 0 || dim < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "add_bias: bad shape");
+        if (n > 0 && dim > 0 && (!y || !b)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "add_bias: null tensor");
         for (int64_t i = 0; i < n; i++)
             for (int j = 0; j < dim; j++) y[i * dim + j] += b[j];
     }
 
     void add(float *y, const float *x, size_t count) override {
+        if (count > 0 && (!y || !x)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "add: null tensor");
         auto part = [&](int64_t i0, int64_t i1, int) {
             for (int64_t i = i0; i < i1; i++) y[i] += x[i];
         };
@@ -110,6 +114,7 @@ public:
     }
 
     void swiglu(const float *gate, const float *up, size_t count, float *y) override {
+        if (count > 0 && (!gate || !up || !y)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "swiglu: null tensor");
         const mm_kernel_set &ks = mm_kernels_current();
         auto part = [&](int64_t i0, int64_t i1, int) { ks.swiglu_f32(gate + i0, up + i0, y + i0, i1 - i0); };
         if (count < CPU_PARALLEL_MIN) part(0, (int64_t)count, 0);
@@ -119,6 +124,7 @@ public:
     void kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
                   int row) override {
         if (n < 0 || row <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "kv_store: bad shape");
+        if (n > 0 && (!k_cache || !v_cache || !k || !v || !slots)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "kv_store: null tensor or slot list");
         for (int i = 0; i < n; i++) {
             if (slots[i] < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "kv_store: negative cache slot " + std::to_string(slots[i]));
             std::memcpy(k_cache + (size_t)slots[i] * row, k + (size_t)i * row, (size_t)row * sizeof(float));

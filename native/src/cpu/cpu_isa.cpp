@@ -1,7 +1,10 @@
 // Run-time choice of the CPU kernel set. cpuid says what the processor implements; xgetbv says
 // whether the OS saves the AVX / AVX-512 register state (without that, using them faults).
 // The kernel set can be forced lower (tests compare every level against the reference).
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 #include "cpu/cpu_internal.h"
 #include "cpu/cpu_kernels.h"
@@ -88,10 +91,21 @@ const char *cpu_isa_name(cpu_isa isa) {
     return "unknown";
 }
 
+// The starting kernel set: the best this machine has, or lower when ENDLESS_CPU_ISA names a
+// lower one (scalar, avx2, avx512), so whole-model tests can run on every kernel set.
+int cpu_initial_isa() {
+    int v = (int)cpu_detect_isa();
+    if (const char *env = std::getenv("ENDLESS_CPU_ISA")) {
+        for (int l = CPU_ISA_SCALAR; l <= CPU_ISA_AVX512; l++)
+            if (std::strcmp(env, cpu_isa_name((cpu_isa)l)) == 0) v = std::min(v, l);
+    }
+    return v;
+}
+
 cpu_isa cpu_get_isa() {
     int v = g_isa.load(std::memory_order_relaxed);
     if (v < 0) {
-        v = (int)cpu_detect_isa();
+        v = cpu_initial_isa();
         g_isa.store(v, std::memory_order_relaxed);
     }
     return (cpu_isa)v;

@@ -148,35 +148,43 @@ void avx2_attn_scores(const float *q, int ratio, int hd, const float *k, int n, 
     }
 }
 
-// Values: accumulators for 4 heads x 16 dims stay in registers across all keys.
+// Values: for each block of 64 keys (their value rows then sit in L1), accumulators for 4
+// heads x 16 dims are loaded, updated over the block's keys in registers, and stored back.
 void avx2_attn_values(const float *p, int ld, int ratio, int hd, const float *v_base, size_t v_stride,
                       const int32_t *slots, int n, float *out) {
-    int c = 0;
-    for (; c + 16 <= hd; c += 16)
-        for (int r0 = 0; r0 < ratio; r0 += 4) {
-            const int nr = std::min(4, ratio - r0);
-            __m256 acc[4][2];
-            for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-            for (int v = 0; v < n; v++) {
-                const float *vr = v_base + (size_t)slots[v] * v_stride + c;
-                const __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+    std::fill(out, out + (size_t)ratio * hd, 0.0f);
+    const int hd16 = hd & ~15;
+    for (int v0 = 0; v0 < n; v0 += 64) {
+        const int v1 = std::min(n, v0 + 64);
+        for (int c = 0; c < hd16; c += 16)
+            for (int r0 = 0; r0 < ratio; r0 += 4) {
+                const int nr = std::min(4, ratio - r0);
+                __m256 acc[4][2];
                 for (int r = 0; r < nr; r++) {
-                    const __m256 pw = _mm256_broadcast_ss(p + (size_t)(r0 + r) * ld + v);
-                    acc[r][0] = _mm256_fmadd_ps(pw, v0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(pw, v1, acc[r][1]);
+                    acc[r][0] = _mm256_loadu_ps(out + (size_t)(r0 + r) * hd + c);
+                    acc[r][1] = _mm256_loadu_ps(out + (size_t)(r0 + r) * hd + c + 8);
+                }
+                for (int v = v0; v < v1; v++) {
+                    const float *vr = v_base + (size_t)slots[v] * v_stride + c;
+                    const __m256 a0 = _mm256_loadu_ps(vr), a1 = _mm256_loadu_ps(vr + 8);
+                    for (int r = 0; r < nr; r++) {
+                        const __m256 pw = _mm256_broadcast_ss(p + (size_t)(r0 + r) * ld + v);
+                        acc[r][0] = _mm256_fmadd_ps(pw, a0, acc[r][0]);
+                        acc[r][1] = _mm256_fmadd_ps(pw, a1, acc[r][1]);
+                    }
+                }
+                for (int r = 0; r < nr; r++) {
+                    _mm256_storeu_ps(out + (size_t)(r0 + r) * hd + c, acc[r][0]);
+                    _mm256_storeu_ps(out + (size_t)(r0 + r) * hd + c + 8, acc[r][1]);
                 }
             }
-            for (int r = 0; r < nr; r++) {
-                _mm256_storeu_ps(out + (size_t)(r0 + r) * hd + c, acc[r][0]);
-                _mm256_storeu_ps(out + (size_t)(r0 + r) * hd + c + 8, acc[r][1]);
+        for (int c = hd16; c < hd; c++)
+            for (int r = 0; r < ratio; r++) {
+                float sum = 0;
+                for (int v = v0; v < v1; v++) sum += p[(size_t)r * ld + v] * v_base[(size_t)slots[v] * v_stride + c];
+                out[(size_t)r * hd + c] += sum;
             }
-        }
-    for (; c < hd; c++)
-        for (int r = 0; r < ratio; r++) {
-            float sum = 0;
-            for (int v = 0; v < n; v++) sum += p[(size_t)r * ld + v] * v_base[(size_t)slots[v] * v_stride + c];
-            out[(size_t)r * hd + c] = sum;
-        }
+    }
 }
 
 mm_kernel_set avx2_make_set() {

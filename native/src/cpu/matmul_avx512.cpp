@@ -134,58 +134,6 @@ void avx512_swiglu_f32(const float *gate, const float *up, float *y, int64_t n) 
     }
 }
 
-// Scores: each key row is loaded once for up to 8 query heads (the last chunk of dims masked).
-void avx512_attn_scores(const float *q, int ratio, int hd, const float *k, int n, float scale, float *s, int ld) {
-    for (int v = 0; v < n; v++) {
-        const float *kv = k + (size_t)v * hd;
-        for (int r0 = 0; r0 < ratio; r0 += 8) {
-            const int nr = std::min(8, ratio - r0);
-            __m512 acc[8];
-            for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
-            for (int d = 0; d < hd; d += 16) {
-                const __mmask16 m = hd - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - d)) - 1);
-                const __m512 kk = _mm512_maskz_loadu_ps(m, kv + d);
-                for (int r = 0; r < nr; r++) acc[r] = _mm512_fmadd_ps(kk, _mm512_maskz_loadu_ps(m, q + (size_t)(r0 + r) * hd + d), acc[r]);
-            }
-            for (int r = 0; r < nr; r++) s[(size_t)(r0 + r) * ld + v] = scale * avx512_hsum(acc[r]);
-        }
-    }
-}
-
-// Values: accumulators for 4 heads x 64 dims stay in registers across all keys.
-void avx512_attn_values(const float *p, int ld, int ratio, int hd, const float *v_base, size_t v_stride,
-                        const int32_t *slots, int n, float *out) {
-    for (int c = 0; c < hd; c += 64) {
-        const int nc = std::min(4, (hd - c + 15) / 16);  // 16-float chunks in this step
-        __mmask16 mk[4];
-        for (int j = 0; j < 4; j++) {
-            const int left = hd - c - 16 * j;
-            mk[j] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
-        }
-        for (int r0 = 0; r0 < ratio; r0 += 4) {
-            const int nr = std::min(4, ratio - r0);
-            __m512 acc[4][4];
-            for (int r = 0; r < 4; r++)
-                for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
-            for (int v = 0; v < n; v++) {
-                const float *vr = v_base + (size_t)slots[v] * v_stride + c;
-                if (v + 8 < n) {  // value rows are scattered by slot: fetch ahead
-                    const char *ahead = (const char *)(v_base + (size_t)slots[v + 8] * v_stride + c);
-                    for (int j = 0; j < nc; j++) _mm_prefetch(ahead + 64 * j, _MM_HINT_T0);
-                }
-                __m512 vv[4];
-                for (int j = 0; j < nc; j++) vv[j] = _mm512_maskz_loadu_ps(mk[j], vr + 16 * j);
-                for (int r = 0; r < nr; r++) {
-                    const __m512 pw = _mm512_set1_ps(p[(size_t)(r0 + r) * ld + v]);
-                    for (int j = 0; j < nc; j++) acc[r][j] = _mm512_fmadd_ps(pw, vv[j], acc[r][j]);
-                }
-            }
-            for (int r = 0; r < nr; r++)
-                for (int j = 0; j < nc; j++) _mm512_mask_storeu_ps(out + (size_t)(r0 + r) * hd + c + 16 * j, mk[j], acc[r][j]);
-        }
-    }
-}
-
 // ---------------------------------------------------------------- 512-bit float kernels
 
 struct z_load_f32 {
@@ -338,6 +286,73 @@ void z_tile_float_gemm(const mm_tile &t) {
         for (int a = 0; a < rows; a++) mm_store(t, t.r0 + a, b, out[(size_t)b * rows + a]);
 }
 
+// Scores as a small GEMM, keys x query vectors, through the 4x4 kernel above (its sums of
+// four are reduced together); the block of scores is zeroed first since the kernel adds.
+void avx512_attn_scores(const float *q, int ratio, int hd, const float *k, int n, float scale, float *s, int ld) {
+    for (int r = 0; r < ratio; r++) std::fill(s + (size_t)r * ld, s + (size_t)r * ld + n, 0.0f);
+    for (int v0 = 0; v0 < n; v0 += 4) {
+        const float *kv = k + (size_t)v0 * hd;
+        for (int r0 = 0; r0 < ratio; r0 += 4) {
+            const int rx = std::min(4, ratio - r0);
+            const float *qv = q + (size_t)r0 * hd;
+            float *o = s + (size_t)r0 * ld + v0;
+            switch (std::min(4, n - v0)) {
+            case 4: z_gemm_micro_rx<4>(rx, kv, hd, qv, hd, hd, o, ld); break;
+            case 3: z_gemm_micro_rx<3>(rx, kv, hd, qv, hd, hd, o, ld); break;
+            case 2: z_gemm_micro_rx<2>(rx, kv, hd, qv, hd, hd, o, ld); break;
+            default: z_gemm_micro_rx<1>(rx, kv, hd, qv, hd, hd, o, ld); break;
+            }
+        }
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int r = 0; r < ratio; r++)
+        for (int v = 0; v < n; v += 16) {
+            const __mmask16 m = n - v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - v)) - 1);
+            float *p = s + (size_t)r * ld + v;
+            _mm512_mask_storeu_ps(p, m, _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(m, p)));
+        }
+}
+
+// Values: for each block of 64 keys (their value rows then sit in L1), accumulators for 4
+// heads x 64 dims are loaded, updated over the block's keys in registers, and stored back.
+void avx512_attn_values(const float *p, int ld, int ratio, int hd, const float *v_base, size_t v_stride,
+                        const int32_t *slots, int n, float *out) {
+    std::fill(out, out + (size_t)ratio * hd, 0.0f);
+    const int VB = 64;
+    for (int v0 = 0; v0 < n; v0 += VB) {
+        const int v1 = std::min(n, v0 + VB);
+        for (int c = 0; c < hd; c += 64) {
+            const int nc = std::min(4, (hd - c + 15) / 16);  // 16-float chunks in this step
+            __mmask16 mk[4];
+            for (int j = 0; j < 4; j++) {
+                const int left = hd - c - 16 * j;
+                mk[j] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+            }
+            for (int r0 = 0; r0 < ratio; r0 += 4) {
+                const int nr = std::min(4, ratio - r0);
+                __m512 acc[4][4];
+                for (int r = 0; r < nr; r++)
+                    for (int j = 0; j < nc; j++) acc[r][j] = _mm512_maskz_loadu_ps(mk[j], out + (size_t)(r0 + r) * hd + c + 16 * j);
+                for (int v = v0; v < v1; v++) {
+                    const float *vr = v_base + (size_t)slots[v] * v_stride + c;
+                    if (c == 0 && r0 == 0 && v + 8 < n) {  // value rows are scattered by slot: fetch ahead
+                        const char *ahead = (const char *)(v_base + (size_t)slots[v + 8] * v_stride);
+                        for (int off = 0; off < hd * 4; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+                    }
+                    __m512 vv[4];
+                    for (int j = 0; j < nc; j++) vv[j] = _mm512_maskz_loadu_ps(mk[j], vr + 16 * j);
+                    for (int r = 0; r < nr; r++) {
+                        const __m512 pw = _mm512_set1_ps(p[(size_t)(r0 + r) * ld + v]);
+                        for (int j = 0; j < nc; j++) acc[r][j] = _mm512_fmadd_ps(pw, vv[j], acc[r][j]);
+                    }
+                }
+                for (int r = 0; r < nr; r++)
+                    for (int j = 0; j < nc; j++) _mm512_mask_storeu_ps(out + (size_t)(r0 + r) * hd + c + 16 * j, mk[j], acc[r][j]);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- 512-bit Q8_0 / Q4_0 kernels
 
 // Two consecutive weight blocks as 64 unsigned bytes in value order, for vpdpbusd.
@@ -433,112 +448,6 @@ struct z_kern_q32 {
     }
 };
 
-// ---------------------------------------------------------------- 512-bit Q4_K / Q6_K kernels
-
-// Q4_K: each 32 bytes of nibbles hold sub-blocks 2c (low nibbles) and 2c+1 (high nibbles),
-// which are 64 consecutive values: one zmm [low | high] against 64 bytes of x. maddubs gives
-// 16-bit pair sums, maddwd with [scale(2c) x16 | scale(2c+1) x16] the scaled 32-bit sums.
-struct z_kern_q4_k {
-    template <int RX>
-    static void run(const mm_tile &t, int64_t r, int i0) {
-        const block_q4_k *w = (const block_q4_k *)mm_w_row(t, r, 256, sizeof(block_q4_k));
-        const act_q8_k *x[RX];
-        for (int j = 0; j < RX; j++) x[j] = mm_x_q8_k(t, i0 + j);
-        __m512 acc[RX];
-        float accm[RX];
-        for (int j = 0; j < RX; j++) { acc[j] = _mm512_setzero_ps(); accm[j] = 0; }
-        const __m512i mask = _mm512_set1_epi8(15);
-        const int64_t nb = t.k / 256;
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *s = w[b].scales;
-            int sc[8], m[8];
-            for (int q = 0; q < 4; q++) {
-                sc[q] = s[q] & 63;
-                m[q] = s[q + 4] & 63;
-                sc[q + 4] = (s[q + 8] & 15) | ((s[q] >> 6) << 4);
-                m[q + 4] = (s[q + 8] >> 4) | ((s[q + 4] >> 6) << 4);
-            }
-            const float d = _cvtsh_ss(w[b].d), dmin = _cvtsh_ss(w[b].dmin);
-            __m512i isum[RX];
-            for (int j = 0; j < RX; j++) isum[j] = _mm512_setzero_si512();
-            for (int c = 0; c < 4; c++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
-                const __m512i q = _mm512_and_si512(
-                    _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), mask);
-                const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16((int16_t)sc[2 * c]), _mm256_set1_epi16((int16_t)sc[2 * c + 1]), 1);
-                for (int j = 0; j < RX; j++) {
-                    const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)(x[j][b].qs + 64 * c)));
-                    isum[j] = _mm512_add_epi32(isum[j], _mm512_madd_epi16(p, scv));
-                }
-            }
-            for (int j = 0; j < RX; j++) {
-                const float dx = x[j][b].d;
-                int summ = 0;
-                for (int q = 0; q < 8; q++) summ += m[q] * (x[j][b].bsums[2 * q] + x[j][b].bsums[2 * q + 1]);
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * dx), acc[j]);
-                accm[j] += dmin * dx * (float)summ;
-            }
-        }
-        float out[RX];
-        for (int j = 0; j < RX; j++) out[j] = avx512_hsum(acc[j]) - accm[j];
-        simd_store<RX>(t, r, i0, out);
-    }
-};
-
-// Q6_K: per half, the four 32-value quarters are decoded as in the AVX2 set, two quarters per
-// zmm (64 consecutive values), maddubs + maddwd with the four 16-value scales they cover.
-struct z_kern_q6_k {
-    template <int RX>
-    static void run(const mm_tile &t, int64_t r, int i0) {
-        const block_q6_k *w = (const block_q6_k *)mm_w_row(t, r, 256, sizeof(block_q6_k));
-        const act_q8_k *x[RX];
-        for (int j = 0; j < RX; j++) x[j] = mm_x_q8_k(t, i0 + j);
-        __m512 acc[RX];
-        for (int j = 0; j < RX; j++) acc[j] = _mm512_setzero_ps();
-        const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3 << 4);
-        // int16 lane l of a zmm covering values 64p..64p+63 holds products of values
-        // 64p + 2l', where 16-value group = l / 8 (maddubs pairs, 128-bit lanes in order)
-        const __m512i grp = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2,
-                                             1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-        const int64_t nb = t.k / 256;
-        for (int64_t b = 0; b < nb; b++) {
-            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
-            const __m512i sc_all = _mm512_castsi256_si512(sc16);
-            __m512i isum[RX];
-            for (int j = 0; j < RX; j++) {
-                const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[j][b].bsums));
-                isum[j] = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5)));
-                isum[j] = _mm512_inserti64x4(isum[j], _mm256_setzero_si256(), 1);
-            }
-            for (int h = 0; h < 2; h++) {
-                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
-                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
-                const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
-                const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
-                const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2));
-                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
-                const __m512i qa = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);  // values 128h + 0..63
-                const __m512i qb = _mm512_inserti64x4(_mm512_castsi256_si512(q2), q3, 1);  // values 128h + 64..127
-                // scales of groups 8h + 0..3 and 8h + 4..7, spread over the int16 lanes
-                const __m512i sa = _mm512_permutexvar_epi16(_mm512_add_epi16(grp, _mm512_set1_epi16((int16_t)(8 * h))), sc_all);
-                const __m512i sb = _mm512_permutexvar_epi16(_mm512_add_epi16(grp, _mm512_set1_epi16((int16_t)(8 * h + 4))), sc_all);
-                for (int j = 0; j < RX; j++) {
-                    const __m512i pa = _mm512_maddubs_epi16(qa, _mm512_loadu_si512((const void *)(x[j][b].qs + 128 * h)));
-                    const __m512i pb = _mm512_maddubs_epi16(qb, _mm512_loadu_si512((const void *)(x[j][b].qs + 128 * h + 64)));
-                    isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_madd_epi16(pa, sa), _mm512_madd_epi16(pb, sb)));
-                }
-            }
-            const float d = _cvtsh_ss(w[b].d);
-            for (int j = 0; j < RX; j++)
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(d * x[j][b].d), acc[j]);
-        }
-        float out[RX];
-        for (int j = 0; j < RX; j++) out[j] = avx512_hsum(acc[j]);
-        simd_store<RX>(t, r, i0, out);
-    }
-};
-
 mm_kernel_set avx512_make_set() {
     mm_kernel_set k = simd_make_set(mm_kernels_avx2());
     k.dot_f32 = avx512_dot_f32;
@@ -553,8 +462,8 @@ mm_kernel_set avx512_make_set() {
     k.tile[MM_BF16] = z_tile_float_gemm<z_load_bf16>;
     k.tile[MM_Q8_0] = simd_tile<z_kern_q32<z_q8_0>>;
     k.tile[MM_Q4_0] = simd_tile<z_kern_q32<z_q4_0>>;
-    k.tile[MM_Q4_K] = simd_tile<z_kern_q4_k>;
-    k.tile[MM_Q6_K] = simd_tile<z_kern_q6_k>;
+    // Q4_K and Q6_K keep the shared 256-bit kernels (with vpdpwssd here): 512-bit versions
+    // measured no faster, the 16-bit multiplies being the bottleneck either way
     return k;
 }
 

@@ -301,10 +301,15 @@ size_t at_smem_bytes(int v, int hs) {
 
 template <int RMAX, int KT, int DJ>
 void at_launch(const at_params &P, const cuda_attn_plan &plan, cudaStream_t stream) {
-    static bool configured = false;  // raise the dynamic shared-memory limit once per kernel
-    if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<RMAX, KT, DJ>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
-        configured = true;
+    static size_t configured = 0;  // the dynamic shared-memory limit, raised as far as needed
+    if (plan.smem > configured) {
+        const cudaError_t err = cudaFuncSetAttribute(attention_kernel<RMAX, KT, DJ>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)plan.smem);
+        if (err != cudaSuccess) {
+            cudaGetLastError();
+            fail(ENDLESS_ERR_UNSUPPORTED, "cuda attention: head_dim " + std::to_string(P.head_dim) + " needs " +
+                 std::to_string(plan.smem) + " bytes of shared memory per block, more than this device allows");
+        }
+        configured = plan.smem;
     }
     const dim3 grid(plan.n_split, P.n_head_kv * plan.n_hchunk, plan.n_qtiles);
     attention_kernel<RMAX, KT, DJ><<<grid, AT_THREADS, plan.smem, stream>>>(P);

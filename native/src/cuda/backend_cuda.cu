@@ -130,7 +130,7 @@ public:
             const size_t off = stage(src, bytes, bytes);
             const uint8_t *from = stage_dev_ + off;
             sig({OP_UPLOAD, ptr_bits(dst), bytes, off});
-            queue_.push_back([=] { CUDA_CHECK(cudaMemcpyAsync(dst, from, bytes, cudaMemcpyDeviceToDevice, stream_)); });
+            push([=] { CUDA_CHECK(cudaMemcpyAsync(dst, from, bytes, cudaMemcpyDeviceToDevice, stream_)); });
             return;
         }
         flush();
@@ -159,7 +159,7 @@ public:
     void copy(void *dst, const void *src, size_t bytes) override {
         if (!bytes) return;
         sig({OP_COPY, ptr_bits(dst), ptr_bits(src), bytes});
-        queue_.push_back([=] { CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_)); });
+        push([=] { CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_)); });
     }
     const void *place_weight(const void *file_data, size_t bytes) override {
         void *p = alloc(bytes);
@@ -186,7 +186,7 @@ public:
         const int32_t *dids = (const int32_t *)(stage_dev_ + off);
         sig({OP_GET_ROWS, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(out), off});
         const weight wc = w;
-        queue_.push_back([=] { cuda_get_rows(wc, dids, n, out, stream_); });
+        push([=] { cuda_get_rows(wc, dids, n, out, stream_); });
     }
 
     void matmul(const weight &w, const float *x, int n, float *y) override {
@@ -194,14 +194,36 @@ public:
         if (n < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda matmul: negative token count");
         if (n == 0) return;
         const weight wc = w;
+        if (n <= CUDA_MATVEC_MAX_N) {
+            sig({OP_MATMUL, 2, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y)});
+            const size_t y_bytes = (size_t)n * w.ne1 * 4;
+            mm_group *g = open_mm_.get();
+            if (g && g->x == x && g->n == n && g->set.n_members < CUDA_MATVEC_MAX_SET && !g->set.swiglu_out &&
+                g->set.w[0].type == w.type && g->set.w[0].ne0 == w.ne0 && !overlaps_group(*g, y, y_bytes)) {
+                // same input as the open launch (q, k, v; gate, up): one launch for all
+                const int i = g->set.n_members++;
+                g->set.w[i] = w;
+                g->set.y[i] = y;
+                return;
+            }
+            auto grp = std::make_shared<mm_group>();
+            grp->x = x;
+            grp->n = n;
+            grp->set.n_members = 1;
+            grp->set.w[0] = w;
+            grp->set.y[0] = y;
+            push([this, grp] { cuda_matvec_set_run(grp->set, grp->x, grp->n, stream_); });
+            open_mm_ = grp;
+            return;
+        }
         if (n > CUDA_MATVEC_MAX_N && cuda_mma_supported(w)) {
             void *ws = scratch(cuda_mma_scratch_bytes(w, n));
             sig({OP_MATMUL, 1, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), ptr_bits(ws)});
-            queue_.push_back([=] { cuda_matmul_mma(wc, x, n, y, ws, stream_); });
+            push([=] { cuda_matmul_mma(wc, x, n, y, ws, stream_); });
             return;
         }
         sig({OP_MATMUL, 0, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y)});
-        queue_.push_back([=] {
+        push([=] {
             // F32 weights (and odd shapes) stay in exact fp32: groups of up to 8 tokens
             for (int i = 0; i < n; i += CUDA_MATVEC_MAX_N) {
                 const int m = std::min(CUDA_MATVEC_MAX_N, n - i);
@@ -214,23 +236,44 @@ public:
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
         if (n == 0) return;
         sig({OP_RMS_NORM, ptr_bits(x), ptr_bits(g), (uint64_t)n, (uint64_t)dim, f32_bits(eps), ptr_bits(y)});
-        queue_.push_back([=] { cuda_rms_norm(x, g, n, dim, eps, y, stream_); });
+        push([=] { cuda_rms_norm(x, g, n, dim, eps, y, stream_); });
     }
     void add_bias(float *y, const float *b, int n, int dim) override {
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda add_bias: bad shape");
         if (n == 0) return;
         sig({OP_ADD_BIAS, ptr_bits(y), ptr_bits(b), (uint64_t)n, (uint64_t)dim});
-        queue_.push_back([=] { cuda_add_bias(y, b, n, dim, stream_); });
+        if (mm_group *g = open_mm_.get(); g && g->n == n && !g->set.swiglu_out) {
+            for (int i = 0; i < g->set.n_members; i++)
+                if (g->set.y[i] == y && g->set.w[i].ne1 == dim && !g->set.bias[i] && !g->set.acc[i]) {
+                    g->set.bias[i] = b;  // y = Wx + b in the matrix-vector epilogue
+                    return;
+                }
+        }
+        push([=] { cuda_add_bias(y, b, n, dim, stream_); });
     }
     void add(float *y, const float *x, size_t count) override {
         if (!count) return;
         sig({OP_ADD, ptr_bits(y), ptr_bits(x), count});
-        queue_.push_back([=] { cuda_add(y, x, count, stream_); });
+        if (mm_group *g = open_mm_.get(); g && !g->set.swiglu_out && !overlaps_group(*g, y, count * 4)) {
+            for (int i = 0; i < g->set.n_members; i++)
+                if (g->set.y[i] == x && (size_t)g->n * g->set.w[i].ne1 == count && !g->set.acc[i]) {
+                    g->set.acc[i] = y;  // the residual add in the matrix-vector epilogue
+                    return;
+                }
+        }
+        push([=] { cuda_add(y, x, count, stream_); });
     }
     void swiglu(const float *gate, const float *up, size_t count, float *y) override {
         if (!count) return;
         sig({OP_SWIGLU, ptr_bits(gate), ptr_bits(up), count, ptr_bits(y)});
-        queue_.push_back([=] { cuda_swiglu(gate, up, count, y, stream_); });
+        if (mm_group *g = open_mm_.get(); g && g->set.n_members == 2 && !g->set.swiglu_out && g->set.y[0] == gate &&
+            g->set.y[1] == up && g->set.w[0].ne1 == g->set.w[1].ne1 && (size_t)g->n * g->set.w[0].ne1 == count &&
+            !g->set.bias[0] && !g->set.bias[1] && !g->set.acc[0] && !g->set.acc[1] &&
+            (y == gate || !overlaps_group(*g, y, count * 4))) {
+            g->set.swiglu_out = y;  // gate and up rows of one warp, SwiGLU in the epilogue
+            return;
+        }
+        push([=] { cuda_swiglu(gate, up, count, y, stream_); });
     }
     void kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n, int row) override {
         if (n < 0 || row <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda kv_store: bad shape");
@@ -240,7 +283,7 @@ public:
         const size_t off = stage(slots, (size_t)n * 4, (size_t)n * 4);
         const int32_t *dslots = (const int32_t *)(stage_dev_ + off);
         sig({OP_KV_STORE, ptr_bits(k_cache), ptr_bits(v_cache), ptr_bits(k), ptr_bits(v), (uint64_t)n, (uint64_t)row, off});
-        queue_.push_back([=] { cuda_kv_store(k_cache, v_cache, k, v, dslots, n, row, stream_); });
+        push([=] { cuda_kv_store(k_cache, v_cache, k, v, dslots, n, row, stream_); });
     }
 
     void attention(const attn_args &a) override {
@@ -281,7 +324,7 @@ public:
              (uint64_t)a.mode, ptr_bits(a.rope_cos), ptr_bits(a.rope_sin), f32_bits(a.scale), off_meta, off_keys, off_lo,
              off_hi, ptr_bits(ws), (uint64_t)plan.n_split});
         const uint8_t *d = stage_dev_;
-        queue_.push_back([=] {
+        push([=] {
             cuda_attention(ac, plan, (const int32_t *)(d + off_keys), (const int32_t *)(d + off_lo),
                            (const int32_t *)(d + off_hi), (const int32_t *)(d + off_meta), ws, stream_);
         });
@@ -299,6 +342,34 @@ private:
     };
 
     void sig(std::initializer_list<uint64_t> words) { sig_.insert(sig_.end(), words); }
+
+    // A queued matrix-vector launch that the next ops may still join (bias, residual add,
+    // SwiGLU, another matmul of the same input) while it is the last op of the queue.
+    struct mm_group {
+        cuda_matvec_set set;
+        const float *x = nullptr;
+        int n = 0;
+    };
+    void push(std::function<void()> fn) {
+        open_mm_.reset();
+        queue_.push_back(std::move(fn));
+    }
+    static bool ranges_overlap(const void *a, size_t an, const void *b, size_t bn) {
+        const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+        return a0 < b0 + bn && b0 < a0 + an;
+    }
+    // Whether [p, p + bytes) touches the group's input, outputs or accumulation targets: a fused
+    // write there would race with the launch (the separate ops would have been ordered).
+    bool overlaps_group(const mm_group &g, const void *p, size_t bytes) const {
+        if (ranges_overlap(p, bytes, g.x, (size_t)g.n * g.set.w[0].ne0 * 4)) return true;
+        for (int i = 0; i < g.set.n_members; i++) {
+            const size_t yb = (size_t)g.n * g.set.w[i].ne1 * 4;
+            if (ranges_overlap(p, bytes, g.set.y[i], yb)) return true;
+            if (g.set.acc[i] && ranges_overlap(p, bytes, g.set.acc[i], yb)) return true;
+            if (g.set.bias[i] && ranges_overlap(p, bytes, g.set.bias[i], (size_t)g.set.w[i].ne1 * 4)) return true;
+        }
+        return false;
+    }
 
     // Makes room for `bytes` more staged bytes in this batch (flushing the queue if it must).
     void stage_reserve(size_t bytes) {
@@ -361,10 +432,12 @@ private:
     void flush() {
         if (queue_.empty()) {
             stage_used_ = 0;
+            open_mm_.reset();
             return;
         }
         CUDA_CHECK(cudaSetDevice(device_));
         sig_.push_back(stage_used_);
+        open_mm_.reset();
         struct reset {
             cuda_backend *b;
             ~reset() { b->queue_.clear(); b->stage_used_ = 0; b->sig_.clear(); }
@@ -430,6 +503,7 @@ private:
     void *scratch_ = nullptr;
     size_t scratch_cap_ = 0;
     std::vector<std::function<void()>> queue_;
+    std::shared_ptr<mm_group> open_mm_;
     std::vector<uint64_t> sig_, last_sig_;
     std::vector<graph_entry> graphs_;
     bool graphs_enabled_ = true;

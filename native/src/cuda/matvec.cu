@@ -17,12 +17,62 @@ constexpr int MV_ITER = 1024;         // values per warp iteration (quantized pa
 constexpr int MV_SMEM = 1152;         // bytes of shared memory per warp (max stretch + alignment slack)
 constexpr int MV_LOADS = MV_SMEM / 16 / 32 + 1;  // 16-byte loads per lane per stretch (3)
 
+// Kernel-side copy of cuda_matvec_set: a warp's task t is a row of one member (rows of the
+// members follow each other), or in SwiGLU mode row t of both gate and up.
+struct mv_params {
+    const uint8_t *W[CUDA_MATVEC_MAX_SET];
+    float *y[CUDA_MATVEC_MAX_SET];
+    const float *bias[CUDA_MATVEC_MAX_SET];
+    float *acc[CUDA_MATVEC_MAX_SET];
+    int64_t M[CUDA_MATVEC_MAX_SET];
+    int64_t row_start[CUDA_MATVEC_MAX_SET + 1];
+    int n_members;
+    float *swiglu_out;
+    const float *x;
+    int64_t K;
+    size_t row_bytes;
+};
+
+__device__ __forceinline__ bool mv_task(const mv_params &P, int64_t t, int &m, int64_t &row) {
+    if (P.swiglu_out) { m = 0; row = t; return t < P.M[0]; }
+    if (t >= P.row_start[P.n_members]) return false;
+    m = 0;
+#pragma unroll
+    for (int i = 1; i < CUDA_MATVEC_MAX_SET; i++)
+        if (i < P.n_members && t >= P.row_start[i]) m = i;
+    row = t - P.row_start[m];
+    return true;
+}
+
 template <int N>
-__device__ __forceinline__ void mv_store(float (&acc)[N], float *y, int64_t M, int64_t row, int lane) {
+__device__ __forceinline__ void mv_epilogue(const mv_params &P, int m, int64_t row, float (&acc)[N], int lane) {
+#pragma unroll
+    for (int t = 0; t < N; t++) acc[t] = warp_sum(acc[t]);
+    if (lane != 0) return;
+    const int64_t M = P.M[m];
+    const float b = P.bias[m] ? P.bias[m][row] : 0.0f;
 #pragma unroll
     for (int t = 0; t < N; t++) {
-        const float v = warp_sum(acc[t]);
-        if (lane == 0) y[(size_t)t * M + row] = v;
+        const float v = acc[t] + b;
+        const size_t i = (size_t)t * M + row;
+        P.y[m][i] = v;
+        if (P.acc[m]) P.acc[m][i] += v;
+    }
+}
+
+// SwiGLU pair: g from member 0, u from member 1 (biases and accumulations do not apply).
+template <int N>
+__device__ __forceinline__ void mv_epilogue_swiglu(const mv_params &P, int64_t row, float (&g)[N], float (&u)[N], int lane) {
+#pragma unroll
+    for (int t = 0; t < N; t++) { g[t] = warp_sum(g[t]); u[t] = warp_sum(u[t]); }
+    if (lane != 0) return;
+    const int64_t M = P.M[0];
+#pragma unroll
+    for (int t = 0; t < N; t++) {
+        const size_t i = (size_t)t * M + row;
+        P.y[1][i] = u[t];
+        if (P.swiglu_out != P.y[0]) P.y[0][i] = g[t];
+        P.swiglu_out[i] = (float)((double)g[t] / (1.0 + exp(-(double)g[t])) * (double)u[t]);
     }
 }
 
@@ -41,15 +91,9 @@ __device__ __forceinline__ void mv_fma8(float (&acc)[N], const float *w, const f
 
 // F16 / BF16 / F32 rows: chunk c holds 8 values (16 bytes for halves, 32 for f32).
 template <int N, ggml_type T>
-__global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const uint8_t *W, const float *x, float *y,
-                                                                      int64_t M, int64_t K) {
-    const int lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
-    if (row >= M) return;
+__device__ __forceinline__ void mv_dot_float(const uint8_t *wr, const float *x, int64_t K, int lane, float (&acc)[N]) {
     constexpr int ES = T == GGML_TYPE_F32 ? 4 : 2;
-    const uint8_t *wr = W + (size_t)row * K * ES;
     const int64_t chunks = K / 8;
-    float acc[N];
 #pragma unroll
     for (int t = 0; t < N; t++) acc[t] = 0.0f;
     constexpr int U = 4;  // chunks in flight per lane
@@ -87,7 +131,24 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const uint8
             mv_fma8<N>(acc, wv, x, K, c * 8);
         }
     }
-    mv_store<N>(acc, y, M, row, lane);
+}
+
+template <int N, ggml_type T>
+__global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
+    const int lane = threadIdx.x & 31;
+    const int64_t task = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    int m;
+    int64_t row;
+    if (!mv_task(P, task, m, row)) return;
+    float acc[N];
+    mv_dot_float<N, T>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.K, lane, acc);
+    if (P.swiglu_out) {
+        float up[N];
+        mv_dot_float<N, T>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.K, lane, up);
+        mv_epilogue_swiglu<N>(P, row, acc, up, lane);
+    } else {
+        mv_epilogue<N>(P, m, row, acc, lane);
+    }
 }
 
 // Quantized types: geometry of one 1024-value stretch and the decoding of 4 values at value
@@ -146,24 +207,16 @@ template <> struct mvq<GGML_TYPE_Q6_K> {
 };
 
 template <int N, ggml_type T>
-__global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const uint8_t *W, size_t row_bytes,
-                                                                      const float *x, float *y, int64_t M, int64_t K) {
+__device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, int64_t K, uint8_t *sm, int lane, float (&acc)[N]) {
     using Q = mvq<T>;
     constexpr int STRETCH_BYTES = MV_ITER / Q::BLOCK_VALUES * Q::BLOCK_BYTES;
     static_assert(STRETCH_BYTES + 32 <= MV_SMEM, "stretch fits the warp's shared memory");
-    __shared__ __align__(16) uint8_t smem[MV_WARPS][MV_SMEM];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t row = (int64_t)blockIdx.x * MV_WARPS + warp;
-    if (row >= M) return;
-    uint8_t *sm = smem[warp];
-    const uint8_t *wr = W + (size_t)row * row_bytes;
     const int64_t n_iter = (K + MV_ITER - 1) / MV_ITER;
-    float acc[N];
 #pragma unroll
     for (int t = 0; t < N; t++) acc[t] = 0.0f;
 
     // The stretch [it*STRETCH_BYTES, +bytes) is read through the 16-byte aligned window that holds
-    // it (weights are allocated with 16 bytes of slack, so the window never leaves the allocation).
+    // it (allocations carry 64 bytes of slack, so the window never leaves the allocation).
     uint4 regs[MV_LOADS];
     int delta = 0;
     auto load = [&](int64_t it) {
@@ -182,7 +235,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const uint8
     };
     int n16 = load(0);
     for (int64_t it = 0; it < n_iter; it++) {
-        __syncwarp();
+        __syncwarp();  // every lane is done with the previous stretch
 #pragma unroll
         for (int i = 0; i < MV_LOADS; i++) {
             const int c = lane + 32 * i;
@@ -209,19 +262,32 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const uint8
             }
         }
     }
-    mv_store<N>(acc, y, M, row, lane);
+    __syncwarp();  // a second dot product of this warp reuses the buffer
+}
+
+template <int N, ggml_type T>
+__global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_params P) {
+    __shared__ __align__(16) uint8_t smem[MV_WARPS][MV_SMEM];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t task = (int64_t)blockIdx.x * MV_WARPS + warp;
+    int m;
+    int64_t row;
+    if (!mv_task(P, task, m, row)) return;
+    float acc[N];
+    mv_dot_quant<N, T>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.K, smem[warp], lane, acc);
+    if (P.swiglu_out) {
+        float up[N];
+        mv_dot_quant<N, T>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.K, smem[warp], lane, up);
+        mv_epilogue_swiglu<N>(P, row, acc, up, lane);
+    } else {
+        mv_epilogue<N>(P, m, row, acc, lane);
+    }
 }
 
 // Anything else (unaligned x, float rows of odd length): 16 values at a time (or one at a time),
 // through the shared decoder. Correct for every type; not tuned.
 template <int N>
-__global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type type, const uint8_t *W, size_t row_bytes,
-                                                                        const float *x, float *y, int64_t M, int64_t K) {
-    const int lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
-    if (row >= M) return;
-    const uint8_t *wr = W + (size_t)row * row_bytes;
-    float acc[N];
+__device__ __forceinline__ void mv_dot_generic(ggml_type type, const uint8_t *wr, const float *x, int64_t K, int lane, float (&acc)[N]) {
 #pragma unroll
     for (int t = 0; t < N; t++) acc[t] = 0.0f;
     const bool float_type = type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
@@ -248,61 +314,103 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type
             }
         }
     }
-    mv_store<N>(acc, y, M, row, lane);
+}
+
+// Anything else (unaligned x, float rows of odd length): 16 values at a time (or one at a time),
+// through the shared decoder. Correct for every type; not tuned.
+template <int N>
+__global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type type, const mv_params P) {
+    const int lane = threadIdx.x & 31;
+    const int64_t task = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    int m;
+    int64_t row;
+    if (!mv_task(P, task, m, row)) return;
+    float acc[N];
+    mv_dot_generic<N>(type, P.W[m] + (size_t)row * P.row_bytes, P.x, P.K, lane, acc);
+    if (P.swiglu_out) {
+        float up[N];
+        mv_dot_generic<N>(type, P.W[1] + (size_t)row * P.row_bytes, P.x, P.K, lane, up);
+        mv_epilogue_swiglu<N>(P, row, acc, up, lane);
+    } else {
+        mv_epilogue<N>(P, m, row, acc, lane);
+    }
 }
 
 template <int N>
-void matvec_launch(const weight &w, const float *x, float *y, cudaStream_t stream) {
-    const int64_t M = w.ne1, K = w.ne0;
-    const dim3 grid(cuda_blocks((size_t)M, MV_WARPS)), block(MV_WARPS * 32);
-    const uint8_t *W = (const uint8_t *)w.data;
-    const size_t row_bytes = cuda_row_bytes(w.type, K);
+void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
+    mv_params P{};
+    const weight &w0 = set.w[0];
+    const int64_t K = w0.ne0;
+    bool w16 = true;
+    for (int i = 0; i < set.n_members; i++) {
+        P.W[i] = (const uint8_t *)set.w[i].data;
+        P.y[i] = set.y[i];
+        P.bias[i] = set.bias[i];
+        P.acc[i] = set.acc[i];
+        P.M[i] = set.w[i].ne1;
+        P.row_start[i + 1] = P.row_start[i] + set.w[i].ne1;
+        w16 = w16 && ((uintptr_t)P.W[i] % 16) == 0;
+    }
+    P.n_members = set.n_members;
+    P.swiglu_out = set.swiglu_out;
+    P.x = x;
+    P.K = K;
+    P.row_bytes = cuda_row_bytes(w0.type, K);
+    const int64_t tasks = set.swiglu_out ? w0.ne1 : P.row_start[set.n_members];
+    const dim3 grid(cuda_blocks((size_t)tasks, MV_WARPS)), block(MV_WARPS * 32);
     const bool x_ok = ((uintptr_t)x % 16) == 0 && K % 4 == 0;
-    const bool w16 = ((uintptr_t)W % 16) == 0;
     const bool float_ok = x_ok && w16 && K % 8 == 0;
-    switch (w.type) {
+    switch (w0.type) {
     case GGML_TYPE_F32:
-        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_F32><<<grid, block, 0, stream>>>(W, x, y, M, K); return; }
+        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_F32><<<grid, block, 0, stream>>>(P); return; }
         break;
     case GGML_TYPE_F16:
-        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_F16><<<grid, block, 0, stream>>>(W, x, y, M, K); return; }
+        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_F16><<<grid, block, 0, stream>>>(P); return; }
         break;
     case GGML_TYPE_BF16:
-        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_BF16><<<grid, block, 0, stream>>>(W, x, y, M, K); return; }
+        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_BF16><<<grid, block, 0, stream>>>(P); return; }
         break;
     case GGML_TYPE_Q8_0:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q8_0><<<grid, block, 0, stream>>>(W, row_bytes, x, y, M, K); return; }
+        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q8_0><<<grid, block, 0, stream>>>(P); return; }
         break;
     case GGML_TYPE_Q4_0:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q4_0><<<grid, block, 0, stream>>>(W, row_bytes, x, y, M, K); return; }
+        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q4_0><<<grid, block, 0, stream>>>(P); return; }
         break;
     case GGML_TYPE_Q4_K:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q4_K><<<grid, block, 0, stream>>>(W, row_bytes, x, y, M, K); return; }
+        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q4_K><<<grid, block, 0, stream>>>(P); return; }
         break;
     case GGML_TYPE_Q6_K:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q6_K><<<grid, block, 0, stream>>>(W, row_bytes, x, y, M, K); return; }
+        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q6_K><<<grid, block, 0, stream>>>(P); return; }
         break;
     default:
         break;
     }
-    matvec_generic_kernel<N><<<grid, block, 0, stream>>>(w.type, W, row_bytes, x, y, M, K);
+    matvec_generic_kernel<N><<<grid, block, 0, stream>>>(w0.type, P);
 }
 
 }  // namespace
 
-void cuda_matvec(const weight &w, const float *x, int n, float *y, cudaStream_t stream) {
+void cuda_matvec_set_run(const cuda_matvec_set &set, const float *x, int n, cudaStream_t stream) {
     switch (n) {
-    case 1: matvec_launch<1>(w, x, y, stream); break;
-    case 2: matvec_launch<2>(w, x, y, stream); break;
-    case 3: matvec_launch<3>(w, x, y, stream); break;
-    case 4: matvec_launch<4>(w, x, y, stream); break;
-    case 5: matvec_launch<5>(w, x, y, stream); break;
-    case 6: matvec_launch<6>(w, x, y, stream); break;
-    case 7: matvec_launch<7>(w, x, y, stream); break;
-    case 8: matvec_launch<8>(w, x, y, stream); break;
+    case 1: matvec_launch<1>(set, x, stream); break;
+    case 2: matvec_launch<2>(set, x, stream); break;
+    case 3: matvec_launch<3>(set, x, stream); break;
+    case 4: matvec_launch<4>(set, x, stream); break;
+    case 5: matvec_launch<5>(set, x, stream); break;
+    case 6: matvec_launch<6>(set, x, stream); break;
+    case 7: matvec_launch<7>(set, x, stream); break;
+    case 8: matvec_launch<8>(set, x, stream); break;
     default: fail(ENDLESS_ERR_INTERNAL, "cuda_matvec: n = " + std::to_string(n) + " is outside 1..8");
     }
     CUDA_CHECK_LAUNCH("matvec");
+}
+
+void cuda_matvec(const weight &w, const float *x, int n, float *y, cudaStream_t stream) {
+    cuda_matvec_set set;
+    set.n_members = 1;
+    set.w[0] = w;
+    set.y[0] = y;
+    cuda_matvec_set_run(set, x, n, stream);
 }
 
 }  // namespace endless

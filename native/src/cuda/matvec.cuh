@@ -1,11 +1,30 @@
 // matvec: y[n, w.ne1] = x[n, w.ne0] * W^T for small n (1..8, the decode case). Memory bound: one
 // warp per weight row, 16-byte loads, values decoded in registers, warp-shuffle reductions.
+// One launch can take up to three weights that share x, type and row length (q, k, v), with
+// epilogues that the backend fuses from the ops that follow a matmul: + bias, an accumulation
+// into another buffer (the residual add), and SwiGLU of a gate/up pair.
 #pragma once
 #include <cuda_runtime.h>
 #include "backend.h"
 
 namespace endless {
+
 constexpr int CUDA_MATVEC_MAX_N = 8;
-// n in 1..CUDA_MATVEC_MAX_N; x and y device memory.
+constexpr int CUDA_MATVEC_MAX_SET = 3;
+
+struct cuda_matvec_set {
+    int n_members = 0;
+    weight w[CUDA_MATVEC_MAX_SET];           // same type and ne0
+    float *y[CUDA_MATVEC_MAX_SET] = {};      // [n, w.ne1]
+    const float *bias[CUDA_MATVEC_MAX_SET] = {};  // [w.ne1] or null: y = Wx + bias
+    float *acc[CUDA_MATVEC_MAX_SET] = {};    // [n, w.ne1] or null: acc += y (after the bias)
+    // SwiGLU of members 0 (gate) and 1 (up), same ne1: y[1] = up, swiglu_out = silu(gate) * up,
+    // and y[0] = gate unless swiglu_out is y[0].
+    float *swiglu_out = nullptr;
+};
+
+// n in 1..CUDA_MATVEC_MAX_N; x, y and the epilogue buffers are device memory.
 void cuda_matvec(const weight &w, const float *x, int n, float *y, cudaStream_t stream);
-}
+void cuda_matvec_set_run(const cuda_matvec_set &set, const float *x, int n, cudaStream_t stream);
+
+}  // namespace endless

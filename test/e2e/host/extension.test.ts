@@ -37,8 +37,11 @@ async function openSample(): Promise<vscode.TextEditor> {
   const folder = vscode.workspace.workspaceFolders?.[0];
   assert.ok(folder, 'a workspace folder is open');
   const uri = vscode.Uri.joinPath(folder.uri, 'host-test.py');
-  await vscode.workspace.fs.writeFile(uri, Buffer.from('def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    \n'));
+  const text = 'def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    \n';
+  await vscode.workspace.fs.writeFile(uri, Buffer.from(text));
   const doc = await vscode.workspace.openTextDocument(uri);
+  // An open document picks up the new file content asynchronously.
+  await waitFor('the document to show the file', () => doc.getText() === text || undefined, 10_000);
   return vscode.window.showTextDocument(doc);
 }
 
@@ -126,6 +129,7 @@ suite('Endless in the extension host', () => {
     assert.equal(answer.error, undefined, `no error (${answer.error})`);
     assert.ok(answer.reason === 'stop' || answer.reason === 'length', `finished (${answer.reason})`);
     assert.ok(chunks > 0, 'chunks were streamed');
+    if ((answer.tokens ?? 0) > 1) assert.ok(chunks >= 2, `the answer came in pieces (${chunks} chunks for ${answer.tokens} tokens)`);
   });
 
   test('Summarize now adds a summary to the Summaries view', async () => {
@@ -138,6 +142,21 @@ suite('Endless in the extension host', () => {
     assert.ok(s?.id, 'a summary came back');
     assert.ok(api.summaries.all.some((x) => x.id === s.id), 'the view lists it');
     assert.ok(s.digest.files.some((f) => f.path.endsWith('host-test.py')), 'the digest names the file the tests touched');
+  });
+
+  test('Apply shows a diff and Accept writes the proposal into the file', async () => {
+    const editor = await openSample();
+    const line = editor.document.lineAt(1);
+    editor.selection = new vscode.Selection(line.range.start, line.range.end);
+    const proposal = await api.apply.propose(editor, '    return b + a');
+    const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
+    assert.ok(tab?.input instanceof vscode.TabInputTextDiff, 'a diff editor is open');
+    assert.equal((tab.input as vscode.TabInputTextDiff).modified.toString(), proposal.toString());
+    assert.equal(editor.document.lineAt(1).text, '    return a + b', 'nothing changes before Accept');
+    assert.equal(await vscode.commands.executeCommand('endless.proposal.accept', proposal), true);
+    assert.equal(editor.document.lineAt(1).text, '    return b + a');
+    assert.ok(!vscode.window.tabGroups.all.some((g) => g.tabs.some((t) => t.input instanceof vscode.TabInputTextDiff)), 'the diff is closed');
+    await editor.document.save();
   });
 
   test('session inspect shows the stream', async () => {
