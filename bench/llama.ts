@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { median, randomTokens, round2, type BenchOptions, type BenchResult } from '../server/cli/bench';
+import { cpuSeconds, median, randomTokens, round2, type BenchOptions, type BenchResult } from '../server/cli/bench';
 
 export interface LlamaCppInfo {
   package: string;      // node-llama-cpp version
@@ -63,12 +63,16 @@ export async function benchLlamaCpp(path: string, o: BenchOptions): Promise<Benc
     const seq = context.getSequence();
     const prefill: number[] = [];
     const decode: number[] = [];
+    const prefillCpu: number[] = [];
+    const decodeCpu: number[] = [];
     // one untimed repetition first: graph allocation and page faults are not throughput
     for (let r = -1; r < o.reps; r++) {
       await seq.clearHistory();
       const a = performance.now();
+      const ca = cpuSeconds();
       await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, -1));
       const b = performance.now();
+      const cb = cpuSeconds();
       // The last prompt token goes in with the first decoding step, as Endless's generate()
       // decodes each token it samples; G evaluations of one token each.
       let n = 0;
@@ -77,9 +81,12 @@ export async function benchLlamaCpp(path: string, o: BenchOptions): Promise<Benc
         if (++n >= o.genTokens) break;
       }
       const c = performance.now();
+      const cc = cpuSeconds();
       if (r < 0) continue;
       prefill.push(round2((o.promptTokens - 1) / ((b - a) / 1000)));
       decode.push(round2(n / ((c - c0) / 1000)));
+      prefillCpu.push(round2((o.promptTokens - 1) / (cb - ca)));
+      decodeCpu.push(round2(n / (cc - cb)));
     }
     const fileType = m.GgufFileType?.[model.fileInfo.metadata.general.file_type as number] ?? String(model.fileInfo.metadata.general.file_type);
     await context.dispose();
@@ -97,6 +104,8 @@ export async function benchLlamaCpp(path: string, o: BenchOptions): Promise<Benc
       decodeTokensPerS: round2(median(decode)),
       prefillSamples: prefill,
       decodeSamples: decode,
+      prefillTokensPerCpuS: round2(median(prefillCpu)),
+      decodeTokensPerCpuS: round2(median(decodeCpu)),
     };
   } finally {
     await llama.dispose();

@@ -125,7 +125,8 @@ async function suiteCpu(opts: Record<string, string | true>): Promise<void> {
   const withLlama = !opts['no-llama'];
   const llama = withLlama ? await llamaCppInfo() : null;
   const results: BenchResult[] = [];
-  const rows = [['model', 'type', 'engine', 'prefill t/s', 'decode t/s', 'prefill ratio', 'decode ratio']];
+  const rows = [['model', 'type', 'engine', 'prefill t/s', 'decode t/s', 'prefill ratio', 'decode ratio',
+    'prefill t/cpu-s', 'decode t/cpu-s', 'cpu ratios p/d']];
   for (const file of models) {
     // the fixture's vocabulary is tiny: its prompt stays within its own size
     const o = { ...base, vocab: tokenizerSize(file) };
@@ -140,11 +141,17 @@ async function suiteCpu(opts: Record<string, string | true>): Promise<void> {
     }
     const name = path.basename(file, '.gguf');
     rows.push([name, e.fileType, 'endless', e.prefillTokensPerS.toFixed(1), e.decodeTokensPerS.toFixed(1),
-      l ? (e.prefillTokensPerS / l.prefillTokensPerS).toFixed(2) : '-', l ? (e.decodeTokensPerS / l.decodeTokensPerS).toFixed(2) : '-']);
-    if (l) rows.push([name, l.fileType, 'llama.cpp', l.prefillTokensPerS.toFixed(1), l.decodeTokensPerS.toFixed(1), '1.00', '1.00']);
+      l ? (e.prefillTokensPerS / l.prefillTokensPerS).toFixed(2) : '-', l ? (e.decodeTokensPerS / l.decodeTokensPerS).toFixed(2) : '-',
+      e.prefillTokensPerCpuS.toFixed(1), e.decodeTokensPerCpuS.toFixed(1),
+      l ? `${(e.prefillTokensPerCpuS / l.prefillTokensPerCpuS).toFixed(2)}/${(e.decodeTokensPerCpuS / l.decodeTokensPerCpuS).toFixed(2)}` : '-']);
+    if (l) {
+      rows.push([name, l.fileType, 'llama.cpp', l.prefillTokensPerS.toFixed(1), l.decodeTokensPerS.toFixed(1), '1.00', '1.00',
+        l.prefillTokensPerCpuS.toFixed(1), l.decodeTokensPerCpuS.toFixed(1), '1.00/1.00']);
+    }
   }
   const text = table(rows);
-  console.log(`\n${text}\n(ratio = Endless / llama.cpp; medians of ${base.reps} repetitions)`);
+  console.log(`\n${text}\n(ratio = Endless / llama.cpp; medians of ${base.reps} repetitions; t/cpu-s = tokens per second of ` +
+    'process CPU time, all threads)');
   const file = writeResult('cpu', {
     suite: 'cpu', date: new Date().toISOString(), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
     machine: machine(), llamaCpp: llama, options: base, results, table: text.split('\n'),

@@ -100,7 +100,7 @@ export async function runServerBench(argv: string[]): Promise<Record<string, unk
       lines += block.split('\n').length - 1;
       pasteN++;
       if (lines > 1500) await newDoc();
-      if (pasteN % 8 === 0) {
+      if (pasteN % 2 === 0) {
         const i = await s.settle(600_000);
         seen = i.stats.seen;
         process.stdout.write(`\r  session: ${seen} tokens seen, ${i.stats.evicted} evicted, ${((Date.now() - t1) / 1000).toFixed(0)} s`);

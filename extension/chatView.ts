@@ -85,6 +85,12 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
 </html>`;
   }
 
+  private setBusy(busy: boolean): void {
+    // The view title's Stop button shows only while an answer streams.
+    void vscode.commands.executeCommand('setContext', 'endless.chatBusy', busy);
+    this.post({ type: 'busy', busy });
+  }
+
   private post(m: ToWebview): void {
     if (this.view && this.webviewReady) void this.view.webview.postMessage(m);
   }
@@ -194,7 +200,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     this.sendReset();
     const cts = new vscode.CancellationTokenSource();
     this.pending.set(turnId, cts);
-    this.post({ type: 'busy', busy: true });
+    this.setBusy(true);
     try {
       const r = await this.server.request(ChatSendRequest, { turnId, text, context }, cts.token);
       const turn = this.transcript.finish(turnId, r.text, r.reason, r.tokens);
@@ -210,7 +216,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     } finally {
       this.pending.delete(turnId);
       cts.dispose();
-      this.post({ type: 'busy', busy: false });
+      this.setBusy(false);
     }
   }
 

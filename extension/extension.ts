@@ -146,14 +146,18 @@ function registerCommands(
   reg('endless.chat.history', () => chat.pickHistory());
   reg('endless.showLogs', () => output.show(true));
   reg('endless.restartServer', () => server.restart('restart requested'));
-  reg('endless.newSession', async () => {
-    const pick = await vscode.window.showQuickPick([
-      { label: 'Keep the last summary as memory', keep: true },
-      { label: 'Start from nothing', keep: false },
-    ], { title: 'Endless: start a new session (the cache is emptied)' });
-    if (!pick) return undefined;
+  reg('endless.newSession', async (keepMemory?: boolean) => {
+    let keep = keepMemory;
+    if (typeof keep !== 'boolean') {
+      const pick = await vscode.window.showQuickPick([
+        { label: 'Keep the last summary as memory', keep: true },
+        { label: 'Start from nothing', keep: false },
+      ], { title: 'Endless: start a new session (the cache is emptied)' });
+      if (!pick) return undefined;
+      keep = pick.keep;
+    }
     return reportErrors('new session', async () => {
-      await server.request(SessionNewRequest, { keepMemory: pick.keep });
+      await server.request(SessionNewRequest, { keepMemory: keep });
       void vscode.window.showInformationMessage('Endless: a new session started.');
       return true;
     });

@@ -70,12 +70,7 @@ export class CompletionGate {
   }
 }
 
-/**
- * The per-language rule: an empty list means every language; otherwise the language id must be
- * listed, and "!id" entries switch one language off (so ["*", "!plaintext"] means all but text).
- */
+/** The per-language rule (the server applies the same one): an empty list means every language. */
 export function languageAllowed(languageId: string, list: readonly string[]): boolean {
-  if (!list.length) return true;
-  if (list.includes(`!${languageId}`)) return false;
-  return list.includes(languageId) || list.includes('*');
+  return !list.length || list.includes(languageId);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the extension in a real VS Code (code-server) driven by headless Chromium
-# (the recipe in docs of the e2e harness: test/e2e/, and the project's E2E notes):
+# (see docs/extension.md):
 #   1. installs code-server (and the Node 24 it needs) into a tools folder OUTSIDE the repository,
 #      ${ENDLESS_TOOLS:-$HOME/.cache/endless-tools}, reusing it when the right version is there;
 #   2. packages the VSIX (`npm run package`);
@@ -44,7 +44,7 @@ if [ ! -x "$CODE_SERVER" ] || [ ! -x "$NODE24/bin/node" ] || [ "$(cat "$TOOLS/.c
 else
   say "reusing code-server $CS_VERSION from $TOOLS"
 fi
-cs() { PATH="$NODE24/bin:$PATH" "$CODE_SERVER" "$@"; }
+cs() { PATH="$NODE24/bin:$PATH" exec "$CODE_SERVER" "$@"; }
 
 # ---- 2. the VSIX and the host-test bundle ----------------------------------------------------
 [ -f build/endless.node ] || { say "FAILED: build/endless.node is missing (run npm install)"; exit 1; }
@@ -67,9 +67,21 @@ MODEL="$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")"
 # ---- scratch space, processes, cleanup ---------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/endless-e2e.XXXXXX")"
 PIDS=()
+# code-server starts a tree (server, extension host, language servers, file watcher): stop all of
+# it, children first, by process id.
+tree_of() { local c; for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_of "$c"; done; echo "$1"; }
+kill_tree() {
+  local all; all=$(tree_of "$1")
+  kill $all 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    local alive=""; for p in $all; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+    [ -z "$alive" ] && return 0
+    sleep 0.2
+  done
+  kill -9 $all 2>/dev/null || true
+}
 cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill_tree "$p"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -147,13 +159,13 @@ say "UI run with the VSIX (model: $MODEL)"
 make_workspace "$WORK/ws-ui"
 write_settings "$WORK/udd-ui"
 printf 'bind-addr: 127.0.0.1:0\nauth: none\ncert: false\n' > "$WORK/install.yaml"
-cs --config "$WORK/install.yaml" --user-data-dir "$WORK/udd-ui" --extensions-dir "$WORK/ext-ui" --install-extension "$VSIX" \
+(cs --config "$WORK/install.yaml" --user-data-dir "$WORK/udd-ui" --extensions-dir "$WORK/ext-ui" --install-extension "$VSIX") \
   > "$ART/install-extension.log" 2>&1 || { cat "$ART/install-extension.log"; say "FAILED: installing the VSIX"; exit 1; }
 start_code_server ui "$WORK/udd-ui" "$WORK/ext-ui" "$WORK/ws-ui"
 if node test/e2e/ui.js "$URL" "$WORK/ws-ui" "$ART" "$CHROMIUM"; then say "UI run: PASSED"; else say "UI run: FAILED"; STATUS=1; fi
 # The extension's own log (the output channel) for the artifacts.
 find "$WORK/udd-ui/logs" -name '*Endless*' -exec sh -c 'cp "$1" "$2/ui-$(basename "$1")"' _ {} "$ART" \; 2>/dev/null || true
-kill "${PIDS[-1]}" 2>/dev/null || true
+kill_tree "${PIDS[-1]}"
 fi
 
 # ---- 4. mocha inside the extension host ----------------------------------------------------------

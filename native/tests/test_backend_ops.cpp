@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/cpu_internal.h"
 #include "cpu/cpu_kernels.h"
 #include "error.h"
 #include "quant.h"
@@ -33,14 +34,32 @@ std::vector<backend_case> backends_under_test() {
     std::vector<backend_case> list;
     const cpu_isa best = cpu_detect_isa();
     for (int isa = CPU_ISA_SCALAR; isa <= (int)best; isa++) {
-        for (int threads : {1, 3}) {
-            backend_case c;
-            c.label = std::string("cpu/") + cpu_isa_name((cpu_isa)isa) + "/t" + std::to_string(threads);
-            c.create = [threads] { return backend_cpu_create(threads); };
-            c.enter = [isa] { cpu_set_isa((cpu_isa)isa); };
-            c.leave = [best] { cpu_set_isa(best); };
-            list.push_back(c);
-        }
+        // at the AVX-512 level, with and without AMX where the machine has it
+        bool amx_levels[2] = {false, false};
+        int n_amx = 1;
+#if defined(__x86_64__)
+        if (isa == CPU_ISA_AVX512 && cpu_amx_available()) { amx_levels[1] = true; n_amx = 2; }
+#endif
+        for (int ai = 0; ai < n_amx; ai++)
+            for (int threads : {1, 3}) {
+                const bool amx = amx_levels[ai];
+                backend_case c;
+                c.label = std::string("cpu/") + cpu_isa_name((cpu_isa)isa) + (amx ? "+amx" : "") + "/t" + std::to_string(threads);
+                c.create = [threads] { return backend_cpu_create(threads); };
+                c.enter = [isa, amx] {
+                    cpu_set_isa((cpu_isa)isa);
+#if defined(__x86_64__)
+                    cpu_set_amx(amx);
+#endif
+                };
+                c.leave = [best] {
+                    cpu_set_isa(best);
+#if defined(__x86_64__)
+                    cpu_set_amx(true);
+#endif
+                };
+                list.push_back(c);
+            }
     }
 #ifdef ENDLESS_WITH_CUDA
     const int n_dev = backend_cuda_device_count();

@@ -44,6 +44,17 @@ export interface BenchResult {
   decodeTokensPerS: number;     // median
   prefillSamples: number[];
   decodeSamples: number[];
+  // tokens per second of CPU time used by the whole process (all threads), median: on a busy
+  // machine this stays near the idle-machine rate for single-threaded runs, where wall-clock
+  // rates do not (spin-waiting threads inflate it for multi-threaded runs)
+  prefillTokensPerCpuS: number;
+  decodeTokensPerCpuS: number;
+}
+
+/** CPU seconds used by this process so far (user + system, all threads). */
+export function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
 }
 
 export function median(xs: number[]): number {
@@ -76,17 +87,24 @@ export async function benchEndless(path: string, o: BenchOptions): Promise<Bench
     const session = model.createSession({ sinks: 4, window: o.promptTokens + o.genTokens + 8 });
     const prefill: number[] = [];
     const decode: number[] = [];
+    const prefillCpu: number[] = [];
+    const decodeCpu: number[] = [];
     // one untimed repetition first: first-touch page faults and allocations are not throughput
     for (let r = -1; r < o.reps; r++) {
       await session.clear();
       const a = performance.now();
+      const ca = cpuSeconds();
       await session.decode(prompt, { logits: 'last' });
       const b = performance.now();
+      const cb = cpuSeconds();
       const g = await session.generate({ maxTokens: o.genTokens, sampler: { temperature: 0 } });
       const c = performance.now();
+      const cc = cpuSeconds();
       if (r < 0) continue;
       prefill.push(round2(o.promptTokens / ((b - a) / 1000)));
       decode.push(round2(g.tokens.length / ((c - b) / 1000)));
+      prefillCpu.push(round2(o.promptTokens / (cb - ca)));
+      decodeCpu.push(round2(g.tokens.length / (cc - cb)));
     }
     session.dispose();
     return {
@@ -102,6 +120,8 @@ export async function benchEndless(path: string, o: BenchOptions): Promise<Bench
       decodeTokensPerS: round2(median(decode)),
       prefillSamples: prefill,
       decodeSamples: decode,
+      prefillTokensPerCpuS: round2(median(prefillCpu)),
+      decodeTokensPerCpuS: round2(median(decodeCpu)),
     };
   } finally {
     model.dispose();

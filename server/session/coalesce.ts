@@ -18,6 +18,8 @@ export const realTimers: Timers = {
 export class EditCoalescer {
   private readonly dirty = new Map<string, number>(); // uri -> time of its first pending change
   private timer: unknown = null;
+  /** While this says so (a completion is running), the idle flush waits (up to maxDelay). */
+  holdWhile: (() => boolean) | null = null;
 
   constructor(
     private idleMs: number,
@@ -98,7 +100,11 @@ export class EditCoalescer {
 
   private arm(ms: number): void {
     this.disarm();
-    this.timer = this.timers.setTimeout(() => { this.timer = null; this.fire(); }, Math.max(0, ms));
+    this.timer = this.timers.setTimeout(() => {
+      this.timer = null;
+      if (this.holdWhile?.()) { this.defer(); return; }
+      this.fire();
+    }, Math.max(0, ms));
   }
 
   private disarm(): void {

@@ -157,6 +157,7 @@ export class Session {
     // SPM keeps the stable part (the suffix) first; the default model is trained on both orders.
     this.fimOrder = this.fmt.hasMarkers ? 'spm' : 'psm';
     this.coalescer = new EditCoalescer(settings.editIdleMs, Math.max(settings.editIdleMs * 4, 3000), (uris) => this.flushDocs(uris, 'idle'));
+    this.coalescer.holdWhile = () => this.completionCtl !== null;
     this.scheduler.onStep = () => this.host.changed();
   }
 

@@ -32,7 +32,14 @@ const limitMs = Number(process.env.ENDLESS_HOST_TESTS_TIMEOUT_MS || 600_000);
   const page = ctx.pages()[0] || await ctx.newPage();
   let done;
   const exitCode = new Promise((r) => (done = r));
-  await page.exposeFunction('codeAutomationLog', (type, args) => console.log(util.format(...(Array.isArray(args) ? args : [args]))));
+  // Everything the workbench logs goes to a file; the terminal gets mocha's own lines.
+  const hostLog = fs.createWriteStream(path.join(artifacts, 'host-tests-log.txt'));
+  const mochaLine = /^\s*(✓|✔|\d+\) |\d+ (passing|failing|pending)|Endless in the extension host)/;
+  await page.exposeFunction('codeAutomationLog', (type, args) => {
+    const line = util.format(...(Array.isArray(args) ? args : [args]));
+    hostLog.write(`${line}\n`);
+    if (mochaLine.test(line) || process.env.ENDLESS_E2E_VERBOSE) console.log(line);
+  });
   await page.exposeFunction('codeAutomationExit', (code) => done(code));
   const all = fs.createWriteStream(path.join(artifacts, 'host-tests-browser-console.log'));
   page.on('console', (m) => all.write(`${m.type()} ${m.text().replace(/%c/g, '')}\n`));

@@ -211,6 +211,16 @@ async function step(name, fn) {
       const picture = await frame.evaluate(() => document.querySelector('.cache-legend')?.innerText ?? '');
       log('cache picture:', JSON.stringify(picture));
       if (!/window/.test(picture) || !/seen/.test(picture)) throw new Error('the cache picture is missing from the chat header');
+      // New chat archives this one; the history list opens it again, read-only.
+      await frame.click('#new-chat');
+      await frame.waitForFunction(() => document.querySelectorAll('.turn').length === 0 && document.querySelectorAll('#history option').length === 2, null, { timeout: 10_000 });
+      const id = await frame.evaluate(() => document.querySelectorAll('#history option')[1].value);
+      await frame.selectOption('#history', id);
+      await frame.waitForFunction(() => !document.querySelector('.banner').hidden && document.querySelectorAll('.turn').length >= 2, null, { timeout: 10_000 });
+      log('history banner:', JSON.stringify(await frame.evaluate(() => document.querySelector('.banner').innerText)));
+      await shot(page, '4b-chat-history');
+      await frame.click('.banner button');
+      await frame.waitForFunction(() => document.querySelector('.banner').hidden, null, { timeout: 10_000 });
     });
 
     await step('a summary appears in the Summaries view', async () => {

@@ -73,3 +73,21 @@ test('defer() holds pending edits while completions are asked for, up to maxDela
   c.defer();
   assert.equal(flushed.length, 1, 'nothing pending: defer does nothing');
 });
+
+test('holdWhile keeps the idle flush waiting while a completion runs, up to maxDelay', () => {
+  const clock = new ManualClock();
+  const flushed: string[][] = [];
+  const c = new EditCoalescer(500, 3000, (u) => flushed.push(u), clock);
+  let busy = true;
+  c.holdWhile = () => busy;
+  c.touch('a');
+  clock.advance(2000);
+  assert.deepEqual(flushed, []);
+  busy = false;
+  clock.advance(600);
+  assert.deepEqual(flushed, [['a']]);
+  busy = true;
+  c.touch('b');
+  clock.advance(3100);
+  assert.deepEqual(flushed, [['a'], ['b']], 'maxDelay still applies');
+});

@@ -106,4 +106,18 @@ const mm_kernel_set &mm_kernels_avx512();
 #endif
 const mm_kernel_set &mm_kernels_current();  // per cpu_get_isa()
 
+#if defined(__x86_64__)
+// AMX-INT8 prefill for Q8_0 weights (matmul_amx_avx512.cpp), used at the AVX-512 level when
+// the processor and OS allow it; tests switch it off to cover the plain AVX-512 kernels too.
+bool cpu_amx_available();
+bool cpu_amx_enabled();
+void cpu_set_amx(bool on);
+// Activations for it, in groups of 16 rows; per 32-value block a group holds the B tile
+// (8 rows x 64 bytes: bytes 4c..4c+3 of row kk are values 4kk..4kk+3 of activation row c)
+// and then the 16 rows' scales dx.
+constexpr size_t AMX_Q8_0_BLOCK_BYTES = 512 + 64;
+void amx_quant_q8_0(const float *x, void *out, int64_t k);  // out: group base + 4 * (row % 16)
+void amx_tile_q8_0(const mm_tile &t);  // t.x: group 0 of the chunk, t.x_stride: bytes per group
+#endif
+
 }  // namespace endless

@@ -6,6 +6,7 @@
 // is read from memory once per chunk rather than once per activation row.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -323,13 +324,36 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
     const mm_kernel_set &ks = mm_kernels_current();
     const int64_t k = w.ne0, m = w.ne1;
 
+    // AMX-INT8 takes prefill with Q8_0 weights where the processor has it
+    bool amx = false;
+#if defined(__x86_64__)
+    amx = info.kind == MM_Q8_0 && n >= 16 && cpu_get_isa() == CPU_ISA_AVX512 && cpu_amx_enabled();
+#endif
+
     // activations in the kernel's format
     static thread_local std::vector<uint8_t> act_buf;
     const uint8_t *xa = (const uint8_t *)x;
-    size_t x_stride = (size_t)k * sizeof(float);
-    if (info.act != MM_ACT_F32) {
+    size_t x_stride = (size_t)k * sizeof(float);  // bytes per row (per group of 16 rows for AMX)
+    double bytes_per_elem = sizeof(float);         // per activation row and element
+    mm_tile_fn tile_fn = ks.tile[info.kind];
+    if (amx) {
+#if defined(__x86_64__)
+        x_stride = (size_t)(k / 32) * AMX_Q8_0_BLOCK_BYTES;
+        bytes_per_elem = (double)AMX_Q8_0_BLOCK_BYTES / 32.0 / 16.0;
+        const size_t n_groups = (size_t)(n + 15) / 16;
+        if (act_buf.size() < x_stride * n_groups) act_buf.resize(x_stride * n_groups);
+        uint8_t *buf = act_buf.data();
+        if (n % 16) std::memset(buf + (n_groups - 1) * x_stride, 0, x_stride);  // padding rows: zeros
+        pool.parallel_for(n, [&](int64_t i0, int64_t i1, int) {
+            for (int64_t i = i0; i < i1; i++) amx_quant_q8_0(x + i * k, buf + (size_t)(i / 16) * x_stride + 4 * (i % 16), k);
+        });
+        xa = buf;
+        tile_fn = amx_tile_q8_0;
+#endif
+    } else if (info.act != MM_ACT_F32) {
         act_quant_fn quant = info.act == MM_ACT_Q8_0 ? ks.quant_q8_0 : ks.quant_q8_k;
         x_stride = info.act == MM_ACT_Q8_0 ? act_q8_0_row_bytes(k) : (size_t)(k / 256) * sizeof(act_q8_k);
+        bytes_per_elem = (double)x_stride / (double)k;
         if (act_buf.size() < x_stride * (size_t)n) act_buf.resize(x_stride * (size_t)n);
         uint8_t *buf = act_buf.data();
         if (n == 1) quant(x, buf, k);
@@ -346,27 +370,27 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
     const int xc = std::min(n, 64);
     int64_t kc = k;
     if (n > 1 && k % 256 == 0) {
-        const double bytes_per_elem = (double)x_stride / (double)k;
         const int64_t fit = (int64_t)(524288.0 / (bytes_per_elem * xc)) / 256 * 256;
         if (fit >= 256 && fit < k) {
             const int64_t n_slices = (k + fit - 1) / fit;  // equal slices, rounded up to 256
             kc = ((k / 256 + n_slices - 1) / n_slices) * 256;
         }
     }
-    // weight rows per tile, and at least a few tiles per thread so the split is even
+    // weight rows per tile (AMX: whole groups of 16), and at least a few tiles per thread so
+    // the split is even
     const size_t w_slice_bytes = std::max<size_t>(1, (size_t)(kc / info.block) * info.block_bytes);
-    int64_t rb = std::max<int64_t>(4, std::min<int64_t>(64, (int64_t)(65536 / w_slice_bytes))) & ~(int64_t)3;
+    const int64_t step = amx ? 16 : 4;
+    int64_t rb = std::max<int64_t>(step, std::min<int64_t>(64, (int64_t)(65536 / w_slice_bytes))) / step * step;
     const int64_t nthreads = pool.size();
-    while (rb > 4 && (m + rb - 1) / rb < 4 * nthreads) rb -= 4;
+    while (rb > step && (m + rb - 1) / rb < 4 * nthreads) rb -= step;
     const int64_t n_blocks = (m + rb - 1) / rb;
-    mm_tile_fn tile_fn = ks.tile[info.kind];
 
     auto run = [&](int64_t b0, int64_t b1, int) {
         for (int i0 = 0; i0 < n; i0 += xc) {
             mm_tile t;
             t.w = (const uint8_t *)w.data;
             t.w_stride = w_stride;
-            t.x = xa + (size_t)i0 * x_stride;
+            t.x = xa + (size_t)(amx ? i0 / 16 : i0) * x_stride;  // chunks start at multiples of 64 rows
             t.x_stride = x_stride;
             t.k_row = k;
             t.nx = std::min(xc, n - i0);

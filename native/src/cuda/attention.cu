@@ -54,7 +54,36 @@ __device__ __forceinline__ void at_rope_pair(const at_params &P, const float *sr
     }
 }
 
-template <int RMAX, int KT, int DJ>
+// Vector path (head_dim and n_rot multiples of 8): a "quad" is 4 consecutive pairs p..p+3, read as
+// two float4 of the head vector at dims da and db (with the 4 cos/sin values when rotated).
+__device__ __forceinline__ void at_quad_dims(const at_params &P, int p, int &da, int &db, bool &rot) {
+    const int half = P.n_rot / 2;
+    rot = p < half;
+    if (rot) {
+        if (P.mode == ROPE_MODE_NEOX) { da = p; db = p + half; }
+        else { da = 2 * p; db = 2 * p + 4; }
+    } else {
+        da = P.n_rot + 2 * (p - half);
+        db = da + 4;
+    }
+}
+__device__ __forceinline__ float4 ldg4(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
+__device__ __forceinline__ void st4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }
+__device__ __forceinline__ void at_rot_quad(const at_params &P, bool rot, float4 a, float4 b, float4 c, float4 s, float mul,
+                                            float4 &oa, float4 &ob) {
+    if (!rot) {
+        oa = make_float4(a.x * mul, a.y * mul, a.z * mul, a.w * mul);
+        ob = make_float4(b.x * mul, b.y * mul, b.z * mul, b.w * mul);
+    } else if (P.mode == ROPE_MODE_NEOX) {  // a: first halves of pairs p..p+3, b: second halves
+        oa = make_float4((a.x * c.x - b.x * s.x) * mul, (a.y * c.y - b.y * s.y) * mul, (a.z * c.z - b.z * s.z) * mul, (a.w * c.w - b.w * s.w) * mul);
+        ob = make_float4((a.x * s.x + b.x * c.x) * mul, (a.y * s.y + b.y * c.y) * mul, (a.z * s.z + b.z * c.z) * mul, (a.w * s.w + b.w * c.w) * mul);
+    } else {  // a: pairs p, p+1 interleaved; b: pairs p+2, p+3
+        oa = make_float4((a.x * c.x - a.y * s.x) * mul, (a.x * s.x + a.y * c.x) * mul, (a.z * c.y - a.w * s.y) * mul, (a.z * s.y + a.w * c.y) * mul);
+        ob = make_float4((b.x * c.z - b.y * s.z) * mul, (b.x * s.z + b.y * c.z) * mul, (b.z * c.w - b.w * s.w) * mul, (b.z * s.w + b.w * c.w) * mul);
+    }
+}
+
+template <int RMAX, int KT, int DJ, bool VEC>
 __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
     extern __shared__ __align__(16) float smem[];
     const int hs = P.hs, hd = P.head_dim, n_pairs = hd / 2;
@@ -105,8 +134,46 @@ __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
     const int t_end = (int)((long long)n_tiles * (split + 1) / P.n_split);
 
     // Loads the block's queries into sQ, scaled, rotated for fixed (window = false) or window tiles.
+    const int n_quads = hd / 8;
+    constexpr int VB = 4;  // quads per thread per round: all their loads are issued before any use
     auto load_q = [&](bool window) {
-        for (int idx = tid; idx < RMAX * n_pairs; idx += AT_THREADS) {
+        if (VEC) {
+            for (int i0 = 0; i0 < RMAX * n_quads; i0 += AT_THREADS * VB) {
+                float4 a[VB], b[VB], c[VB], sn[VB];
+                bool rot[VB], ok[VB];
+                int da[VB], db[VB], rr[VB];
+#pragma unroll
+                for (int u = 0; u < VB; u++) {
+                    const int idx = i0 + tid + AT_THREADS * u;
+                    const int r = idx / n_quads, p = 4 * (idx % n_quads);
+                    rr[u] = idx < RMAX * n_quads ? r : -1;
+                    at_quad_dims(P, p, da[u], db[u], rot[u]);
+                    const int ai = r / HG, g = r % HG;
+                    ok[u] = rr[u] >= 0 && ai < n_i && g < n_h;
+                    a[u] = b[u] = c[u] = sn[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    if (ok[u]) {
+                        const float *src = P.q + ((size_t)(i_first + ai) * P.n_head + h_first + g) * hd;
+                        a[u] = ldg4(src + da[u]);
+                        b[u] = ldg4(src + db[u]);
+                        if (rot[u]) {
+                            const int pos = window ? n_fixed + sHi[r] - 1 : n_fixed + sHi[r] - sLo[r] - 1;
+                            const size_t t = (size_t)pos * (P.n_rot / 2) + p;
+                            c[u] = ldg4(P.rope_cos + t);
+                            sn[u] = ldg4(P.rope_sin + t);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < VB; u++) {
+                    if (rr[u] < 0) continue;
+                    float4 oa, ob;
+                    at_rot_quad(P, rot[u], a[u], b[u], c[u], sn[u], P.scale, oa, ob);
+                    st4(sQ + rr[u] * hs + da[u], oa);
+                    st4(sQ + rr[u] * hs + db[u], ob);
+                }
+            }
+        } else {
+            for (int idx = tid; idx < RMAX * n_pairs; idx += AT_THREADS) {
             const int r = idx / n_pairs, p = idx % n_pairs;
             const int a = r / HG, g = r % HG;
             float *dst = sQ + r * hs;
@@ -117,6 +184,7 @@ __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
                 at_rope_pair(P, src, dst, p, pos, P.scale);
             } else {
                 dst[2 * p] = 0.0f; dst[2 * p + 1] = 0.0f;
+            }
             }
         }
         for (int idx = tid; idx < RMAX * (hs - hd); idx += AT_THREADS) sQ[(idx / (hs - hd)) * hs + hd + idx % (hs - hd)] = 0.0f;
@@ -139,6 +207,45 @@ __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
             q_mode = (int)window;
         }
         // K tile (rotated) and V tile
+        if (VEC) {
+            for (int i0 = 0; i0 < KT * n_quads; i0 += AT_THREADS * VB) {
+                float4 a[VB], b[VB], c[VB], sn[VB], va[VB], vb[VB];
+                bool rot[VB];
+                int da[VB], db[VB], kr[VB];
+#pragma unroll
+                for (int u = 0; u < VB; u++) {
+                    const int idx = i0 + tid + AT_THREADS * u;
+                    const int kk = idx / n_quads, p = 4 * (idx % n_quads);
+                    kr[u] = idx < KT * n_quads ? kk : -1;
+                    at_quad_dims(P, p, da[u], db[u], rot[u]);
+                    const int e = base + kk;
+                    a[u] = b[u] = c[u] = sn[u] = va[u] = vb[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    if (kr[u] >= 0 && e < limit) {
+                        const int slot = window ? P.keys[n_fixed + e] : P.keys[e];
+                        const size_t off = (size_t)slot * row_floats + (size_t)kvh * hd;
+                        a[u] = ldg4(P.k_cache + off + da[u]);
+                        b[u] = ldg4(P.k_cache + off + db[u]);
+                        va[u] = ldg4(P.v_cache + off + da[u]);
+                        vb[u] = ldg4(P.v_cache + off + db[u]);
+                        if (rot[u]) {
+                            const size_t t = (size_t)(window ? n_fixed + e : e) * (P.n_rot / 2) + p;
+                            c[u] = ldg4(P.rope_cos + t);
+                            sn[u] = ldg4(P.rope_sin + t);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < VB; u++) {
+                    if (kr[u] < 0) continue;
+                    float4 oa, ob;
+                    at_rot_quad(P, rot[u], a[u], b[u], c[u], sn[u], 1.0f, oa, ob);
+                    st4(sK + kr[u] * hs + da[u], oa);
+                    st4(sK + kr[u] * hs + db[u], ob);
+                    st4(sV + kr[u] * hs + da[u], va[u]);
+                    st4(sV + kr[u] * hs + db[u], vb[u]);
+                }
+            }
+        } else
         for (int idx = tid; idx < KT * n_pairs; idx += AT_THREADS) {
             const int kk = idx / n_pairs, p = idx % n_pairs;
             const int e = base + kk;
@@ -267,23 +374,63 @@ __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
     }
 }
 
-// Merges the split-K partials of one (query, head) per block.
-__global__ void attention_combine_kernel(const float *part_o, const float *part_ml, int n_split, int hd, int n_head, float *out) {
+// Merges the split-K partials of one (query, head) per block: the split weights exp(m_s - M) / sum
+// first (one split per thread), then warp w sums splits w, w + 8, ... over the dims (lanes), and
+// the 8 warp sums are added in shared memory.
+constexpr int AT_MAX_SPLIT = 512;
+constexpr int CB_THREADS = 256;
+__global__ void __launch_bounds__(CB_THREADS) attention_combine_kernel(const float *part_o, const float *part_ml, int n_split, int hd, float *out) {
+    __shared__ float w[AT_MAX_SPLIT];
+    __shared__ float red[CB_THREADS / 32][256];
+    __shared__ float stat[CB_THREADS / 32];
     const size_t qh = blockIdx.x;  // i * n_head + h
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float *ml = part_ml + 2 * qh * n_split;
+    // M = max_s m_s
+    float mx = -INFINITY;
+    for (int s = tid; s < n_split; s += CB_THREADS) mx = fmaxf(mx, ml[2 * s]);
+    mx = warp_max(mx);
+    if (lane == 0) stat[warp] = mx;
+    __syncthreads();
     float M = -INFINITY;
-    for (int s = 0; s < n_split; s++) M = fmaxf(M, part_ml[2 * (qh * n_split + s)]);
-    float wsum = 0.0f;
-    for (int s = 0; s < n_split; s++) {
-        const float m = part_ml[2 * (qh * n_split + s)];
-        if (m != -INFINITY) wsum += __expf(m - M) * part_ml[2 * (qh * n_split + s) + 1];
+    for (int i = 0; i < CB_THREADS / 32; i++) M = fmaxf(M, stat[i]);
+    __syncthreads();
+    // weights and their l-weighted sum
+    float sum = 0.0f;
+    for (int s = tid; s < n_split; s += CB_THREADS) {
+        const float m = ml[2 * s];
+        const float e = m == -INFINITY ? 0.0f : __expf(m - M);
+        w[s] = e;
+        sum += e * ml[2 * s + 1];
     }
-    const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < n_split; s++) {
-            const float m = part_ml[2 * (qh * n_split + s)];
-            if (m != -INFINITY) o += __expf(m - M) * part_o[(qh * n_split + s) * hd + d];
+    sum = warp_sum(sum);
+    if (lane == 0) stat[warp] = sum;
+    __syncthreads();
+    float total = 0.0f;
+    for (int i = 0; i < CB_THREADS / 32; i++) total += stat[i];
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    // sum_s w_s o_s[d]
+    const float *po = part_o + qh * n_split * (size_t)hd;
+    float acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j] = 0.0f;
+    for (int s = warp; s < n_split; s += CB_THREADS / 32) {
+        const float ws = w[s];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int d = lane + 32 * j;
+            if (d < hd) acc[j] = fmaf(ws, po[(size_t)s * hd + d], acc[j]);
         }
+    }
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int d = lane + 32 * j;
+        if (d < hd) red[warp][d] = acc[j];
+    }
+    __syncthreads();
+    for (int d = tid; d < hd; d += CB_THREADS) {
+        float o = 0.0f;
+        for (int i = 0; i < CB_THREADS / 32; i++) o += red[i][d];
         out[qh * hd + d] = o * inv;
     }
 }
@@ -291,7 +438,7 @@ __global__ void attention_combine_kernel(const float *part_o, const float *part_
 struct at_variant {
     int rmax, kt, dj;
 };
-constexpr at_variant AT_VARIANTS[3] = {{8, 64, 8}, {64, 32, 4}, {32, 32, 8}};
+constexpr at_variant AT_VARIANTS[3] = {{8, 32, 8}, {64, 32, 4}, {32, 32, 8}};
 
 size_t at_smem_bytes(int v, int hs) {
     const at_variant &a = AT_VARIANTS[v];
@@ -299,11 +446,11 @@ size_t at_smem_bytes(int v, int hs) {
            sizeof(int) * (2 * a.rmax + 2);
 }
 
-template <int RMAX, int KT, int DJ>
+template <int RMAX, int KT, int DJ, bool VEC>
 void at_launch(const at_params &P, const cuda_attn_plan &plan, cudaStream_t stream) {
     static size_t configured = 0;  // the dynamic shared-memory limit, raised as far as needed
     if (plan.smem > configured) {
-        const cudaError_t err = cudaFuncSetAttribute(attention_kernel<RMAX, KT, DJ>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)plan.smem);
+        const cudaError_t err = cudaFuncSetAttribute(attention_kernel<RMAX, KT, DJ, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)plan.smem);
         if (err != cudaSuccess) {
             cudaGetLastError();
             fail(ENDLESS_ERR_UNSUPPORTED, "cuda attention: head_dim " + std::to_string(P.head_dim) + " needs " +
@@ -312,7 +459,7 @@ void at_launch(const at_params &P, const cuda_attn_plan &plan, cudaStream_t stre
         configured = plan.smem;
     }
     const dim3 grid(plan.n_split, P.n_head_kv * plan.n_hchunk, plan.n_qtiles);
-    attention_kernel<RMAX, KT, DJ><<<grid, AT_THREADS, plan.smem, stream>>>(P);
+    attention_kernel<RMAX, KT, DJ, VEC><<<grid, AT_THREADS, plan.smem, stream>>>(P);
 }
 
 }  // namespace
@@ -339,9 +486,13 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     p.n_qtiles = (a.n_q + p.queries_per_block - 1) / p.queries_per_block;
     const int64_t base = (int64_t)p.n_qtiles * a.n_head_kv * p.n_hchunk;
     const int64_t tiles_max = keys_bucket / kt + 1;
-    int64_t n_split = (2 * (int64_t)n_sm + base - 1) / base;
-    const int64_t cap = tiles_max / 2 > 1 ? tiles_max / 2 : 1;
+    // decode: as many blocks as it takes to keep every multiprocessor loading (down to one key
+    // tile per block); many queries: fewer, longer splits
+    const int64_t target = (p.variant == 0 ? 4 : 2) * (int64_t)n_sm;
+    int64_t n_split = (target + base - 1) / base;
+    const int64_t cap = p.variant == 0 ? tiles_max : (tiles_max / 2 > 1 ? tiles_max / 2 : 1);
     if (n_split > cap) n_split = cap;
+    if (n_split > AT_MAX_SPLIT) n_split = AT_MAX_SPLIT;
     if (n_split < 1) n_split = 1;
     p.n_split = (int)n_split;
     p.smem = at_smem_bytes(p.variant, hs);
@@ -363,14 +514,21 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
         P.part_o = (float *)scratch;
         P.part_ml = P.part_o + (size_t)a.n_q * a.n_head * plan.n_split * a.head_dim;
     }
-    switch (plan.variant) {
-    case 0: at_launch<8, 64, 8>(P, plan, stream); break;
-    case 1: at_launch<64, 32, 4>(P, plan, stream); break;
-    default: at_launch<32, 32, 8>(P, plan, stream); break;
+    // float4 path: whole quads of pairs, 16-byte aligned rows and tables
+    auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
+    const bool vec = a.head_dim % 8 == 0 && a.n_rot % 8 == 0 && a16(a.q) && a16(a.k_cache) && a16(a.v_cache) &&
+                     (a.n_rot == 0 || (a16(a.rope_cos) && a16(a.rope_sin)));
+    switch (plan.variant * 2 + (vec ? 1 : 0)) {
+    case 0: at_launch<8, 32, 8, false>(P, plan, stream); break;
+    case 1: at_launch<8, 32, 8, true>(P, plan, stream); break;
+    case 2: at_launch<64, 32, 4, false>(P, plan, stream); break;
+    case 3: at_launch<64, 32, 4, true>(P, plan, stream); break;
+    case 4: at_launch<32, 32, 8, false>(P, plan, stream); break;
+    default: at_launch<32, 32, 8, true>(P, plan, stream); break;
     }
     CUDA_CHECK_LAUNCH("attention");
     if (plan.n_split > 1) {
-        attention_combine_kernel<<<a.n_q * a.n_head, 128, 0, stream>>>(P.part_o, P.part_ml, plan.n_split, a.head_dim, a.n_head, a.out);
+        attention_combine_kernel<<<a.n_q * a.n_head, CB_THREADS, 0, stream>>>(P.part_o, P.part_ml, plan.n_split, a.head_dim, a.out);
         CUDA_CHECK_LAUNCH("attention combine");
     }
 }

@@ -291,8 +291,11 @@ public:
         if (a.n_keys <= 0 || a.n_fixed < 0 || a.n_fixed > a.n_keys)
             fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: n_fixed " + std::to_string(a.n_fixed) + " and n_keys " +
                  std::to_string(a.n_keys) + " do not fit");
-        if (!a.q || !a.k_cache || !a.v_cache || !a.out || !a.keys || !a.win_lo || !a.win_hi || !a.rope_cos || !a.rope_sin)
+        if (!a.q || !a.k_cache || !a.v_cache || !a.out || !a.keys || !a.win_lo || !a.win_hi)
             fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: a required pointer is null");
+        if (a.n_rot > 0 && (!a.rope_cos || !a.rope_sin)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: missing RoPE tables");
+        if (a.mode != ROPE_MODE_NORM && a.mode != ROPE_MODE_NEOX)
+            fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: unknown rope mode " + std::to_string((int)a.mode));
         const int n_win = a.n_keys - a.n_fixed;
         for (int i = 0; i < a.n_q; i++) {
             // an empty window is fine while fixed keys exist (the query then sits at n_fixed - 1)

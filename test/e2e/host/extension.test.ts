@@ -112,6 +112,22 @@ suite('Endless in the extension host', () => {
     assert.ok(api.inline.stats.skipped >= 3);
   });
 
+  test('endless.enabledLanguages limits completions to the listed languages', async () => {
+    await ready();
+    const editor = await openSample();
+    const c = vscode.workspace.getConfiguration('endless');
+    await c.update('enabledLanguages', ['typescript'], vscode.ConfigurationTarget.Global);
+    try {
+      assert.equal(await complete(editor, new vscode.Position(5, 4)), undefined, 'python is not listed');
+      await c.update('enabledLanguages', ['typescript', 'python'], vscode.ConfigurationTarget.Global);
+      await new Promise((r) => setTimeout(r, 500)); // the server pulls the changed configuration
+      const items = await complete(editor, new vscode.Position(5, 4));
+      assert.ok(items && items.length > 0, 'python is listed');
+    } finally {
+      await c.update('enabledLanguages', undefined, vscode.ConfigurationTarget.Global);
+    }
+  });
+
   test('a chat turn streams into the chat view', async () => {
     await ready();
     await vscode.commands.executeCommand('endless.openChat');
@@ -142,6 +158,14 @@ suite('Endless in the extension host', () => {
     assert.ok(s?.id, 'a summary came back');
     assert.ok(api.summaries.all.some((x) => x.id === s.id), 'the view lists it');
     assert.ok(s.digest.files.some((f) => f.path.endsWith('host-test.py')), 'the digest names the file the tests touched');
+    await vscode.commands.executeCommand('endless.summaries.open', s);
+    const doc = vscode.window.activeTextEditor?.document;
+    assert.equal(doc?.uri.scheme, 'endless-summary', 'the summary opens as a document');
+    assert.match(doc!.getText(), /^# Endless session summary/);
+    assert.match(doc!.getText(), /host-test\.py/);
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+    await vscode.commands.executeCommand('endless.summaries.copy', s);
+    assert.match(await vscode.env.clipboard.readText(), /^# Endless session summary/);
   });
 
   test('Apply shows a diff and Accept writes the proposal into the file', async () => {
@@ -163,6 +187,20 @@ suite('Endless in the extension host', () => {
     await ready();
     const r = await vscode.commands.executeCommand<SessionInspectResult>('endless.inspectSession');
     assert.ok(r && r.stats.seen > 0, 'tokens were seen');
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+  });
+
+  test('save, restore and a new session', async () => {
+    await ready();
+    const saved = await vscode.commands.executeCommand<{ path: string; bytes: number }>('endless.saveSession');
+    assert.ok(saved && saved.bytes > 0 && saved.path, 'a snapshot was written');
+    const restored = await vscode.commands.executeCommand<{ restored: boolean; seen: number; reason: string }>('endless.restoreSession');
+    assert.ok(restored?.restored, `restored (${restored?.reason})`);
+    const seenBefore = api.status()?.seen ?? 0;
+    assert.ok(seenBefore > 0);
+    assert.equal(await vscode.commands.executeCommand('endless.newSession', true), true);
+    const r = await vscode.commands.executeCommand<SessionInspectResult>('endless.inspectSession');
+    assert.ok(r.stats.seen < seenBefore, `the new session starts over (${r.stats.seen} < ${seenBefore})`);
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
