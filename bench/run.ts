@@ -11,7 +11,8 @@
 //   soak    a multi-million-token stream through one session: flat memory (bench/soak.ts)
 //
 // cpu options: --threads N (default: all cores), --prompt P (512), --gen G (64), --reps R (3),
-// --models a.gguf,b.gguf (instead of the default set), --no-llama, --qwen-dir DIR (/tmp).
+// --models a.gguf,b.gguf (instead of the default set), --no-llama, --qwen-dir DIR (/tmp),
+// --note TEXT (recorded in the result: the conditions of the run).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -31,7 +32,7 @@ const QWEN_TYPES = ['q8_0', 'f16'];
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
   process.stderr.write('usage: npm run bench -- cpu [--threads N] [--prompt P] [--gen G] [--reps R] ' +
-    '[--models a.gguf,b.gguf] [--no-llama] [--qwen-dir DIR]\n' +
+    '[--models a.gguf,b.gguf] [--no-llama] [--qwen-dir DIR] [--note TEXT]\n' +
     '       npm run bench -- stream|server|soak [their own options]\n');
   process.exit(2);
 }
@@ -154,6 +155,7 @@ async function suiteCpu(opts: Record<string, string | true>): Promise<void> {
     'process CPU time, all threads)');
   const file = writeResult('cpu', {
     suite: 'cpu', date: new Date().toISOString(), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
+    note: typeof opts.note === 'string' ? opts.note : undefined,
     machine: machine(), llamaCpp: llama, options: base, results, table: text.split('\n'),
   });
   console.log(`[bench] wrote ${path.relative(ROOT, file)}`);

@@ -220,15 +220,17 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     }
   }
 
-  async stop(): Promise<void> {
+  /** Stops the streaming answer; true when the server stopped it (false: nothing was streaming). */
+  async stop(): Promise<boolean> {
     const turn = this.transcript.streamingTurn;
-    if (!turn) return;
+    if (!turn) return false;
     try {
-      await this.server.request(ChatStopRequest, { turnId: turn.turnId });
+      return (await this.server.request(ChatStopRequest, { turnId: turn.turnId })).stopped;
     } catch (e) {
       // The server could not stop it by id: cancel the request itself.
       this.server.output.warn(`chat stop: ${(e as Error).message}`);
       this.pending.get(turn.turnId)?.cancel();
+      return true;
     }
   }
 

@@ -21,7 +21,7 @@ ART="$ROOT/test-artifacts/e2e"
 say() { echo "[e2e] $*"; }
 
 CHROMIUM="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
-if [ -z "$CHROMIUM" ]; then
+if [ -z "$CHROMIUM" ] || [ ! -x "$CHROMIUM" ]; then
   say "SKIPPED: chromium is not installed (apt-get install chromium libkrb5-dev)"
   exit 0
 fi
@@ -165,6 +165,9 @@ start_code_server ui "$WORK/udd-ui" "$WORK/ext-ui" "$WORK/ws-ui"
 if node test/e2e/ui.js "$URL" "$WORK/ws-ui" "$ART" "$CHROMIUM"; then say "UI run: PASSED"; else say "UI run: FAILED"; STATUS=1; fi
 # The extension's own log (the output channel) for the artifacts.
 find "$WORK/udd-ui/logs" -name '*Endless*' -exec sh -c 'cp "$1" "$2/ui-$(basename "$1")"' _ {} "$ART" \; 2>/dev/null || true
+# The model load was shown as a progress notification (the extension logs each one it shows).
+if grep -qs "progress: Endless: loading the model" "$ART"/ui-*Endless*.log; then say "model-load progress notification: shown"
+else say "model-load progress notification: FAILED (not in the extension's log)"; STATUS=1; fi
 kill_tree "${PIDS[-1]}"
 fi
 

@@ -23,13 +23,13 @@ function out(line = ''): void {
 interface DemoFlags { model?: string; device?: string; window: number; fast: boolean; storage?: string }
 
 function parse(argv: string[]): DemoFlags {
-  const f: DemoFlags = { window: 1024, fast: false };
+  const f: DemoFlags = { window: -1, fast: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = () => { const x = argv[++i]; if (x === undefined) throw new Error(`${a} needs a value`); return x; };
     if (a === '--model') f.model = v();
     else if (a === '--device') f.device = v();
-    else if (a === '--window') { f.window = Number(v()); if (!Number.isInteger(f.window) || f.window < 64) throw new Error('--window must be an integer >= 64'); }
+    else if (a === '--window') { f.window = Number(v()); if (!Number.isInteger(f.window) || (f.window !== 0 && f.window < 64)) throw new Error('--window must be 0 (automatic) or an integer >= 64'); }
     else if (a === '--fast') f.fast = true;
     else if (a === '--storage') f.storage = v();
     else if (a === 'demo') continue;
@@ -73,7 +73,9 @@ export async function main(argv: string[] = []): Promise<void> {
   if (model === FIXTURE_MODEL && !flags.model) {
     out(yellow(`(the shipped model ${path.relative(process.cwd(), SHIPPED_MODEL)} is not there yet: using a tiny fixture model, so the text it writes is noise)`));
   }
-  out(dim(`Window W = ${flags.window} tokens so that eviction shows within a short demo (the default is the model's context).`));
+  // The fixture model's context is 4096: a smaller window makes eviction show in a short demo.
+  // The shipped model's trained context is short enough that the automatic layout shows it.
+  if (flags.window < 0) flags.window = model === FIXTURE_MODEL ? 1024 : 0;
   out();
   const extra: string[] = [];
   if (flags.device) extra.push('--device', flags.device);
@@ -89,6 +91,8 @@ export async function main(argv: string[] = []): Promise<void> {
     const st: StatusParams = await s.ready();
     out(`${green('●')} model ${bold(st.model?.name ?? '?')} (${st.model?.architecture}, ${st.model?.fileType}, ${((st.model?.nParams ?? 0) / 1e6).toFixed(1)}M parameters) on ${bold(st.device ?? '?')}, ready in ${Date.now() - t0} ms`);
     out(dim(`  ${st.message}`));
+    const c0 = st.cache;
+    if (c0) out(dim(`  cache: S=${c0.sinksMax} sink${c0.sinksMax === 1 ? '' : 's'}, pinned memory M=${c0.memoryMax}, window W=${c0.windowMax}, branch B=${c0.branchMax} tokens${flags.window ? ' (an explicit window)' : ' (automatic: within the trained context)'}`));
     out();
 
     // 1. Files opened.

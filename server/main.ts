@@ -125,6 +125,25 @@ export function sanitizeSettings(raw: unknown, warn: (m: string) => void): Endle
   return s;
 }
 
+/** Largest automatic window: attention over more keys costs every token, on a CPU most of all. */
+export const AUTO_WINDOW_MAX = 8192;
+
+/**
+ * The cache's regions. With an explicit window the settings are taken as they are. Automatic
+ * (window 0): sinks + memory + window + branch stay within the trained context, so no position
+ * goes beyond what the model was trained on: memory up to an eighth of it, the branch up to 35 %
+ * (the FIM budgets shrink to fit), the window the rest (at most AUTO_WINDOW_MAX).
+ */
+export function cacheLayout(s: EndlessSettings, nCtxTrain: number, sinks: number): { window: number; memoryMax: number; branchMax: number } {
+  const wanted = s.fimPrefixTokens + s.fimSuffixTokens + s.maxCompletionTokens + 64;
+  if (s.window > 0) return { window: s.window, memoryMax: s.memorySize, branchMax: Math.max(256, wanted) };
+  const avail = Math.max(256, nCtxTrain - sinks);
+  const memoryMax = Math.min(s.memorySize, Math.floor(avail / 8));
+  const branchMax = Math.max(96, Math.min(wanted, Math.floor(avail * 0.35)));
+  const window = Math.max(64, Math.min(AUTO_WINDOW_MAX, avail - memoryMax - branchMax));
+  return { window, memoryMax, branchMax };
+}
+
 // ---- the server ------------------------------------------------------------------------------
 
 export function runServer(argv: readonly string[], connection?: Connection): void {
@@ -255,10 +274,8 @@ export function runServer(argv: readonly string[], connection?: Connection): voi
       const tok = Tokenizer.fromMetadata(model.metadata);
       const info = model.info;
       const sinks = settings.sinks || new StreamFormat(tok).defaultSinks();
-      const memoryMax = settings.memorySize;
-      const branchMax = Math.max(384, settings.fimPrefixTokens + settings.fimSuffixTokens + settings.maxCompletionTokens + 64);
-      const window = settings.window || Math.max(256, info.nCtxTrain - sinks - memoryMax - branchMax);
-      engine = model.createSession({ sinks, window, memoryMax, branchMax, batch: 128 });
+      const layout = cacheLayout(settings, info.nCtxTrain, sinks);
+      engine = model.createSession({ sinks, ...layout, batch: 128 });
       const storage = flags.storage ?? initOptions.storagePath;
       const persistence = new Persistence(storage);
       persistence.onDisabled = (reason) => { warn(`persistence is off: ${reason}`); pushStatus(); };

@@ -23,9 +23,9 @@ export interface EndlessSettings {
   threads: number;
   /** Attention sinks S; 0 = automatic (1 when the vocabulary's BOS is `<|sink|>`, else 4). */
   sinks: number;
-  /** Rolling window W in tokens; 0 = automatic (the model's trained context minus S, M and B). */
+  /** Rolling window W in tokens; 0 = automatic (S + M + W + branch within the trained context, W <= 8192). */
   window: number;
-  /** Largest pinned memory M in tokens (the latest summary lives there); 0 disables it. */
+  /** Largest pinned memory M in tokens (the latest summary lives there; at most 1/8 of the context when W is automatic); 0 disables it. */
   memorySize: number;
   /** Largest number of tokens one inline completion may generate. */
   maxCompletionTokens: number;

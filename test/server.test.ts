@@ -13,7 +13,7 @@ import path from 'node:path';
 import { CancellationTokenSource, ErrorCodes, InlineCompletionList, LSPErrorCodes, ResponseError } from 'vscode-languageserver-protocol/node';
 import {
   ChatSendRequest, ChatStopRequest, SessionInspectResult, SessionSaveRequest, SummariesListRequest, StatusRequest, SessionNewRequest,
-  SummarizeNowRequest,
+  SummarizeNowRequest, ChatHistoryRequest, ChatNewRequest, SessionRestoreRequest,
 } from '../server/protocol';
 import { fileUri, tempStorage, TestServer, SAMPLE, ROOT } from './server-harness';
 
@@ -85,6 +85,23 @@ describe('editing and completing', () => {
     const i3 = await settled(s);
     assert.ok(i3.appended - i2.appended < i0.appended / 10, `a save cost ${i3.appended - i2.appended} tokens`);
     assert.equal(i3.stats.processed - i2.stats.processed, i3.appended - i2.appended);
+  });
+
+  test('a big paste is ingested in chunks with work-done progress, and completions still get through', async () => {
+    const uri = fileUri('src/big.ts');
+    await s.open(uri, '// pasted code follows\n');
+    await settled(s);
+    const before = s.progress.length;
+    const block = Array.from({ length: 120 }, (_, i) => `export const value${i} = compute(${i}, 'item ${i}');`).join('\n') + '\n';
+    await s.edit(uri, s.text(uri).length, s.text(uri).length, block);
+    await s.inspect(0, true); // queue it now
+    const r = await s.complete(uri, 0) as InlineCompletionList; // runs between the ingest's chunks
+    assert.ok(Array.isArray(r.items));
+    const i = await settled(s);
+    const titles = s.progress.slice(before).filter((p) => (p as { kind?: string }).kind === 'begin').map((p) => (p as { title: string }).title);
+    assert.ok(titles.some((t) => /reading/.test(t)), `progress: ${JSON.stringify(titles)}`);
+    assert.ok(s.progress.slice(before).some((p) => (p as { kind?: string }).kind === 'end'));
+    assert.match(i.tail, /value119 = compute\(119/);
   });
 
   test('completions come back, leave the stream untouched and reuse their branch prefix', async () => {
@@ -163,6 +180,30 @@ describe('editing and completing', () => {
     const last = s.chunks.filter((c) => c.turnId === 'turn-2').pop()!;
     assert.equal(last.done, true);
     assert.equal((await s.conn.sendRequest(ChatStopRequest, { turnId: 'turn-2' })).stopped, false, 'nothing left to stop');
+  });
+
+  test('chat history, new chat, new session, explicit save and restore', async () => {
+    const h = await s.conn.sendRequest(ChatHistoryRequest);
+    assert.deepEqual(h.messages.map((m) => m.role), ['user', 'assistant', 'user', 'assistant']);
+    await s.conn.sendRequest(ChatNewRequest);
+    assert.equal((await s.conn.sendRequest(ChatHistoryRequest)).messages.length, 0);
+    const saved = await s.conn.sendRequest(SessionSaveRequest);
+    const before = await settled(s);
+    await s.conn.sendRequest(SessionNewRequest, { keepMemory: true });
+    const fresh = await settled(s);
+    assert.ok(fresh.stats.cache.window < before.stats.cache.window, 'the cache was emptied');
+    assert.ok(!/TWO = 2/.test(fresh.tail));
+    // Something after the last snapshot, then a reload from storage: snapshot + the newer events.
+    const uri = fileUri('src/after.ts');
+    await s.open(uri, 'export const AFTER_THE_SNAPSHOT = true;\n');
+    await settled(s);
+    const r = await s.conn.sendRequest(SessionRestoreRequest);
+    assert.equal(r.restored, true);
+    assert.match(r.reason, /restored from the snapshot/);
+    assert.ok(r.replayed >= 1, `replayed ${r.replayed}`);
+    const back = await settled(s);
+    assert.match(back.tail, /AFTER_THE_SNAPSHOT/);
+    assert.ok(saved.bytes > 0);
   });
 
   test('malformed and out-of-range requests get LSP errors; the server keeps serving', async () => {

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "cpu/cpu_internal.h"
 #include "cpu/cpu_kernels.h"
 #include "error.h"
 #include "quant.h"
@@ -88,6 +89,9 @@ int main(int argc, char **argv) {
         if (!found) { std::fprintf(stderr, "bench_kernels: isa %s not available here\n", isa_arg.c_str()); return 2; }
     }
 
+#if defined(__x86_64__)
+    std::printf("kernels: best %s%s\n", cpu_isa_name(best), cpu_amx_enabled() ? " (+ AMX-INT8 for Q8_0 at n >= 16)" : "");
+#endif
     // the roofline for decode: how fast plain reads stream through memory here
     {
         const size_t count = ((size_t)1 << 30) / sizeof(float);

@@ -44,12 +44,13 @@ fi
 newest_header=$(ls -t "$ROOT"/native/include/*.h "$ROOT"/native/src/*.h "$ROOT"/native/src/cpu/*.h \
     "$ROOT"/native/src/cpu/*.inc "$ROOT"/native/tests/gguf_builder.h 2>/dev/null | head -1)
 
-# compile_one COMPILER TAG SRC EXTRA_FLAGS...: $WORK/obj/<TAG>-<name>.o, rebuilt when stale.
+# compile_one COMPILER TAG SRC EXTRA_FLAGS...: $WORK/obj/<TAG>-<name>.o, rebuilt when stale (after
+# changing the flags in this script, remove $WORK/obj).
 compile_one() {
     local cxx=$1 tag=$2 src=$3
     shift 3
     local obj="$WORK/obj/$tag-$(basename "$(dirname "$src")")-$(basename "$src" .cpp).o"
-    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_header" -nt "$obj" ] || [ "$0" -nt "$obj" ]; then
+    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_header" -nt "$obj" ]; then
         # shellcheck disable=SC2046
         "$cxx" "${INC[@]}" "$@" $(isa_flags "$src") -c "$src" -o "$obj.tmp"
         mv "$obj.tmp" "$obj"

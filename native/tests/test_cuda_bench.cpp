@@ -373,21 +373,24 @@ int main() {
         jadd("\"matvec\": [" + jm + "]");
         // prefill-sized products on tensor cores
         std::string jp;
-        table += "\nmatmul prefill (tensor cores)\n  type  shape(out x in)   n   time_us  TFLOP/s\n";
+        table += "\nmatmul prefill (tensor cores; blocks/SM variant; BF16 runs hi+lo activation parts)\n  type  shape(out x in)     n  occ   time_us  TFLOP/s\n";
         for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0}) {
-            for (auto s : {shape{8960, 1536}, shape{1536, 8960}}) {
+            for (auto s : {shape{8960, 1536}, shape{1536, 8960}})
+            for (int occ : {2, 1}) {
                 const int n = 2048;
+                backend_cuda_set_mma_min_blocks(occ);
                 const mv_result r = bench_matmul(b, t, s.ne0, s.ne1, n);
+                backend_cuda_set_mma_min_blocks(2);
                 const double tf = 2.0 * s.ne0 * s.ne1 * n / (r.us * 1e-6) / 1e12;
                 char line[200];
-                std::snprintf(line, sizeof line, "  %-5s %6lldx%-6lld %5d %9.1f %7.1f\n", ggml_type_info(t).name, (long long)s.ne1,
-                              (long long)s.ne0, n, r.us, tf);
+                std::snprintf(line, sizeof line, "  %-5s %6lldx%-6lld %5d %4d %9.1f %7.1f\n", ggml_type_info(t).name, (long long)s.ne1,
+                              (long long)s.ne0, n, occ, r.us, tf);
                 table += line;
                 std::fputs(line, stdout);
                 std::fflush(stdout);
                 char j[200];
-                std::snprintf(j, sizeof j, "{\"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, \"n\": %d, \"us\": %.1f, \"tflops\": %.1f}",
-                              ggml_type_info(t).name, (long long)s.ne1, (long long)s.ne0, n, r.us, tf);
+                std::snprintf(j, sizeof j, "{\"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, \"n\": %d, \"blocks_per_sm\": %d, \"us\": %.1f, \"tflops\": %.1f}",
+                              ggml_type_info(t).name, (long long)s.ne1, (long long)s.ne0, n, occ, r.us, tf);
                 jp += (jp.empty() ? "" : ", ") + std::string(j);
             }
         }

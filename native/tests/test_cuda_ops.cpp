@@ -114,7 +114,7 @@ void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
     const double e = test::rel_error(got.data(), ref.data(), ref.size());
     // n <= 8 (and F32 weights) run in fp32; larger n on tensor cores with 16-bit operands
     const bool tc = n > 8 && t != GGML_TYPE_F32 && K % 32 == 0;
-    const double tol = !tc ? 1e-5 : t == GGML_TYPE_BF16 ? 1e-2 : 2e-3;
+    const double tol = !tc ? 2e-5 : t == GGML_TYPE_BF16 || t == GGML_TYPE_F16 ? 2e-5 : 2e-3;
     CHECK_MSG(all_finite(got) && e < tol, "matmul type %s K %lld M %lld n %d: rel error %g (tol %g)",
               ggml_type_info(t).name, (long long)K, (long long)M, n, e, tol);
 }

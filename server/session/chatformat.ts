@@ -159,9 +159,13 @@ export class ChatFormat {
     const messages = turns.map((t, i) => ({ role: t.role, content: SENTINEL(i) }));
     const bos = this.tok.bos !== undefined ? this.tok.tokenToPiece(this.tok.bos) : '';
     const eos = this.tok.eos !== undefined ? this.tok.tokenToPiece(this.tok.eos) : '';
-    const text = this.template!.render({
-      messages, add_generation_prompt: addGenerationPrompt, bos_token: bos, eos_token: eos,
-    });
+    const render = (gen: boolean) => this.template!.render({ messages, add_generation_prompt: gen, bos_token: bos, eos_token: eos });
+    let text = render(addGenerationPrompt);
+    // A template that ignores add_generation_prompt: open the assistant's turn the ChatML way
+    // when the vocabulary has ChatML's tokens (and the template writes them).
+    if (addGenerationPrompt && this.imStart !== undefined && text.includes('<|im_start|>') && text === render(false)) {
+      text += '<|im_start|>assistant\n';
+    }
     return { text };
   }
 

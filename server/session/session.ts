@@ -16,7 +16,7 @@ import { ChatFormat, chatTopic, Turn } from './chatformat';
 import { EditCoalescer } from './coalesce';
 import { CompletionCache } from './completioncache';
 import { ActivityTracker, digestText } from './digest';
-import { applyLineEdits, diffLines, LineEdit, splitLines, toHunks } from './diff';
+import { applyLineEdits, diffLines, Hunk, LineEdit, splitLines, toHunks } from './diff';
 import { DocView, LogRecord, Persistence } from './persistence';
 import { encodePieces, FimOrder, Piece, StreamFormat, surroundingsOf, TokenizerLike } from './render';
 import { CancelledError, JobKind, Scheduler, StepResult } from './scheduler';
@@ -179,6 +179,11 @@ export class Session {
   /** Writes a snapshot and closes files. The engine objects are disposed by the caller. */
   async shutdown(): Promise<void> {
     if (this.disposed) return;
+    // Answers end where they are (committed as they stand); nothing else needs to finish.
+    for (const c of this.chatStops.values()) c.abort();
+    this.completionCtl?.abort();
+    this.scheduler.cancelAll('completion');
+    this.scheduler.cancelAll('summary');
     this.flushAll('shutdown');
     try {
       if (this.persistence.enabled) await this.snapshot();
@@ -267,7 +272,9 @@ export class Session {
     if (recent && near) {
       pieces = this.fmt.fileActivated(d.path, '');
     } else {
-      const s = surroundingsOf(lines, line, this.settings.activeContextTokens, (t) => this.countTokens(t));
+      // At most half the window: a document's surroundings must not push everything else out.
+      const budget = Math.min(this.settings.activeContextTokens, Math.floor(this.engine.params.window / 2));
+      const s = surroundingsOf(lines.map(clipLine), line, budget, (t) => this.countTokens(t));
       pieces = this.fmt.fileActivated(d.path, s.text);
       d.shownRange = [s.start, s.end];
       d.shownAtSeen = seen;
@@ -293,7 +300,7 @@ export class Session {
       const now = splitLines(d.text);
       const edits = diffLines(d.view, now);
       if (!edits.length) { d.viewVersion = d.version; continue; }
-      const hunks = toHunks(d.view, edits, 1);
+      const hunks = boundHunks(toHunks(d.view, edits, 1));
       const pieces = hunks.flatMap((h) => this.fmt.editHunk(d.path, h));
       this.activity.edited(uri, d.path, d.languageId, d.view, now, edits);
       d.view = now;
@@ -365,9 +372,11 @@ export class Session {
   private fimContext(d: DocState, line: number, character: number): { prefix: string; suffix: string; stop: StopContext } {
     const lines = splitLines(d.text!);
     const cur = lines[line];
-    const linePrefix = cur.slice(0, character);
-    const lineSuffix = cur.slice(character);
-    const pBudget = this.settings.fimPrefixTokens;
+    // A minified file's one line can be megabytes: only its part near the cursor matters.
+    const linePrefix = cur.slice(Math.max(0, character - MAX_LINE_CHARS), character);
+    const lineSuffix = cur.slice(character, character + MAX_LINE_CHARS);
+    const b = this.fimBudgets();
+    const pBudget = b.prefix;
     let used = this.countTokens(linePrefix);
     // Keep the last anchor while the prefix still fits: consecutive prompts then share their start.
     let anchor = d.fimAnchor;
@@ -393,13 +402,23 @@ export class Session {
     let sUsed = this.countTokens(lineSuffix);
     for (let i = line + 1; i < lines.length; i++) {
       const n = this.countTokens('\n' + lines[i]);
-      if (sUsed + n > this.settings.fimSuffixTokens) break;
+      if (sUsed + n > b.suffix) break;
       suffix += '\n' + lines[i];
       sUsed += n;
     }
     let nextLine: string | undefined;
     for (let i = line + 1; i < lines.length; i++) if (lines[i].trim()) { nextLine = lines[i]; break; }
     return { prefix, suffix, stop: { linePrefix, lineSuffix, nextLine, maxLines: 12 } };
+  }
+
+  /** FIM prompt budgets that fit the branch with room for the completion. */
+  fimBudgets(): { prefix: number; suffix: number; generate: number } {
+    const B = this.engine.params.branchMax;
+    const generate = Math.max(1, Math.min(this.settings.maxCompletionTokens, Math.floor(B / 4)));
+    const room = Math.max(16, B - generate - 8);
+    const prefix = Math.min(this.settings.fimPrefixTokens, Math.floor(room * 0.72));
+    const suffix = Math.max(0, Math.min(this.settings.fimSuffixTokens, room - prefix - 4));
+    return { prefix, suffix, generate };
   }
 
   /** Validates a position against the open document; throws a RangeError naming the problem. */
@@ -435,7 +454,7 @@ export class Session {
       ? [{ temperature: 0 }, { temperature: 0.6, topP: 0.95, seed: 1 }, { temperature: 0.9, topP: 0.95, seed: 2 }]
       : [{ temperature: 0 }];
     const stops = this.fmt.completionStops();
-    const maxTokens = Math.max(1, Math.min(this.settings.maxCompletionTokens, this.engine.params.branchMax - prompt.length - 1));
+    const maxTokens = Math.max(1, Math.min(this.fimBudgets().generate, this.engine.params.branchMax - prompt.length - 1));
     if (prompt.length + 1 >= this.engine.params.branchMax) throw new RangeError('the completion prompt does not fit the branch');
     const handle = this.scheduler.submit<CompletionResult>({
       kind: 'completion', signal, label: `complete ${d.path}:${req.line + 1}`,
@@ -1063,6 +1082,39 @@ export class Session {
   idleTick(): void {
     if (!this.scheduler.busy) this.maybeSnapshot(false);
   }
+}
+
+/** Longest line the stream shows whole; longer ones are cut (minified files). */
+export const MAX_LINE_CHARS = 1000;
+/** Most added/removed lines one flush shows; a bigger paste shows its start and a count. */
+export const MAX_EDIT_LINES = 400;
+
+function clipLine(l: string): string {
+  return l.length > MAX_LINE_CHARS ? l.slice(0, MAX_LINE_CHARS) + '…' : l;
+}
+
+/**
+ * Bounds what an edit costs the stream: long lines are cut, and past MAX_EDIT_LINES changed lines
+ * a hunk shows a line counting the rest (the document's stream view still takes the whole edit).
+ */
+export function boundHunks(hunks: Hunk[]): Hunk[] {
+  let budget = MAX_EDIT_LINES;
+  return hunks.map((h) => {
+    const lines: string[] = [];
+    let hidden = 0;
+    let at = -1;
+    for (const l of h.lines) {
+      if (l[0] !== ' ' && budget <= 0) {
+        if (at < 0) at = lines.length;
+        hidden++;
+        continue;
+      }
+      if (l[0] !== ' ') budget--;
+      lines.push(l[0] + clipLine(l.slice(1)));
+    }
+    if (hidden) lines.splice(at, 0, `+… (${hidden} more changed lines)`);
+    return { ...h, lines };
+  });
 }
 
 /** A model summary worth pinning: some words, not a loop of the same few tokens. */

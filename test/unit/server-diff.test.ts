@@ -81,3 +81,14 @@ test('a large rewrite is bounded work', () => {
   assert.ok(Date.now() - t < 2000);
   assert.deepEqual(applyLineEdits(a, e), b);
 });
+
+test('a huge paste is bounded in the stream; long lines are cut', async () => {
+  const { boundHunks, MAX_EDIT_LINES, MAX_LINE_CHARS } = await import('../../server/session/session');
+  const a = ['start', 'end'];
+  const b = ['start', ...Array.from({ length: 5000 }, (_, i) => `pasted ${i}`), 'x'.repeat(50_000), 'end'];
+  const h = boundHunks(toHunks(a, diffLines(a, b), 1));
+  const shown = h.flatMap((x) => x.lines);
+  assert.ok(shown.filter((l) => l.startsWith('+pasted')).length === MAX_EDIT_LINES);
+  assert.match(shown[shown.length - 2], /^\+… \(4601 more changed lines\)$/);
+  assert.ok(shown.every((l) => l.length <= MAX_LINE_CHARS + 2));
+});

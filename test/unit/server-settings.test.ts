@@ -40,11 +40,25 @@ test('model summaries are kept only when they read as prose', () => {
 });
 
 test('protocol: every custom message is under endless/ and uniquely named; restart settings are settings', () => {
-  const methods = Object.values(protocol)
+  const methods = (Object.values(protocol) as unknown[])
     .filter((v): v is { method: string } => typeof v === 'object' && v !== null && typeof (v as { method?: unknown }).method === 'string')
     .map((v) => v.method);
   assert.ok(methods.length >= 15, `${methods.length} messages`);
   assert.equal(new Set(methods).size, methods.length);
   for (const m of methods) assert.match(m, /^endless\//);
   for (const k of protocol.RESTART_SETTINGS) assert.ok(k in protocol.DEFAULT_SETTINGS);
+});
+
+test('automatic cache layout stays within the trained context', async () => {
+  const { cacheLayout } = await import('../../server/main');
+  const s = { ...protocol.DEFAULT_SETTINGS };
+  const small = cacheLayout(s, 1024, 1);
+  assert.ok(1 + small.window + small.memoryMax + small.branchMax <= 1024, JSON.stringify(small));
+  assert.ok(small.window >= 400 && small.memoryMax > 0 && small.branchMax >= 256, JSON.stringify(small));
+  const big = cacheLayout(s, 32768, 4);
+  assert.equal(big.window, 8192);
+  assert.equal(big.memoryMax, s.memorySize);
+  const explicit = cacheLayout({ ...s, window: 512 }, 1024, 1);
+  assert.equal(explicit.window, 512);
+  assert.equal(explicit.memoryMax, s.memorySize);
 });

@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -74,11 +74,20 @@ bool cpu_amx_available() {
 }
 
 namespace {
-std::atomic<bool> g_amx_enabled{true};
+// -1: not decided yet; ENDLESS_CPU_AMX=0 in the environment starts with AMX off
+std::atomic<int> g_amx_enabled{-1};
 }
 
-bool cpu_amx_enabled() { return g_amx_enabled.load(std::memory_order_relaxed) && cpu_amx_available(); }
-void cpu_set_amx(bool on) { g_amx_enabled.store(on, std::memory_order_relaxed); }
+bool cpu_amx_enabled() {
+    int v = g_amx_enabled.load(std::memory_order_relaxed);
+    if (v < 0) {
+        const char *env = std::getenv("ENDLESS_CPU_AMX");
+        v = env && std::strcmp(env, "0") == 0 ? 0 : 1;
+        g_amx_enabled.store(v, std::memory_order_relaxed);
+    }
+    return v == 1 && cpu_amx_available();
+}
+void cpu_set_amx(bool on) { g_amx_enabled.store(on ? 1 : 0, std::memory_order_relaxed); }
 
 // Quantizes one activation row into the AMX layout. `out` is the row's position inside its
 // group of 16 (group base + 4 * (row % 16)); per block the group holds 512 bytes of B tile

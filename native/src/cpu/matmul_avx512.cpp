@@ -418,6 +418,7 @@ struct z_kern_q32 {
         const int64_t nb = t.k / 32;
         int64_t b = 0;
         for (; b + 8 <= nb; b += 8) {
+            simd_prefetch_weights<RX>(w + b, 8 * sizeof(block));
             // the d field leads each block; the gather reads it plus two bytes of the block
             const __m256i raw = _mm256_i32gather_epi32((const int *)(const void *)(w + b), gidx, 1);
             const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(raw));

@@ -378,7 +378,8 @@ private:
     void stage_reserve(size_t bytes) {
         if (stage_used_ + bytes <= stage_cap_) return;
         flush();
-        if (bytes > stage_cap_) stage_grow(std::max(bytes, 2 * stage_cap_));
+        // grow (up to 64 MiB) so that a whole token step fits one batch, hence one graph
+        if (bytes > stage_cap_ || stage_cap_ < ((size_t)64 << 20)) stage_grow(std::max(bytes, 2 * stage_cap_));
     }
     // Copies bytes (taking `reserve` >= bytes of room, 16-byte aligned) into the staging buffer;
     // returns the offset, valid on the device side after the next flush's first copy.
@@ -533,6 +534,8 @@ std::unique_ptr<backend> backend_cuda_create(int device_index) {
              " device(s))");
     return std::make_unique<cuda_backend>(device_index);
 }
+
+void backend_cuda_set_mma_min_blocks(int blocks) { cuda_mma_set_min_blocks(blocks); }
 
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures) {
     const auto *c = dynamic_cast<const cuda_backend *>(&b);

@@ -116,8 +116,8 @@ __device__ __forceinline__ void mma_load_a(ggml_type type, const uint8_t *W, siz
     for (int j = 0; j < 8; j++) o[j] = mma_t<BF>::pack(v[2 * j], v[2 * j + 1]);
 }
 
-template <bool BF, bool SPLIT>
-__global__ void __launch_bounds__(THREADS, 1) matmul_mma_kernel(ggml_type type, const uint8_t *W, size_t row_bytes,
+template <bool BF, bool SPLIT, int MINB>
+__global__ void __launch_bounds__(THREADS, MINB) matmul_mma_kernel(ggml_type type, const uint8_t *W, size_t row_bytes,
                                                                  const uint16_t *xh, const uint16_t *xl, const float *inv_scale,
                                                                  float *y, int64_t M, int64_t K, int n) {
     constexpr int NP = SPLIT ? 2 : 1;  // activation parts
@@ -233,20 +233,30 @@ bool mma_split(const weight &w) {
 }
 size_t mma_part_bytes(const weight &w, int n) { return ((size_t)n * (size_t)w.ne0 * 2 + 15) / 16 * 16; }
 
-template <bool BF, bool SPLIT>
-void mma_launch(const weight &w, const uint16_t *xh, const uint16_t *xl, const float *inv_scale, float *y, int n,
-                cudaStream_t stream) {
+template <bool BF, bool SPLIT, int MINB>
+void mma_launch_k(const weight &w, const uint16_t *xh, const uint16_t *xl, const float *inv_scale, float *y, int n,
+                  cudaStream_t stream) {
     constexpr size_t smem = (size_t)2 * BM * LDS * 2 + (size_t)2 * (SPLIT ? 2 : 1) * BN * LDS * 2;
     static bool configured = false;
     if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(matmul_mma_kernel<BF, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(matmul_mma_kernel<BF, SPLIT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         configured = true;
     }
     const dim3 grid(cuda_blocks((size_t)w.ne1, BM), cuda_blocks((size_t)n, BN));
-    matmul_mma_kernel<BF, SPLIT><<<grid, THREADS, smem, stream>>>(w.type, (const uint8_t *)w.data, cuda_row_bytes(w.type, w.ne0),
-                                                                  xh, xl, inv_scale, y, w.ne1, w.ne0, n);
+    matmul_mma_kernel<BF, SPLIT, MINB><<<grid, THREADS, smem, stream>>>(w.type, (const uint8_t *)w.data, cuda_row_bytes(w.type, w.ne0),
+                                                                        xh, xl, inv_scale, y, w.ne1, w.ne0, n);
+}
+// Blocks per multiprocessor the kernel is compiled for: 2 (128 registers) or 1 (~154 registers).
+int g_mma_min_blocks = 2;
+template <bool BF, bool SPLIT>
+void mma_launch(const weight &w, const uint16_t *xh, const uint16_t *xl, const float *inv_scale, float *y, int n,
+                cudaStream_t stream) {
+    if (g_mma_min_blocks == 1) mma_launch_k<BF, SPLIT, 1>(w, xh, xl, inv_scale, y, n, stream);
+    else mma_launch_k<BF, SPLIT, 2>(w, xh, xl, inv_scale, y, n, stream);
 }
 }  // namespace
+
+void cuda_mma_set_min_blocks(int b) { g_mma_min_blocks = b == 1 ? 1 : 2; }
 
 size_t cuda_mma_scratch_bytes(const weight &w, int n) {
     return mma_part_bytes(w, n) * (mma_split(w) ? 2 : 1) + (size_t)n * 4 + 16;

@@ -2,7 +2,7 @@
 // call, so these kernels are limited by memory bandwidth: each warp owns one weight row and keeps
 // several 16-byte loads in flight. Float rows (F32/F16/BF16) load straight into registers.
 // Quantized rows are not 16-byte aligned block by block (Q8_0 blocks are 34 bytes), so a warp
-// copies a 1024-value stretch of its row into shared memory with aligned 16-byte loads (the next
+// copies a 2048-value stretch of its row into shared memory with aligned 16-byte loads (the next
 // stretch is loaded into registers while the current one is decoded) and each lane then decodes
 // 4 consecutive values at a time; the activations x stay in L1/L2 and are read as float4.
 #include "matvec.cuh"
@@ -13,9 +13,9 @@ namespace endless {
 namespace {
 
 constexpr int MV_WARPS = 4;           // rows per block
-constexpr int MV_ITER = 1024;         // values per warp iteration (quantized path)
-constexpr int MV_SMEM = 1152;         // bytes of shared memory per warp (max stretch + alignment slack)
-constexpr int MV_LOADS = MV_SMEM / 16 / 32 + 1;  // 16-byte loads per lane per stretch (3)
+constexpr int MV_ITER = 2048;         // values per warp iteration (quantized path)
+constexpr int MV_SMEM = 2240;         // bytes of shared memory per warp (max stretch + alignment slack)
+constexpr int MV_LOADS = MV_SMEM / 16 / 32 + 1;  // 16-byte loads per lane per stretch (5)
 
 // Kernel-side copy of cuda_matvec_set: a warp's task t is a row of one member (rows of the
 // members follow each other), or in SwiGLU mode row t of both gate and up.
@@ -96,7 +96,7 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *wr, const float *x, 
     const int64_t chunks = K / 8;
 #pragma unroll
     for (int t = 0; t < N; t++) acc[t] = 0.0f;
-    constexpr int U = 4;  // chunks in flight per lane
+    constexpr int U = 8;  // chunks in flight per lane (a 1536-value row: all of it at once)
     for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
         uint4 raw[U][ES / 2];
 #pragma unroll
@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_pa
     }
 }
 
-// Quantized types: geometry of one 1024-value stretch and the decoding of 4 values at value
+// Quantized types: geometry of one 2048-value stretch and the decoding of 4 values at value
 // offset e (a multiple of 4) from the stretch's bytes in shared memory.
 template <ggml_type T> struct mvq;
 template <> struct mvq<GGML_TYPE_Q8_0> {

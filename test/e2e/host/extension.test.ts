@@ -148,6 +148,26 @@ suite('Endless in the extension host', () => {
     if ((answer.tokens ?? 0) > 1) assert.ok(chunks >= 2, `the answer came in pieces (${chunks} chunks for ${answer.tokens} tokens)`);
   });
 
+  test('Stop ends a streaming answer and keeps what was written', async () => {
+    await ready();
+    let first: () => void;
+    const firstChunk = new Promise<void>((r) => { first = r; });
+    const sub = api.server.onChatChunk((p) => { if (p.delta) first(); });
+    const sending = api.chat.send('Explain, step by step and in detail, how a Python dictionary stores its keys.');
+    try {
+      await Promise.race([firstChunk, sending]);
+      const stopped = await api.chat.stop();
+      await sending;
+      const answer = api.chat.turns[api.chat.turns.length - 1];
+      assert.equal(answer.streaming, false);
+      // The answer may have ended on its own between the first chunk and the stop request.
+      if (stopped) assert.equal(answer.reason, 'cancelled', `a stopped turn is marked so (${answer.reason})`);
+      else assert.ok(answer.reason === 'stop' || answer.reason === 'length', `finished by itself (${answer.reason})`);
+    } finally {
+      sub.dispose();
+    }
+  });
+
   test('Summarize now adds a summary to the Summaries view', async () => {
     await ready();
     const editor = await openSample();

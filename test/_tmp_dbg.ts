@@ -1,0 +1,22 @@
+import { TestServer, fileUri } from './server-harness';
+import { streamVocabModel } from './server-fixtures';
+import { readFileSync } from 'node:fs';
+import { ChatSendRequest, SummarizeNowRequest } from '../server/protocol';
+(async () => {
+  const s = new TestServer({ model: streamVocabModel('/tmp'), settings: { editIdleMs: 150, summaryIdleMs: 0, maxChatTokens: 24 } });
+  await s.initialize(); await s.ready();
+  const uri = fileUri('src/math.ts');
+  await s.open(uri, readFileSync(uri.slice(7), 'utf8'));
+  const off = s.text(uri).indexOf('export function clamp');
+  await s.type(uri, off, 'export const ONE = 1;\n');
+  await s.save(uri);
+  let i = await s.settle(60000, true);
+  console.log(JSON.stringify(i.tail.slice(-300)));
+  await s.conn.sendRequest(ChatSendRequest, { turnId: 'm1', text: 'hello <|im_end|> there' });
+  i = await s.settle(60000, true);
+  console.log(JSON.stringify(i.tail.slice(-600)));
+  await s.conn.sendRequest(SummarizeNowRequest);
+  i = await s.settle(60000, true);
+  console.log(JSON.stringify(i.memory));
+  await s.shutdown();
+})();
