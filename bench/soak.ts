@@ -181,6 +181,7 @@ export async function runSoak(argv: string[]): Promise<boolean> {
     machine: {
       cpu: cpus[0]?.model, cores: cpus.length, platform: `${os.platform()} ${os.arch()}`, memory_gib: +(os.totalmem() / 2 ** 30).toFixed(1),
       node: process.version, engine_features: systemInfo().features, load_average_at_start: +load0.toFixed(2),
+      addon: process.env.ENDLESS_ADDON ?? 'build/endless.node',
     },
     model: { path: path.relative(root, modelPath), architecture: model.info.architecture, params: model.info.nParams, file_type: model.info.fileType, fingerprint: model.info.fingerprint },
     params: { tokens: total, sinks, window, chunk: chunkSize, every, warmup, rss_bound_mib: rssBound, threads, branch_every_chunks: branchEvery, branch_len: branchLen },
@@ -213,7 +214,8 @@ export async function runSoak(argv: string[]): Promise<boolean> {
     `cache bytes ${cacheValues.join(', ')}; RSS ${base.rss_mib.toFixed(1)} MiB at ${base.tokens} tokens, ` +
     `max ${rssMax.toFixed(1)} MiB after: growth ${rssGrowth.toFixed(2)} MiB (bound ${rssBound} MiB)`);
   console.log(pass ? 'soak: PASS' : `soak: FAIL\n  ${problems.slice(0, 20).join('\n  ')}`);
-  console.log(`wrote ${path.relative(root, out)}`);
+  const shown = path.relative(root, out);
+  console.log(`wrote ${shown.startsWith('..') ? path.resolve(out) : shown}`);
   return pass;
 }
 

@@ -365,7 +365,12 @@ export function runServer(argv: readonly string[], connection?: Connection): voi
     void start();
   });
 
-  conn.onDidChangeConfiguration(() => { void pullSettings(); });
+  conn.onDidChangeConfiguration((p) => {
+    // Clients that cannot answer workspace/configuration push the settings here.
+    const pushed = (p?.settings as Record<string, unknown> | undefined)?.[SETTINGS_SECTION];
+    if (!canConfigure && pushed && typeof pushed === 'object') initOptions = { ...initOptions, settings: pushed as EndlessInitializationOptions['settings'] };
+    void pullSettings();
+  });
 
   // ---- documents ---------------------------------------------------------------------------
 

@@ -150,6 +150,7 @@ export interface ChatSendParams {
   context?: { uri: string; text: string };
   /** Sampling temperature (0 = greedy; default 0.2). */
   temperature?: number;
+  /** Longest answer (1..8192; default: the maxChatTokens setting). */
   maxTokens?: number;
 }
 export type ChatStopReason = 'stop' | 'length' | 'cancelled' | 'error';

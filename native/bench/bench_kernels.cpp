@@ -3,7 +3,8 @@
 // n = 64 (prefill), with 1 and 2 threads. Prints ms per call, weight GB/s, tokens/s of this one
 // matmul (n / time) and GFLOP/s. By default the weight is cycled through copies totalling more
 // than 1 GiB so each call reads it from memory as a real model's decode does (the L3 of these
-// machines is large); --hot uses one copy.
+// machines is large); --hot uses one copy. Also: plain memory read bandwidth (the decode
+// roofline) and one layer of attention (Qwen2.5-1.5B heads) at 1024 and 4096 keys.
 //   bench_kernels [--isa scalar|avx2|avx512|all] [--threads 1,2] [--n 1,64] [--types F16,Q8_0,...] [--hot]
 #include <algorithm>
 #include <cmath>
@@ -90,7 +91,7 @@ int main(int argc, char **argv) {
     }
 
 #if defined(__x86_64__)
-    std::printf("kernels: best %s%s\n", cpu_isa_name(best), cpu_amx_enabled() ? " (+ AMX-INT8 for Q8_0 at n >= 16)" : "");
+    std::printf("kernels: best %s%s\n", cpu_isa_name(best), cpu_amx_enabled() ? " (+ AMX-INT8 for Q8_0, Q4_0, Q4_K at n >= 16)" : "");
 #endif
     // the roofline for decode: how fast plain reads stream through memory here
     {

@@ -20,7 +20,7 @@
 // Built with clang's -fsanitize=fuzzer this is a libFuzzer target. Built with
 // -DENDLESS_FUZZ_STANDALONE it has its own main(), the same coverage-guided driver as
 // fuzz_gguf.cpp (coverage from -fsanitize-coverage=trace-pc on session.cpp and kv_cache.cpp).
-// See README.md and run.sh (`native/fuzz/run.sh N SEED snapshot`).
+// See README.md and run_snapshot.sh (`native/fuzz/run_snapshot.sh [N] [SEED]`).
 #include <unistd.h>
 
 #include <cmath>
@@ -481,6 +481,7 @@ char fz_crash_name[64] = "crash-snapshot.bin";
 
 // Called from signal handlers and sanitizer death callbacks: async-signal-safe calls only.
 void fz_dump_current() {
+    if (!snap_model_path.empty()) ::unlink(snap_model_path.c_str());  // atexit will not run
     if (!fz_current) return;
     const int fd = ::open(fz_crash_name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return;

@@ -40,19 +40,26 @@ if [ "$(uname -m)" != "x86_64" ]; then
     mapfile -t ENGINE < <(printf '%s\n' "${ENGINE[@]}" | grep -v -E '_avx(2|512)\.cpp$')
 fi
 
-# Newest header the engine's objects depend on: any change rebuilds everything (simple and safe).
-newest_header=$(ls -t "$ROOT"/native/include/*.h "$ROOT"/native/src/*.h "$ROOT"/native/src/cpu/*.h \
-    "$ROOT"/native/src/cpu/*.inc "$ROOT"/native/tests/gguf_builder.h 2>/dev/null | head -1)
-
-# compile_one COMPILER TAG SRC EXTRA_FLAGS...: $WORK/obj/<TAG>-<name>.o, rebuilt when stale (after
-# changing the flags in this script, remove $WORK/obj).
+# compile_one COMPILER TAG SRC EXTRA_FLAGS...: $WORK/obj/<TAG>-<dir>-<name>.o, rebuilt when it is
+# missing or older than the source or any header the compiler listed for it last time (-MMD);
+# after changing the flags in this script, remove $WORK/obj.
+is_stale() {
+    local obj=$1 src=$2 dep
+    [ -f "$obj" ] && [ -f "$obj.d" ] && ! [ "$src" -nt "$obj" ] || return 0
+    # the .d file: "obj: dep dep \" lines; a dependency that is gone or newer makes it stale
+    for dep in $(sed -e 's/^[^:]*://' -e 's/\\$//' "$obj.d"); do
+        if [ ! -e "$dep" ] || [ "$dep" -nt "$obj" ]; then return 0; fi
+    done
+    return 1
+}
 compile_one() {
     local cxx=$1 tag=$2 src=$3
     shift 3
     local obj="$WORK/obj/$tag-$(basename "$(dirname "$src")")-$(basename "$src" .cpp).o"
-    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_header" -nt "$obj" ]; then
+    if is_stale "$obj" "$src"; then
         # shellcheck disable=SC2046
-        "$cxx" "${INC[@]}" "$@" $(isa_flags "$src") -c "$src" -o "$obj.tmp"
+        "$cxx" "${INC[@]}" "$@" $(isa_flags "$src") -MMD -MF "$obj.d.tmp" -c "$src" -o "$obj.tmp"
+        mv "$obj.d.tmp" "$obj.d"
         mv "$obj.tmp" "$obj"
     fi
     echo "$obj"

@@ -51,6 +51,8 @@ export interface ServerOptions {
   workDoneProgress?: boolean;
   extraArgs?: string[];
   stderr?: (line: string) => void;
+  /** The command that starts the server, before its flags (default: server/main.ts through tsx). */
+  entry?: string[];
 }
 
 export class ServerClient {
@@ -66,7 +68,7 @@ export class ServerClient {
   exited: Promise<number | null>;
 
   constructor(readonly opts: ServerOptions = {}) {
-    const args = [...serverCommand(), '--stdio', '--model', opts.model ?? defaultModel(), ...(opts.extraArgs ?? [])];
+    const args = [...(opts.entry ?? serverCommand()), '--stdio', '--model', opts.model ?? defaultModel(), ...(opts.extraArgs ?? [])];
     if (opts.storage) args.push('--storage', opts.storage);
     this.proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env } });
     this.exited = new Promise((res) => this.proc.on('exit', (code) => res(code)));

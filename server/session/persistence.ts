@@ -155,6 +155,25 @@ export class Persistence {
     return body.length;
   }
 
+  /**
+   * After a snapshot, a log grown past maxBytes starts over (the previous one is kept as
+   * events.jsonl.1): everything in it is covered by the snapshot, and a restart reads only the
+   * current file. Sequence numbers continue.
+   */
+  rotateIfLarge(fingerprint: string, maxBytes = 16 * 2 ** 20): void {
+    if (!this.enabled || this.fd === null) return;
+    try {
+      if (statSync(this.logPath).size <= maxBytes) return;
+      closeSync(this.fd);
+      this.fd = null;
+      renameSync(this.logPath, this.logPath + '.1');
+      this.fd = openSync(this.logPath, 'a', 0o600);
+      this.append({ t: 'header', fingerprint, time: Date.now() });
+    } catch (e) {
+      this.disable(`cannot rotate the event log (${(e as Error).message})`);
+    }
+  }
+
   /** Makes the engine's snapshot file private (the engine writes it). */
   protectSnapshot(): number {
     try {

@@ -446,16 +446,22 @@ export class Session {
     const fullSuffix = lines[req.line].slice(req.character) + '\n' + lines.slice(req.line + 1, req.line + 20).join('\n');
     const cached = this.completionCache.get(req.uri, fullPrefix, fullSuffix);
     if (cached && (!req.explicit || cached.length > 1)) {
+      if (this.completionCtl === ctl) this.completionCtl = null;
       return { items: cached, cached: true, ms: performance.now() - t0, promptTokens: 0, reusedTokens: 0, generatedTokens: 0, reason: 'cache' };
     }
     const ctx = this.fimContext(d, req.line, req.character);
-    const prompt = this.fmt.fim(ctx.prefix, ctx.suffix, this.fimOrder);
+    let prompt = this.fmt.fim(ctx.prefix, ctx.suffix, this.fimOrder);
+    // Token counts per line can differ a little from the joined text's: drop prefix lines until it fits.
+    while (prompt.length + 8 >= this.engine.params.branchMax && ctx.prefix.includes('\n')) {
+      ctx.prefix = ctx.prefix.slice(ctx.prefix.indexOf('\n') + 1);
+      prompt = this.fmt.fim(ctx.prefix, ctx.suffix, this.fimOrder);
+    }
     const samplings = req.explicit
       ? [{ temperature: 0 }, { temperature: 0.6, topP: 0.95, seed: 1 }, { temperature: 0.9, topP: 0.95, seed: 2 }]
       : [{ temperature: 0 }];
     const stops = this.fmt.completionStops();
+    if (prompt.length + 1 >= this.engine.params.branchMax) prompt = prompt.slice(prompt.length - this.engine.params.branchMax + 8);
     const maxTokens = Math.max(1, Math.min(this.fimBudgets().generate, this.engine.params.branchMax - prompt.length - 1));
-    if (prompt.length + 1 >= this.engine.params.branchMax) throw new RangeError('the completion prompt does not fit the branch');
     const handle = this.scheduler.submit<CompletionResult>({
       kind: 'completion', signal, label: `complete ${d.path}:${req.line + 1}`,
       step: async (sctx) => {
@@ -551,9 +557,16 @@ export class Session {
     this.persistence.append({ t: 'chat', message: userMsg });
     this.activity.chat(chatTopic(p.text));
     this.touchActivity();
-    const userTokens = encodePieces(this.tok, this.chatFormat.userTurn(this.chatTurns, userText));
-    this.chatTurns.push({ role: 'user', content: userText });
-    const maxTokens = Math.min(p.maxTokens ?? this.settings.maxChatTokens, this.settings.maxChatTokens);
+    let userTokens = encodePieces(this.tok, this.chatFormat.userTurn(this.chatTurns, userText));
+    // A turn longer than half the window would push everything else out: its text is cut.
+    const limit = Math.floor(this.engine.params.window / 2);
+    let cut = userText;
+    while (userTokens.length > limit && cut.length > 64) {
+      cut = cut.slice(0, Math.floor(cut.length * Math.max(0.1, (limit / userTokens.length) * 0.95))) + '\n[…cut]';
+      userTokens = encodePieces(this.tok, this.chatFormat.userTurn(this.chatTurns, cut));
+    }
+    this.chatTurns.push({ role: 'user', content: cut });
+    const maxTokens = p.maxTokens ?? this.settings.maxChatTokens;
     const stops = this.chatFormat.stopTokens();
     const stopStrings = this.chatFormat.stopStrings();
     const dec = this.tok.createStreamDecoder({ skipSpecial: true });
@@ -586,7 +599,7 @@ export class Session {
           this.appended += chunk.length;
           if (last) {
             this.persistence.append({ t: 'append', kind: 'chat-user', tokens: userTokens });
-            phase = stopCtl.signal.aborted ? 'close' : 'generate';
+            if (stopCtl.signal.aborted) { reason = 'cancelled'; phase = 'close'; } else phase = 'generate';
           }
           return { done: false };
         }
@@ -750,12 +763,12 @@ export class Session {
           summary.pinnedTokens = memTokens.length;
         }
         this.persistence.append({ t: 'memory', tokens: memTokens, summary });
+        this.summaries.push(summary);
+        if (this.summaries.length > 200) this.summaries.shift();
         return { done: true, value: summary };
       },
     });
     const summary = await handle.promise;
-    this.summaries.push(summary);
-    if (this.summaries.length > 200) this.summaries.shift();
     this.host.summaryPublished(summary);
     this.host.changed();
     this.maybeSnapshot(true);
@@ -812,19 +825,23 @@ export class Session {
     const handle = this.scheduler.submit({
       kind: 'control', ordered: true, label: 'snapshot',
       step: async () => {
+        // What the snapshot covers is fixed before the save: chat messages may be logged meanwhile.
         const seq = this.persistence.lastSeq;
-        await this.engine.save(this.persistence.snapshotPath);
-        const snapBytes = this.persistence.protectSnapshot();
+        const chat = [...this.chatHistory];
+        const summaries = this.summaries.slice(-50);
         const views: Record<string, DocView> = {};
         for (const d of this.docs.values()) if (d.committed) views[d.uri] = d.committed;
+        await this.engine.save(this.persistence.snapshotPath);
+        const snapBytes = this.persistence.protectSnapshot();
         const p = this.engine.params;
         const metaBytes = this.persistence.writeMeta({
           fingerprint: this.model.info.fingerprint, seq, time: Date.now(), views,
-          chat: this.chatHistory, summaries: this.summaries.slice(-50),
+          chat, summaries,
           sessionParams: { sinks: p.sinks, window: p.window, memoryMax: p.memoryMax, branchMax: p.branchMax },
         });
         this.lastSnapshotAt = Date.now();
         this.lastSnapshotSeq = seq;
+        this.persistence.rotateIfLarge(this.model.info.fingerprint);
         return { done: true as const, value: { path: this.persistence.snapshotPath, bytes: snapBytes + metaBytes, seq, ms: 0 } };
       },
     });

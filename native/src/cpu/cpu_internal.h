@@ -1,5 +1,6 @@
-// Internal interface between the CPU matmul driver (matmul.cpp) and its per-instruction-set
-// kernels (matmul.cpp scalar, matmul_avx2.cpp, matmul_avx512.cpp). Not used outside src/cpu.
+// Internal interface between the CPU backend (backend_cpu.cpp), the matmul driver
+// (matmul.cpp) and the per-instruction-set kernel sets (scalar in matmul.cpp, matmul_avx2.cpp,
+// matmul_avx512.cpp, matmul_amx_avx512.cpp). Not used outside src/cpu and its tests.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -7,9 +8,6 @@
 #include "ggml_types.h"
 
 namespace endless {
-
-bool cpu_has_avx512_bf16();  // AVX-512 BF16 (vdpbf16ps) usable
-bool cpu_has_avx_vnni();     // AVX-VNNI (256-bit vpdpbusd without AVX-512)
 
 // Activations quantized once per row for integer dot products with quantized weights.
 //
@@ -107,17 +105,21 @@ const mm_kernel_set &mm_kernels_avx512();
 const mm_kernel_set &mm_kernels_current();  // per cpu_get_isa()
 
 #if defined(__x86_64__)
-// AMX-INT8 prefill for Q8_0 weights (matmul_amx_avx512.cpp), used at the AVX-512 level when
-// the processor and OS allow it; tests switch it off to cover the plain AVX-512 kernels too.
+// AMX-INT8 prefill for Q8_0, Q4_0 and Q4_K weights (matmul_amx_avx512.cpp), used at the
+// AVX-512 level when the processor and OS allow it; tests switch it off to cover the plain
+// AVX-512 kernels too.
 bool cpu_amx_available();
 bool cpu_amx_enabled();
 void cpu_set_amx(bool on);
 // Activations for it, in groups of 16 rows; per 32-value block a group holds the B tile
-// (8 rows x 64 bytes: bytes 4c..4c+3 of row kk are values 4kk..4kk+3 of activation row c)
-// and then the 16 rows' scales dx.
-constexpr size_t AMX_Q8_0_BLOCK_BYTES = 512 + 64;
-void amx_quant_q8_0(const float *x, void *out, int64_t k);  // out: group base + 4 * (row % 16)
-void amx_tile_q8_0(const mm_tile &t);  // t.x: group 0 of the chunk, t.x_stride: bytes per group
+// (8 rows x 64 bytes: bytes 4c..4c+3 of row kk are values 4kk..4kk+3 of activation row c),
+// then the 16 rows' scales dx, then their dx * (sum of the block's int8 values).
+constexpr size_t AMX_BLOCK_BYTES = 512 + 64 + 64;
+void amx_quant_row(const float *x, void *out, int64_t k);  // out: group base + 4 * (row % 16)
+// Tiles: t.x is group 0 of the chunk, t.x_stride the bytes per group.
+void amx_tile_q8_0(const mm_tile &t);
+void amx_tile_q4_0(const mm_tile &t);
+void amx_tile_q4_k(const mm_tile &t);
 #endif
 
 }  // namespace endless

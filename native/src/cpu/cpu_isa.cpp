@@ -20,7 +20,6 @@ namespace {
 struct cpu_features {
     bool avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false;
-    bool avx512bf16 = false, avxvnni = false;
 };
 
 cpu_features cpu_read_features() {
@@ -49,12 +48,6 @@ cpu_features cpu_read_features() {
         f.avx512vl = (b >> 31) & 1;
         f.avx512vnni = (c >> 11) & 1;
     }
-    const unsigned max_sub = a;
-    if (max_sub >= 1) {
-        __cpuid_count(7, 1, a, b, c, d);
-        f.avxvnni = (a >> 4) & 1;
-        f.avx512bf16 = os_avx512 && ((a >> 5) & 1);
-    }
 #endif
     return f;
 }
@@ -78,9 +71,6 @@ cpu_isa cpu_detect_isa() {
     (void)f;
     return CPU_ISA_SCALAR;
 }
-
-bool cpu_has_avx512_bf16() { return cpu_detect_isa() == CPU_ISA_AVX512 && cpu_get_features().avx512bf16; }
-bool cpu_has_avx_vnni() { return cpu_detect_isa() >= CPU_ISA_AVX2 && cpu_get_features().avxvnni; }
 
 const char *cpu_isa_name(cpu_isa isa) {
     switch (isa) {

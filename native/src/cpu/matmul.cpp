@@ -5,6 +5,7 @@
 // weight rows is applied to a chunk of activation rows that stays in cache, so every weight byte
 // is read from memory once per chunk rather than once per activation row.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -324,10 +325,11 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
     const mm_kernel_set &ks = mm_kernels_current();
     const int64_t k = w.ne0, m = w.ne1;
 
-    // AMX-INT8 takes prefill with Q8_0 weights where the processor has it
+    // AMX-INT8 takes prefill with Q8_0, Q4_0 and Q4_K weights where the processor has it
     bool amx = false;
 #if defined(__x86_64__)
-    amx = info.kind == MM_Q8_0 && n >= 16 && cpu_get_isa() == CPU_ISA_AVX512 && cpu_amx_enabled();
+    amx = (info.kind == MM_Q8_0 || info.kind == MM_Q4_0 || info.kind == MM_Q4_K) && n >= 16 &&
+          cpu_get_isa() == CPU_ISA_AVX512 && cpu_amx_enabled();
 #endif
 
     // activations in the kernel's format
@@ -338,17 +340,17 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
     mm_tile_fn tile_fn = ks.tile[info.kind];
     if (amx) {
 #if defined(__x86_64__)
-        x_stride = (size_t)(k / 32) * AMX_Q8_0_BLOCK_BYTES;
-        bytes_per_elem = (double)AMX_Q8_0_BLOCK_BYTES / 32.0 / 16.0;
+        x_stride = (size_t)(k / 32) * AMX_BLOCK_BYTES;
+        bytes_per_elem = (double)AMX_BLOCK_BYTES / 32.0 / 16.0;
         const size_t n_groups = (size_t)(n + 15) / 16;
         if (act_buf.size() < x_stride * n_groups) act_buf.resize(x_stride * n_groups);
         uint8_t *buf = act_buf.data();
         if (n % 16) std::memset(buf + (n_groups - 1) * x_stride, 0, x_stride);  // padding rows: zeros
         pool.parallel_for(n, [&](int64_t i0, int64_t i1, int) {
-            for (int64_t i = i0; i < i1; i++) amx_quant_q8_0(x + i * k, buf + (size_t)(i / 16) * x_stride + 4 * (i % 16), k);
+            for (int64_t i = i0; i < i1; i++) amx_quant_row(x + i * k, buf + (size_t)(i / 16) * x_stride + 4 * (i % 16), k);
         });
         xa = buf;
-        tile_fn = amx_tile_q8_0;
+        tile_fn = info.kind == MM_Q8_0 ? amx_tile_q8_0 : info.kind == MM_Q4_0 ? amx_tile_q4_0 : amx_tile_q4_k;
 #endif
     } else if (info.act != MM_ACT_F32) {
         act_quant_fn quant = info.act == MM_ACT_Q8_0 ? ks.quant_q8_0 : ks.quant_q8_k;
@@ -408,7 +410,20 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
             }
         }
     };
-    pool.parallel_for(n_blocks, run);
+    // Threads take tiles from a shared counter rather than one fixed share each: when another
+    // process holds a core, the threads that do run pick up the slack instead of waiting.
+    if (nthreads == 1 || n_blocks == 1) {
+        run(0, n_blocks, 0);
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    pool.parallel_for(nthreads, [&](int64_t, int64_t, int thread) {
+        for (;;) {
+            const int64_t b = next.fetch_add(1, std::memory_order_relaxed);
+            if (b >= n_blocks) break;
+            run(b, b + 1, thread);
+        }
+    });
 }
 
 void cpu_get_rows(const weight &w, const int32_t *ids, int n, float *out) {

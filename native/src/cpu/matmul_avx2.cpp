@@ -1,5 +1,6 @@
-// AVX2 + FMA + F16C kernel set (compiled with -mavx2 -mfma -mf16c, chosen at run time).
-// Kernels not specialised here fall back to the scalar set.
+// AVX2 + FMA + F16C kernel set (compiled with -mavx2 -mfma -mf16c, chosen at run time): the
+// shared 256-bit matmul kernels of matmul_simd.inc (vpmaddubsw for the int8 dot products), and
+// the attention and elementwise helpers.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -15,13 +16,6 @@ namespace {
 #define SIMD_VNNI 0
 #include "cpu/matmul_simd.inc"
 
-inline float avx2_hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 float avx2_dot_f32(const float *a, const float *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t i = 0;
@@ -30,7 +24,7 @@ float avx2_dot_f32(const float *a, const float *b, int64_t n) {
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
     for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float r = avx2_hsum(_mm256_add_ps(s0, s1));
+    float r = simd_hsum(_mm256_add_ps(s0, s1));
     for (; i < n; i++) r += a[i] * b[i];
     return r;
 }

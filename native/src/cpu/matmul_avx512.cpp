@@ -1,5 +1,8 @@
-// AVX-512 (F/BW/VL/DQ/VNNI) kernel set, chosen at run time. Kernels not specialised here
-// fall back to the AVX2 set.
+// AVX-512 (F/BW/VL/DQ/VNNI) kernel set, chosen at run time: 512-bit float, Q8_0 and Q4_0
+// matmul kernels, a 4x4 register-blocked f32 GEMM for prefill with f32/f16/bf16 weights, the
+// shared 256-bit integer kernels (matmul_simd.inc) with vpdpbusd/vpdpwssd for Q4_K and Q6_K,
+// and the attention helpers. (AMX prefill for Q8_0 is in matmul_amx_avx512.cpp.)
+//
 // GCC 12's AVX-512 headers trip false (maybe-)uninitialized warnings in their own
 // _mm512_undefined_* helpers; they are not about this file's code.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -167,6 +170,7 @@ struct z_kern_float {
         for (int j = 0; j < RX; j++) acc0[j] = acc1[j] = _mm512_setzero_ps();
         int64_t e = 0;
         for (; e + 32 <= t.k; e += 32) {
+            simd_prefetch_weights<RX>(w + e, 32 * sizeof(elem));
             const __m512 w0 = LOAD::load(w + e), w1 = LOAD::load(w + e + 16);
             for (int j = 0; j < RX; j++) {
                 acc0[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[j] + e), acc0[j]);

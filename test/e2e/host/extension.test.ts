@@ -249,7 +249,7 @@ suite('Endless in the extension host', () => {
     try {
       await waitFor('a restarted server', () => (api.server.serverPid && api.server.serverPid !== pid ? true : undefined), 30_000);
       const s = await ready();
-      assert.equal(s.cache?.memoryMax, 128);
+      assert.ok(s.cache && s.cache.memoryMax <= 128, `the new memory size is in effect (${s.cache?.memoryMax})`);
     } finally {
       await c.update('memorySize', undefined, vscode.ConfigurationTarget.Global);
     }
