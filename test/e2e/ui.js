@@ -184,7 +184,8 @@ async function step(name, fn) {
     await step('chat answers with streamed text', async () => {
       await runCommand(page, 'Endless: Open Chat');
       const input = await inFrames(page, (f) => f.$('#input'), 60_000, 'the chat input');
-      await input.fill('Write a Python function that multiplies two numbers.');
+      // The shipped model is a code model (it cannot chat): a code-shaped message gets a code-shaped answer.
+      await input.fill('Complete this Python function:\n\ndef multiply(a, b):\n    """Return a times b."""');
       await input.press('Enter');
       const frame = await inFrames(page, async (f) => ((await f.$('#messages')) ? f : undefined), 10_000, 'the chat frame');
       // The answer grows while it streams: see it partly written, then finished.

@@ -365,11 +365,11 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
         xa = buf;
     }
 
-    // Blocking for n > 1: a chunk of up to 64 activation rows times a slice of the inner
+    // Blocking for n > 1: a chunk of up to 256 activation rows times a slice of the inner
     // dimension is kept under ~512 KiB (L2) while the thread's weight rows stream past, so each
     // weight byte is read from memory once per chunk. Slices are multiples of 256 elements.
     const size_t w_stride = (size_t)(k / info.block) * info.block_bytes;
-    const int xc = std::min(n, 64);
+    const int xc = std::min(n, 256);
     int64_t kc = k;
     if (n > 1 && k % 256 == 0) {
         const int64_t fit = (int64_t)(524288.0 / (bytes_per_elem * xc)) / 256 * 256;
@@ -392,7 +392,7 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
             mm_tile t;
             t.w = (const uint8_t *)w.data;
             t.w_stride = w_stride;
-            t.x = xa + (size_t)(amx ? i0 / 16 : i0) * x_stride;  // chunks start at multiples of 64 rows
+            t.x = xa + (size_t)(amx ? i0 / 16 : i0) * x_stride;  // chunks start at multiples of 256 rows
             t.x_stride = x_stride;
             t.k_row = k;
             t.nx = std::min(xc, n - i0);

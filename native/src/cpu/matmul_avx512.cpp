@@ -199,8 +199,17 @@ void z_gemm_micro(const float *w, size_t ldw, const float *x, size_t ldx, int64_
     __m512 acc[RW][RX];
     for (int a = 0; a < RW; a++)
         for (int b = 0; b < RX; b++) acc[a][b] = _mm512_setzero_ps();
-    for (int64_t e = 0; e < k; e += 16) {
-        const __mmask16 m = k - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - e)) - 1);
+    int64_t e = 0;
+    for (; e + 16 <= k; e += 16) {
+        __m512 wv[RW];
+        for (int a = 0; a < RW; a++) wv[a] = _mm512_loadu_ps(w + a * ldw + e);
+        for (int b = 0; b < RX; b++) {
+            const __m512 xv = _mm512_loadu_ps(x + b * ldx + e);
+            for (int a = 0; a < RW; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+        }
+    }
+    if (e < k) {  // the last partial 16
+        const __mmask16 m = (__mmask16)((1u << (k - e)) - 1);
         __m512 wv[RW];
         for (int a = 0; a < RW; a++) wv[a] = _mm512_maskz_loadu_ps(m, w + a * ldw + e);
         for (int b = 0; b < RX; b++) {
