@@ -4,7 +4,8 @@
 //   cpu     prefill and decode tokens/s on the CPU for a fixture model and for a random-weight
 //           Qwen2.5-Coder-1.5B-shaped GGUF in Q8_0 and F16 (tools/make_qwen_shaped.py writes them
 //           to /tmp when missing), Endless beside llama.cpp (node-llama-cpp 3.21.1, its prebuilt
-//           CPU binaries) on the same files with the same threads, in the same run.
+//           CPU binaries) on the same files with the same threads, in the same run; each
+//           measurement in a fresh child process (bench/child.ts).
 //   stream  per-token decode time and RSS at stream positions 1k..1M, and the sliding-window
 //           recompute ratio (bench/stream.ts, its own options)
 //   server  the language server over stdio: ingest, completion latency (bench/server.ts)
@@ -18,8 +19,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readGgufMetadata, systemInfo } from '../server/engine/index';
-import { benchEndless, round2, type BenchOptions, type BenchResult } from '../server/cli/bench';
-import { benchLlamaCpp, llamaCppInfo } from './llama';
+import { round2, type BenchOptions, type BenchResult } from '../server/cli/bench';
+import { llamaCppInfo } from './llama';
 import { runServerBench } from './server';
 import { runSoak } from './soak';
 import { runStreamBench } from './stream';
@@ -111,6 +112,16 @@ function qwenShaped(dir: string): string[] {
   return files;
 }
 
+/** One engine's measurement in a fresh child process (bench/child.ts). */
+function runChild(engine: 'endless' | 'llama.cpp', file: string, options: BenchOptions): BenchResult {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'child.ts'), JSON.stringify({ engine, path: file, options })],
+    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 });
+  if (r.status !== 0) {
+    throw new Error(`${engine} on ${path.basename(file)} failed: ${r.error?.message ?? (r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`)}`);
+  }
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as BenchResult;
+}
+
 function tokenizerSize(file: string): number | undefined {
   const t = readGgufMetadata(file).get('tokenizer.ggml.tokens');
   return Array.isArray(t) ? t.length : undefined;
@@ -132,12 +143,12 @@ async function suiteCpu(opts: Record<string, string | true>): Promise<void> {
     // the fixture's vocabulary is tiny: its prompt stays within its own size
     const o = { ...base, vocab: tokenizerSize(file) };
     console.log(`[bench] ${path.basename(file)}: Endless (${threads} threads, P=${o.promptTokens}, G=${o.genTokens}, ${o.reps} reps)`);
-    const e = await benchEndless(file, o);
+    const e = runChild('endless', file, o);
     results.push(e);
     let l: BenchResult | null = null;
     if (withLlama) {
       console.log(`[bench] ${path.basename(file)}: llama.cpp`);
-      l = await benchLlamaCpp(file, o);
+      l = runChild('llama.cpp', file, o);
       results.push(l);
     }
     const name = path.basename(file, '.gguf');

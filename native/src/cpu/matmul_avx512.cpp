@@ -169,8 +169,9 @@ struct z_kern_float {
         __m512 acc0[RX], acc1[RX];
         for (int j = 0; j < RX; j++) acc0[j] = acc1[j] = _mm512_setzero_ps();
         int64_t e = 0;
+        simd_prefetcher<RX> pf(w);
         for (; e + 32 <= t.k; e += 32) {
-            simd_prefetch_weights<RX>(w + e, 32 * sizeof(elem));
+            pf.advance(w + e + 32);
             const __m512 w0 = LOAD::load(w + e), w1 = LOAD::load(w + e + 16);
             for (int j = 0; j < RX; j++) {
                 acc0[j] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[j] + e), acc0[j]);
@@ -430,8 +431,9 @@ struct z_kern_q32 {
         };
         const int64_t nb = t.k / 32;
         int64_t b = 0;
+        simd_prefetcher<RX> pf(w);
         for (; b + 8 <= nb; b += 8) {
-            simd_prefetch_weights<RX>(w + b, 8 * sizeof(block));
+            pf.advance(w + b + 8);
             // the d field leads each block; the gather reads it plus two bytes of the block
             const __m256i raw = _mm256_i32gather_epi32((const int *)(const void *)(w + b), gidx, 1);
             const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(raw));
