@@ -74,6 +74,15 @@ interface DocState {
   shownRange: [number, number];
   /** First line of the FIM prefix, kept stable across consecutive completions. */
   fimAnchor: number;
+  /** The current text split into lines, for the text it was split from. */
+  linesOf?: { text: string; lines: string[] };
+}
+
+/** The document's current lines (split once per change, not once per use). */
+function currentLines(d: DocState): string[] {
+  const text = d.text ?? '';
+  if (d.linesOf?.text !== text) d.linesOf = { text, lines: splitLines(text) };
+  return d.linesOf.lines;
 }
 
 interface AppendMeta {
@@ -263,7 +272,7 @@ export class Session {
     const stats = this.safeStats();
     const windowMax = stats?.windowMax ?? 2048;
     const seen = (stats?.seen ?? 0) + this.queuedTokens;
-    const lines = splitLines(d.text);
+    const lines = currentLines(d);
     const recent = d.shownAtSeen >= 0 && seen - d.shownAtSeen < windowMax / 2;
     const near = line >= d.shownRange[0] && line < d.shownRange[1];
     if (this.activeUri === uri && recent && near) return;
@@ -297,7 +306,7 @@ export class Session {
       this.coalescer.take(uri);
       const d = this.doc(uri);
       if (!d || d.text === null || !d.view) continue;
-      const now = splitLines(d.text);
+      const now = currentLines(d).slice();
       const edits = diffLines(d.view, now);
       if (!edits.length) { d.viewVersion = d.version; continue; }
       const hunks = boundHunks(toHunks(d.view, edits, 1));
@@ -370,7 +379,7 @@ export class Session {
 
   /** Builds the FIM context for a position: prefix/suffix within token budgets, anchored for reuse. */
   private fimContext(d: DocState, line: number, character: number): { prefix: string; suffix: string; stop: StopContext } {
-    const lines = splitLines(d.text!);
+    const lines = currentLines(d);
     const cur = lines[line];
     // A minified file's one line can be megabytes: only its part near the cursor matters.
     const linePrefix = cur.slice(Math.max(0, character - MAX_LINE_CHARS), character);
@@ -425,7 +434,7 @@ export class Session {
   checkPosition(uri: string, line: number, character: number): void {
     const d = this.doc(uri);
     if (!d || d.text === null) throw new RangeError(`document not open: ${uri}`);
-    const lines = splitLines(d.text);
+    const lines = currentLines(d);
     if (line < 0 || line >= lines.length) throw new RangeError(`line ${line} is out of range (the document has ${lines.length} lines)`);
     if (character < 0 || character > lines[line].length) throw new RangeError(`character ${character} is out of range (line ${line} has ${lines[line].length} characters)`);
   }
@@ -441,7 +450,7 @@ export class Session {
     this.coalescer.defer();
     const signal = req.signal ? AbortSignal.any([req.signal, ctl.signal]) : ctl.signal;
     if (this.activeUri !== req.uri || !d.view) this.activate(req.uri, req.line);
-    const lines = splitLines(d.text!);
+    const lines = currentLines(d);
     const fullPrefix = lines.slice(Math.max(0, req.line - 40), req.line).join('\n') + '\n' + lines[req.line].slice(0, req.character);
     const fullSuffix = lines[req.line].slice(req.character) + '\n' + lines.slice(req.line + 1, req.line + 20).join('\n');
     const cached = this.completionCache.get(req.uri, fullPrefix, fullSuffix);
