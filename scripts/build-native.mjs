@@ -2,7 +2,7 @@
 // build/endless.node. The CUDA backend joins the build only where nvcc is found.
 // Node's headers: $NODE_INCLUDE, else npm's nodedir, else next to the running node binary.
 import { spawnSync } from 'node:child_process';
-import { existsSync, copyFileSync, mkdirSync } from 'node:fs';
+import { existsSync, copyFileSync, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 
@@ -38,7 +38,10 @@ try {
   run('cmake', args);
   run('cmake', ['--build', buildDir, '--parallel', String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length))]);
   mkdirSync(path.join(root, 'build'), { recursive: true });
-  copyFileSync(path.join(buildDir, 'endless.node'), path.join(root, 'build', 'endless.node'));
+  // copy then rename: a running process that has the old addon mapped keeps its file intact
+  const tmp = path.join(root, 'build', `.endless.node.${process.pid}`);
+  copyFileSync(path.join(buildDir, 'endless.node'), tmp);
+  renameSync(tmp, path.join(root, 'build', 'endless.node'));
   console.log('[build-native] build/endless.node ready');
 } catch (e) {
   console.error(`[build-native] ${e.message}`);

@@ -294,7 +294,7 @@ endless_status endless_session_stats_get(const endless_session *session, endless
 int32_t endless_session_tokens(const endless_session *session, int32_t *out, int32_t cap) {
     if (!session) return 0;
     std::vector<int32_t> t = session->s->tokens();
-    if (out && cap > 0) std::memcpy(out, t.data(), std::min<size_t>(cap, t.size()) * sizeof(int32_t));
+    if (out && cap > 0 && !t.empty()) std::memcpy(out, t.data(), std::min<size_t>(cap, t.size()) * sizeof(int32_t));
     return (int32_t)t.size();
 }
 
