@@ -67,9 +67,11 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   ENDLESS_CUDA_GRAPHS=0 run_test test_cuda_ops_no_graphs 180 "$BUILD/test_cuda_ops"
   echo "== test_backend_ops (CPU ISAs and CUDA)" >> "$OUT/tests.log"
   run_test test_backend_ops 240 "$BUILD/test_backend_ops"
-  # the rest of the C++ tests (CPU side, fixtures), to see the build is whole on this machine
-  echo "== ctest (others)" >> "$OUT/tests.log"
-  run_test ctest_others 240 ctest --test-dir "$BUILD" --output-on-failure -E "test_cuda_ops|test_backend_ops|test_cuda_bench"
+  # the other C++ tests run on the CPU (CI covers them); GPU_CHECK_ALL=1 runs them here too
+  if [ "${GPU_CHECK_ALL:-0}" = 1 ]; then
+    echo "== ctest (others)" >> "$OUT/tests.log"
+    run_test ctest_others 240 ctest --test-dir "$BUILD" --output-on-failure -E "test_cuda_ops|test_backend_ops|test_cuda_bench"
+  fi
   # whole-model tests of the engine on CUDA (bundled here with esbuild, if carried)
   # (here: node_modules/.bin/esbuild test/engine-cuda.test.ts --bundle --platform=node --format=cjs
   #  --target=node20 --outfile=.carry/engine-cuda.test.cjs); it runs from test/ for its __dirname
