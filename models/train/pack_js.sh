@@ -11,8 +11,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/endless-js}"
 mkdir -p "$work" "$root/.carry-data"
-# Pinned to what the registry served when the model was trained; the manifest records the
-# versions actually installed.
+# Not pinned: js/MANIFEST.json inside the tarball records the versions actually installed
 pkgs=(
   typescript lodash express react react-dom vue rxjs zod axios prettier @types/node
   date-fns three d3 fp-ts graphql webpack eslint svelte @angular/core jquery immer mobx
