@@ -190,7 +190,7 @@ public:
                 if (part_ml_.size() < n_part * 2) part_ml_.resize(n_part * 2);
             }
 
-            pool_.parallel_for((int64_t)base_items * n_split, [&](int64_t t0, int64_t t1, int) {
+            auto item_fn = [&](int64_t t0, int64_t t1, int) {
                 static thread_local std::vector<float> scratch;
                 const int nvec_max = QB * ratio;
                 const int range_max = (n_vis_max + n_split - 1) / n_split + 1;
@@ -269,7 +269,13 @@ public:
                             }
                         }
                 }
-            });
+            };
+            // Small jobs (a decode step of a small model) run on the calling thread: waking a
+            // worker costs more than the work, and much more when another process holds a core.
+            const int64_t n_items = (int64_t)base_items * n_split;
+            const double work = (double)n_run * n_vis_max * a.n_head * hd;
+            if (work < (double)(1 << 18)) item_fn(0, n_items, 0);
+            else pool_.parallel_for(n_items, item_fn);
             if (n_split > 1) {  // merge the key ranges: rescale each by exp(its max - overall max)
                 for (int i = run_begin; i < run_end; i++)
                     for (int h = 0; h < a.n_head; h++) {

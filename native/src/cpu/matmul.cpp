@@ -412,7 +412,11 @@ void cpu_matmul(thread_pool &pool, const weight &w, const float *x, int n, float
     };
     // Threads take tiles from a shared counter rather than one fixed share each: when another
     // process holds a core, the threads that do run pick up the slack instead of waiting.
-    if (nthreads == 1 || n_blocks == 1) {
+    // Small jobs run on the calling thread: waking a worker (and, on a busy machine, waiting for
+    // the scheduler to run it) costs more than the work itself. Measured on the 17M-parameter
+    // default model on 2 shared cores: decode 97 tok/s threaded vs 510 tok/s on one thread.
+    const bool small = (double)w.nbytes * (double)n < (double)(1 << 20);
+    if (nthreads == 1 || n_blocks == 1 || small) {
         run(0, n_blocks, 0);
         return;
     }
