@@ -119,8 +119,10 @@ describe('editing and completing', () => {
     const a = await s.inspect(10);
     assert.equal(a.stats.cache.branch, 0, 'the branch was discarded');
     assert.equal(a.stats.branchOpen, false);
-    // Typing one more character and asking again reuses the branch prefix (the engine's reuse counter grows).
-    cursor = await s.type(uri, cursor, 't');
+    // Typing one more character and asking again reuses the branch prefix (the engine's reuse
+    // counter grows). The character must not continue the shown completion, else the prefix cache answers.
+    const shown = String(r1.items[0]?.insertText ?? '');
+    cursor = await s.type(uri, cursor, shown.startsWith('q') ? 'z' : 'q');
     const r2 = await s.complete(uri, cursor) as InlineCompletionList;
     assert.ok(r2.items.length >= 1);
     const b = await s.inspect(10);

@@ -363,6 +363,7 @@ TEST(cuda_graph_replay_follows_staged_inputs) {
     if (!(gflag && std::strcmp(gflag, "0") == 0)) CHECK_MSG(launches1 - launches0 >= 3, "graph launches %zu", launches1 - launches0);
 }
 
+#ifndef ENDLESS_NO_CPU_BACKEND  // (scripts/gpu-check.sh's standalone build has no CPU backend)
 // The op sequence of a transformer layer (as model.cpp issues it: biases, GQA attention over a
 // sink + window cache, residual adds, SwiGLU) on the CUDA backend and on the CPU backend, step
 // after step with changing tokens and slots: covers the fused matrix-vector epilogues, staging
@@ -500,6 +501,8 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
         step(1);
     }
 }
+
+#endif
 
 TEST(cuda_bad_arguments_and_out_of_memory) {
     test_weight emb(GGML_TYPE_F16, 64, 10);

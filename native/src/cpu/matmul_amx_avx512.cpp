@@ -10,7 +10,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
-#pragma GCC target("amx-tile,amx-int8")
+// AMX instructions come from the file's compile flags (-mamx-tile -mamx-int8, native/CMakeLists.txt):
+// a `#pragma GCC target` here makes g++ 13 refuse to inline standard-library code.
 #include <immintrin.h>
 
 #include <algorithm>
