@@ -26,13 +26,13 @@ import { fileRecord, LANGS, loadHeldout, nllOf, parseArgs, rng, shuffle, special
 const USAGE = `usage: node --import tsx models/eval/streaming_repro.ts --model M --heldout DIR --out OUT.json
   [--tokens N (1048576)] [--window W (1020)] [--sinks 0,1,4] [--every 8192] [--threads 2]
   [--recompute K (128) sampled positions] [--recompute-from A (2048)] [--recompute-to B (16384)]
-  [--no-dense] [--dense-tokens N (dense1024 on the first N tokens only)] [--early 8192 (per-token NLL kept for the first N positions)] [--seed 1] [--stream-text OUT.txt (the stream as text, for endless eval-stream)]\n`;
+  [--skip-recompute (sample the positions, score the modes there, but run no recompute)] [--no-dense] [--dense-tokens N (dense1024 on the first N tokens only)] [--early 8192 (per-token NLL kept for the first N positions)] [--seed 1] [--stream-text OUT.txt (the stream as text, for endless eval-stream)]\n`;
 
 async function main() {
   const a = parseArgs(process.argv.slice(2), {
     model: 'string', heldout: 'string', out: 'string', tokens: 'int', window: 'int', sinks: 'string', every: 'int',
     threads: 'int', recompute: 'int', 'recompute-from': 'int', 'recompute-to': 'int', 'no-dense': 'flag', seed: 'int',
-    'stream-text': 'string', early: 'int', 'dense-tokens': 'int',
+    'stream-text': 'string', early: 'int', 'dense-tokens': 'int', 'skip-recompute': 'flag',
   }, USAGE);
   for (const k of ['model', 'heldout', 'out']) if (a[k] === undefined) throw new Error(`--${k} is required\n${USAGE}`);
   const N = (a.tokens as number | undefined) ?? 1 << 20;
@@ -203,7 +203,7 @@ async function main() {
     process.stderr.write(`${end}/${n}: ` + modes.map((m) => `${m.name} ppl ${Math.exp(m.sum / m.count).toFixed(3)} ` +
       `(${(m.count / m.seconds).toFixed(0)} tok/s)`).join(', ') + '\n');
     // Recompute once the stream has passed its range (so a stopped run still has it early).
-    if (positions.length > 0 && Object.keys(recompute).length === 0 && end >= hi) {
+    if (positions.length > 0 && !a['skip-recompute'] && Object.keys(recompute).length === 0 && end >= hi) {
       const s = model.createSession({ sinks: 0, window: W + 1, branchMax: 0, batch: 512 });
       for (const [name, withSink] of [['recompute', false], ['recompute+sink', true]] as const) {
         const ts = performance.now();

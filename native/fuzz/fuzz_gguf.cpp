@@ -44,11 +44,11 @@ void fuzz_touch_kv(const endless::gguf_file &f, const endless::gguf_kv &kv) {
     // the file-level typed getters by key
     try { acc += f.get_string(kv.key, "").size(); } catch (const endless::error &) { acc++; }
     try { acc += (uint64_t)f.get_int(kv.key, 0); } catch (const endless::error &) { acc++; }
-    try { acc += (uint64_t)f.get_float(kv.key, 0.0); } catch (const endless::error &) { acc++; }
+    try { acc += (uint64_t)(f.get_float(kv.key, 0.0) != 0); } catch (const endless::error &) { acc++; }
     try { acc += f.get_bool(kv.key, false); } catch (const endless::error &) { acc++; }
     try { acc += (uint64_t)f.get_int_req(kv.key); } catch (const endless::error &) { acc++; }
     try { acc += f.get_string_req(kv.key).size(); } catch (const endless::error &) { acc++; }
-    try { acc += (uint64_t)f.get_float_req(kv.key); } catch (const endless::error &) { acc++; }
+    try { acc += (uint64_t)(f.get_float_req(kv.key) != 0); } catch (const endless::error &) { acc++; }
     if (f.find(kv.key) != &kv) __builtin_trap();  // keys are unique, so find() must return this one
     fuzz_sink = fuzz_sink + acc;
 }

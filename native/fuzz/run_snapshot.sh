@@ -31,6 +31,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # Per-file flags: SIMD kernels are compiled for their instruction set (chosen at run time).
 isa_flags() {
     case "$1" in
+        *_amx_*.cpp) echo "-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mamx-tile -mamx-int8" ;;
         *_avx512.cpp) echo "-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c" ;;
         *_avx2.cpp) echo "-mavx2 -mfma -mf16c" ;;
         *) echo "" ;;
