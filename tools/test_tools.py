@@ -392,6 +392,8 @@ class FixturesTest(unittest.TestCase):
             ids, dense = fx["ids"], _dec(fx["logits"])
             self.assertEqual(dense.shape, (64, 384))
             for t, key in (("f32", None), ("f16", "F16"), ("bf16", "BF16"), ("q8_0", "Q8_0")):
+                if t not in fx["files"]:
+                    continue  # F16/BF16 files are kept for llama_gqa only
                 g = GGUFModel(os.path.join(FIXTURES, fx["files"][t]))
                 ref = dense if key is None else _dec(fx["weights_rounded"][key])
                 err = np.abs(g.forward(ids) - ref).max() / np.abs(ref).max()

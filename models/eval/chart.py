@@ -33,20 +33,22 @@ def nice_ticks(lo, hi):
 
 def fmt_tokens(v):
     if v >= 1e6:
-        return f"{v / 1e6:g}M"
+        return f"{v / 1e6:.2g}M"
     if v >= 1e3:
-        return f"{v / 1e3:g}k"
+        return f"{v / 1e3:.0f}k"
     return f"{v:g}"
 
 
-def panel(x0, y0, w, h, series, xmax, title, ylo, yhi, vlines=(), hlines=()):
+def panel(x0, y0, w, h, series, xmax, title, ylo, yhi, vlines=(), hlines=(), log=True, ylabel="perplexity (log scale)"):
     """series: [(name, [(x, ppl)], dashed)] -> SVG elements."""
     out = [f'<text x="{x0 + w / 2}" y="{y0 - 10}" text-anchor="middle" font-size="14" font-weight="bold">{esc(title)}</text>',
            f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#333"/>']
-    lylo, lyhi = math.log(ylo), math.log(yhi)
+    tf = math.log if log else (lambda v: v)
+    lylo, lyhi = tf(ylo), tf(yhi)
     X = lambda x: x0 + w * x / xmax
-    Y = lambda p: y0 + h - h * (math.log(min(max(p, ylo), yhi)) - lylo) / (lyhi - lylo)
-    for v in nice_ticks(ylo, yhi):
+    Y = lambda p: y0 + h - h * (tf(min(max(p, ylo), yhi)) - lylo) / (lyhi - lylo)
+    ticks = nice_ticks(ylo, yhi) if log else [round(0.05 * k, 2) for k in range(math.ceil(ylo / 0.05), math.floor(yhi / 0.05) + 1)]
+    for v in ticks:
         out.append(f'<line x1="{x0}" x2="{x0 + w}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{x0 - 5}" y="{Y(v) + 4:.1f}" text-anchor="end" font-size="11">{v:g}</text>')
     step = 10 ** math.floor(math.log10(xmax))
@@ -59,13 +61,15 @@ def panel(x0, y0, w, h, series, xmax, title, ylo, yhi, vlines=(), hlines=()):
         t += step
     out.append(f'<text x="{x0 + w / 2}" y="{y0 + h + 34}" text-anchor="middle" font-size="12">tokens streamed</text>')
     out.append(f'<text x="{x0 - 45}" y="{y0 + h / 2}" text-anchor="middle" font-size="12" '
-               f'transform="rotate(-90 {x0 - 45} {y0 + h / 2})">perplexity (log scale)</text>')
+               f'transform="rotate(-90 {x0 - 45} {y0 + h / 2})">{esc(ylabel)}</text>')
     for xv, label in vlines:
         out.append(f'<line x1="{X(xv):.1f}" x2="{X(xv):.1f}" y1="{y0}" y2="{y0 + h}" stroke="#999" stroke-dasharray="3,3"/>')
         out.append(f'<text x="{X(xv) + 4:.1f}" y="{y0 + 14}" font-size="11" fill="#555">{esc(label)}</text>')
-    for (xa, xb, p, label, color) in hlines:
+    for k, (xa, xb, p, label, color) in enumerate(hlines):
         out.append(f'<line x1="{X(xa):.1f}" x2="{X(xb):.1f}" y1="{Y(p):.1f}" y2="{Y(p):.1f}" stroke="{color}" stroke-width="3"/>')
-        out.append(f'<text x="{X(xb) - 2:.1f}" y="{Y(p) + 15:.1f}" text-anchor="end" font-size="11" fill="{color}">{esc(label)}</text>')
+        dy = 15 if k == 0 else -6
+        out.append(f'<text x="{X(xb) - 2:.1f}" y="{Y(p) + dy:.1f}" text-anchor="end" font-size="11" fill="{color}" '
+                   f'stroke="white" stroke-width="3" paint-order="stroke">{esc(label)}</text>')
     for name, pts, dashed in series:
         if not pts:
             continue
@@ -105,7 +109,7 @@ def main(src, dst):
         allp.append(paired["recompute"]["ppl"])
     ylo = min(allp) / 1.15
     yhi = max(allp) * 1.15
-    Wd, Hd = 1100, 470
+    Wd, Hd = 1100, 880
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{Wd}" height="{Hd}" viewBox="0 0 {Wd} {Hd}" '
            f'font-family="Helvetica, Arial, sans-serif">', f'<rect width="{Wd}" height="{Hd}" fill="white"/>']
     svg += panel(80, 40, 440, 330, left, n, f"whole stream ({fmt_tokens(n)} tokens, {r['every']}-token chunks)", ylo, yhi,
@@ -114,8 +118,18 @@ def main(src, dst):
     if early_n >= B:
         svg += panel(620, 40, 440, 330, right, early_n, "first 8k tokens (128-token bins)", ylo, yhi,
                      vlines=[(W + 1, f"first eviction (W={W})")], hlines=[(a, min(b, early_n), p, lab, c) for (a, b, p, lab, c) in hl if a < early_n])
+    # bottom: each mode's chunk perplexity relative to sink + window (S=1) on the same chunk
+    ref = {c["end"]: c["ppl"] for m in modes if m["mode"] == "S=1" for c in m["chunks"]}
+    ratio = [(m["mode"], [(c["end"], c["ppl"] / ref[c["end"]]) for c in m["chunks"] if c["end"] in ref], m["mode"] == "dense1024")
+             for m in modes]
+    rv = [p for _, pts, _ in ratio for _, p in pts]
+    if ref and rv:
+        xr = max((x for _, pts, _ in ratio if pts for x, _ in pts))
+        rlo, rhi = min(0.95, min(rv) - 0.02), max(1.05, max(rv) + 0.02)
+        svg += panel(80, 460, 980, 300, ratio, xr, "perplexity per chunk relative to sink + window (S=1) on the same chunk", rlo, rhi,
+                     log=False, ylabel="ratio to S=1")
     # legend
-    ly = 420
+    ly = 815
     lx = 80
     for m in modes:
         name = m["mode"]

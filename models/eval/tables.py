@@ -5,8 +5,8 @@ eval-stream) and fim.json (models/eval/fim_eval.ts).
 
     python3 models/eval/tables.py models/eval/results
 """
-import glob
 import json
+import math
 import os
 import sys
 
@@ -46,12 +46,19 @@ def main(res):
                 "| language | how | tokens scored | perplexity | ms/token |", "|---|---|---:|---:|---:|"] + rows + [""]
     # 2. StreamingLLM reproduction
     if r:
-        out += [f"### StreamingLLM reproduction ({r['stream']['tokens']:,}-token stream"
-                + (", held-out set repeated" if r["stream"]["repeated"] else "") + ")", "",
-                "| mode | S | W | tokens | perplexity | first chunk | last chunk | tokens/s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        # the longest prefix every mode has scored, in whole chunks (modes may have run to different lengths)
+        ends = [set(c["end"] for c in m["chunks"]) for m in r["modes"]]
+        common = max(set.intersection(*ends)) if set.intersection(*ends) else 1
+        longest = max(m["scored"] for m in r["modes"])
+        out += [f"### StreamingLLM reproduction ({longest:,} tokens scored of a {r['stream']['tokens']:,}-token stream of held-out code"
+                + (", held-out set repeated" if r["stream"]["repeated"] else "") + f"; chunks of {r['every']:,} tokens)", "",
+                f"| mode | S | W | tokens scored | perplexity, all scored | perplexity, first {common - 1:,} scored tokens | first chunk | last chunk | tokens/s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         names = {"S=0": "window attention", "S=1": "sink + window", "S=4": "sinks + window", "dense1024": "dense (1024-token blocks)"}
         for m in r["modes"]:
-            out.append(f"| {names.get(m['mode'], m['mode'])} | {m['sinks']} | {m['window']} | {m['scored']:,} | {f(m['ppl'], 3)} | "
+            cs = [c for c in m["chunks"] if c["end"] <= common]
+            pc = math.exp(sum(c["nll"] * c["tokens"] for c in cs) / sum(c["tokens"] for c in cs)) if cs else None
+            out.append(f"| {names.get(m['mode'], m['mode'])} | {m['sinks']} | {m['window']} | {m['scored']:,} | {f(m['ppl'], 3)} | {f(pc, 3)} | "
                        f"{f(m['first_chunk_ppl'], 3)} | {f(m['last_chunk_ppl'], 3)} | {f(m['tokens_per_s'], 0)} |")
         rs = r["recompute_sampled"]
         pr = rs.get("paired", {})
