@@ -4,15 +4,31 @@
 dense and the recompute in another, to use two cores) into one file of the same shape, with the
 paired comparison at the sampled positions recomputed over all modes.
 
-    python3 models/eval/merge_repro.py OUT.json IN1.json IN2.json ...
+    python3 models/eval/merge_repro.py OUT.json IN1.json IN2.json[:MODE,MODE] ...
+
+IN.json:MODE,MODE keeps only those modes of that file (e.g. the dense blocks of a run whose S=0 and
+S=4 were later re-run over the whole stream); its scores at the sampled positions are kept for the
+modes a later file does not bring.
 """
 import json
 import math
 import sys
 
 
+def load(spec):
+    path, _, keep = spec.partition(":")
+    r = json.load(open(path))
+    if keep:
+        wanted = set(keep.split(","))
+        missing = wanted - {m["mode"] for m in r["modes"]}
+        if missing:
+            raise SystemExit(f"merge_repro: {path} has no mode {sorted(missing)}")
+        r["modes"] = [m for m in r["modes"] if m["mode"] in wanted]
+    return r
+
+
 def main(out, ins):
-    rs = [json.load(open(p)) for p in ins]
+    rs = [load(p) for p in ins]
     base = dict(rs[0])
     for r in rs[1:]:
         for k in ("window", "every"):
