@@ -39,7 +39,7 @@ nvcc --version | tail -1 | tee -a "$summary"
 node_args=()
 if [ -n "${NODE_INCLUDE:-}" ]; then
   napi=""
-  for d in .carry/node-addon-api .carry-cuda/node-addon-api node_modules/node-addon-api; do [ -f "$d/napi.h" ] && napi="$root/$d" && break; done
+  for d in .carry/node-addon-api .carry-gpu/node-addon-api .carry-cuda/node-addon-api node_modules/node-addon-api; do [ -f "$d/napi.h" ] && napi="$root/$d" && break; done
   if [ -n "$napi" ]; then node_args=(-DNODE_INCLUDE_DIR="$NODE_INCLUDE" -DNAPI_INCLUDE_DIR="$napi"); else note "node-addon-api headers not carried: addon not built"; fi
 else
   note "NODE_INCLUDE unset (source .carry/node-env.sh): addon not built"
@@ -123,15 +123,28 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ] && [ $STANDALONE = 0 ]; then
   # whole-model tests of the engine on CUDA (bundled here with esbuild, if carried)
   # (here: node_modules/.bin/esbuild test/engine-cuda.test.ts --bundle --platform=node --format=cjs
   #  --target=node20 --outfile=.carry/engine-cuda.test.cjs); it runs from test/ for its __dirname
-  if [ -f .carry/engine-cuda.test.cjs ] && command -v node >/dev/null && [ -f "$BUILD/endless.node" ]; then
+  bundle=""
+  for d in .carry .carry-gpu; do [ -f "$d/engine-cuda.test.cjs" ] && bundle="$d/engine-cuda.test.cjs" && break; done
+  if [ -n "$bundle" ] && command -v node >/dev/null && [ -f "$BUILD/endless.node" ]; then
     echo "== engine-cuda.test (node)" >> "$OUT/tests.log"
-    cp .carry/engine-cuda.test.cjs test/.engine-cuda.bundle.test.cjs
-    ENDLESS_ADDON="$BUILD/endless.node" run_test engine_cuda 120 node --test test/.engine-cuda.bundle.test.cjs
+    cp "$bundle" test/.engine-cuda.bundle.test.cjs
+    ENDLESS_ADDON="$BUILD/endless.node" run_test engine_cuda 300 node --test --test-reporter=spec test/.engine-cuda.bundle.test.cjs
     rm -f test/.engine-cuda.bundle.test.cjs
   else
     note "engine-cuda test: not run (bundle, node or addon missing)"
   fi
   grep -E "FAIL|SKIP|error" "$OUT/tests.log" | head -40
+fi
+
+# ---- the side-by-side anchor: the same model shape in PyTorch/transformers on this card ----
+if [ "${GPU_CHECK_SKIP_ANCHOR:-0}" != 1 ] && [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
+  t=$(date +%s)
+  if timeout 300 python3 bench/gpu/transformers_anchor.py "$OUT/transformers.json" > "$OUT/anchor.log" 2>&1; then
+    note "transformers anchor: ok ($(( $(date +%s) - t )) s)"
+    grep -E "^(prefill|decode)" "$OUT/anchor.log" | sed 's/^/  transformers /' | tee -a "$summary"
+  else
+    note "transformers anchor: FAILED (rc $?, see anchor.log)"; tail -5 "$OUT/anchor.log"
+  fi
 fi
 
 [ -f "$OUT/bench.log" ] && sed -n '/==== summary/,$p' "$OUT/bench.log" >> "$summary"

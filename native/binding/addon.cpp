@@ -330,6 +330,7 @@ Napi::Object addon_describe_to_js(Napi::Env env, const endless_model_desc &d) {
     o.Set("name", str(d.name));
     o.Set("device", str(d.device));
     o.Set("fingerprint", str(d.fingerprint));
+    o.Set("notice", str(d.notice));
     o.Set("fileType", str(d.file_type));
     o.Set("nVocab", Napi::Number::New(env, d.n_vocab));
     o.Set("nCtxTrain", Napi::Number::New(env, d.n_ctx_train));

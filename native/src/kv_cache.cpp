@@ -24,8 +24,13 @@ kv_cache::kv_cache(const model &m, const cache_params &p) : be_(m.be()), p_(p) {
             v_.push_back(static_cast<float *>(be_.alloc(layer_bytes)));
         }
         bytes_ = 2 * layer_bytes * n_layer_;
-        // positions never exceed S + M + W - 1 (the newest visible window entry)
-        const int n_pos = p_.n_sinks + p_.n_memory_max + p_.n_window;
+        // True positions never exceed S + M + W - 1 (the newest visible window entry), but the
+        // CUDA attention rotates window keys by their index in a chunk's key list (n_fixed + j,
+        // relative positions being what RoPE scores depend on), and a chunk of n queries lists up
+        // to W + n - 1 window entries: the tables cover every slot (S + M + ring) so that index
+        // stays inside them. (Found on an H100 by compute-sanitizer: a 150-token chunk read past
+        // a 65-row table.)
+        const int n_pos = n_slots_;
         std::vector<float> c, s;
         m.rope_tables(n_pos, c, s);
         rope_cos_ = static_cast<float *>(be_.alloc(c.size() * sizeof(float)));

@@ -83,6 +83,13 @@ std::vector<backend_case> backends_under_test() {
 
 template <typename F>
 void for_each_backend(F body) {
+    static bool listed = false;
+    if (!listed) {
+        listed = true;
+        std::string names;
+        for (auto &c : backends_under_test()) names += (names.empty() ? "" : ", ") + c.label;
+        std::printf("  backends under test: %s\n", names.c_str());
+    }
     for (auto &c : backends_under_test()) {
         c.enter();
         auto b = c.create();

@@ -392,7 +392,8 @@ struct mini_model {
         weight w;
         w.type = t; w.ne0 = ne0; w.ne1 = ne1; w.nbytes = bytes.size();
         w.data = b.place_weight(bytes.data(), bytes.size());
-        owned.push_back(const_cast<void *>(w.data));
+        // as model.cpp: a host backend may use the bytes in place (then they are not ours to release)
+        if (!b.is_host() || w.data != bytes.data()) owned.push_back(const_cast<void *>(w.data));
         return w;
     }
     float *V(size_t n, float lo, float hi) {
@@ -474,7 +475,9 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
         mini_model::host_vecs().clear();
         mini_model mg(be(), t, 24), mc(*cpu, t, 24);
         const bool quant = t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
-        const double tol = quant ? 5e-2 : 2e-4;  // the CPU quantizes activations to 8 bits for quantized weights
+        // the CPU quantizes activations to 8 bits for quantized weights (measured on an H100 host: up to
+        // 0.08 after 2 layers and 30 steps); a staging or graph bug moves the outputs by O(1)
+        const double tol = quant ? 0.12 : 2e-4;
         // a prompt chunk (n = 20: tensor cores for n > 8), then single-token steps (graphs after the second),
         // then a 3-token chunk; sinks 0..3, window ring in slots 4..
         int pos = 0;

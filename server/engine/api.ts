@@ -20,6 +20,7 @@ export interface ModelInfo {
   architecture: string;
   name: string;
   device: string;              // 'cpu' or 'cuda:<name>'
+  notice: string;              // '' or why the requested device was not used (fell back to the CPU)
   fingerprint: string;         // hex sha-256
   fileType: string;
   nVocab: number;

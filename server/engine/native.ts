@@ -10,7 +10,7 @@ export interface NativeCancelToken {
 }
 
 export interface NativeModelInfo {
-  architecture: string; name: string; device: string; fingerprint: string; fileType: string;
+  architecture: string; name: string; device: string; notice: string; fingerprint: string; fileType: string;
   nVocab: number; nCtxTrain: number; nEmbd: number; nLayer: number; nHead: number; nHeadKv: number;
   headDim: number; nFf: number; nThreads: number; ropeFreqBase: number; normEps: number;
   nParams: number; weightBytes: number;
