@@ -352,7 +352,11 @@ int main() {
         struct shape { int64_t ne1, ne0; } shapes[] = {{1536, 1536}, {256, 1536}, {8960, 1536}, {1536, 8960}, {151936, 1536}};
         std::string table = "\nmatvec (n tokens) vs copy bandwidth\n  type  shape(out x in)   n   time_us   GB/s   %copy\n";
         std::string jm;
+        // ENDLESS_BENCH_MODEL_ONLY=1: only the whole-model part (for a profiler run)
+        const char *mo = std::getenv("ENDLESS_BENCH_MODEL_ONLY");
+        const bool model_only = mo && std::strcmp(mo, "1") == 0;
         for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K}) {
+            if (model_only) break;
             for (auto s : shapes) {
                 for (int n : {1, 4, 8}) {
                     if (t == GGML_TYPE_Q4_K && n != 1) continue;
@@ -375,6 +379,7 @@ int main() {
         std::string jp;
         table += "\nmatmul prefill (tensor cores; blocks/SM variant; BF16 runs hi+lo activation parts)\n  type  shape(out x in)     n  occ   time_us  TFLOP/s\n";
         for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0}) {
+            if (model_only) break;
             for (auto s : {shape{8960, 1536}, shape{1536, 8960}})
             for (int occ : {2, 1}) {
                 const int n = 2048;
@@ -404,6 +409,13 @@ int main() {
             synth_model m(b, t, max_n);
             const double att_us = bench_attention_decode_us(m);
             std::printf("  %s: attention alone, 1 query x 4096 keys, 12/2 heads: %.2f us per layer\n", ggml_type_info(t).name, att_us);
+            if (t == GGML_TYPE_BF16) {  // split-K shape: key tiles (32 keys) per block
+                for (int tiles : {2, 4, 8, 16}) {
+                    backend_cuda_set_attn_decode_tiles(tiles);
+                    std::printf("    with %d key tiles per block: %.2f us per layer\n", tiles, bench_attention_decode_us(m));
+                }
+                backend_cuda_set_attn_decode_tiles(1);
+            }
             const decode_result d = bench_decode(m, 100, 4096);
             const decode_result d64k = bench_decode(m, 30, 65536);
             const decode_result d1m = bench_decode(m, 30, 1 << 20);

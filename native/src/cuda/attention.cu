@@ -381,7 +381,7 @@ constexpr int AT_MAX_SPLIT = 512;
 constexpr int CB_THREADS = 256;
 __global__ void __launch_bounds__(CB_THREADS) attention_combine_kernel(const float *part_o, const float *part_ml, int n_split, int hd, float *out) {
     __shared__ float w[AT_MAX_SPLIT];
-    __shared__ float red[CB_THREADS / 32][256];
+    __shared__ __align__(16) float red[CB_THREADS / 32][256];
     __shared__ float stat[CB_THREADS / 32];
     const size_t qh = blockIdx.x;  // i * n_head + h
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -411,6 +411,47 @@ __global__ void __launch_bounds__(CB_THREADS) attention_combine_kernel(const flo
     const float inv = total > 0.0f ? 1.0f / total : 0.0f;
     // sum_s w_s o_s[d]
     const float *po = part_o + qh * n_split * (size_t)hd;
+    if (hd % 4 == 0) {
+        // lane -> 4 consecutive dims (two groups for hd > 128); 4 splits per warp in flight at once,
+        // so a warp waits ~n_split / 32 times for the cache instead of n_split / 8
+        float4 a4[2] = {make_float4(0.0f, 0.0f, 0.0f, 0.0f), make_float4(0.0f, 0.0f, 0.0f, 0.0f)};
+        constexpr int NW = CB_THREADS / 32, U = 4;
+        for (int s0 = warp; s0 < n_split; s0 += NW * U) {
+            float4 x[U][2];
+            float wv[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int s = s0 + NW * u;
+                wv[u] = s < n_split ? w[s] : 0.0f;
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    const int d = 4 * lane + 128 * j;
+                    x[u][j] = s < n_split && d < hd ? *reinterpret_cast<const float4 *>(po + (size_t)s * hd + d) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    a4[j].x = fmaf(wv[u], x[u][j].x, a4[j].x);
+                    a4[j].y = fmaf(wv[u], x[u][j].y, a4[j].y);
+                    a4[j].z = fmaf(wv[u], x[u][j].z, a4[j].z);
+                    a4[j].w = fmaf(wv[u], x[u][j].w, a4[j].w);
+                }
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int d = 4 * lane + 128 * j;
+            if (d < hd) *reinterpret_cast<float4 *>(&red[warp][d]) = a4[j];
+        }
+        __syncthreads();
+        for (int d = tid; d < hd; d += CB_THREADS) {
+            float o = 0.0f;
+            for (int i = 0; i < CB_THREADS / 32; i++) o += red[i][d];
+            out[qh * hd + d] = o * inv;
+        }
+        return;
+    }
     float acc[8];
 #pragma unroll
     for (int j = 0; j < 8; j++) acc[j] = 0.0f;
@@ -462,7 +503,11 @@ void at_launch(const at_params &P, const cuda_attn_plan &plan, cudaStream_t stre
     attention_kernel<RMAX, KT, DJ, VEC><<<grid, AT_THREADS, plan.smem, stream>>>(P);
 }
 
+int g_decode_tiles = 1;  // key tiles per split-K block for decode (benchmark knob)
+
 }  // namespace
+
+void cuda_attention_set_decode_tiles(int tiles) { g_decode_tiles = tiles < 1 ? 1 : tiles; }
 
 cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm) {
     if (a.n_head <= 0 || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0)
@@ -490,7 +535,7 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     // tile per block); many queries: fewer, longer splits
     const int64_t target = (p.variant == 0 ? 4 : 2) * (int64_t)n_sm;
     int64_t n_split = (target + base - 1) / base;
-    const int64_t cap = p.variant == 0 ? tiles_max : (tiles_max / 2 > 1 ? tiles_max / 2 : 1);
+    const int64_t cap = p.variant == 0 ? (tiles_max + g_decode_tiles - 1) / g_decode_tiles : (tiles_max / 2 > 1 ? tiles_max / 2 : 1);
     if (n_split > cap) n_split = cap;
     if (n_split > AT_MAX_SPLIT) n_split = AT_MAX_SPLIT;
     if (n_split < 1) n_split = 1;

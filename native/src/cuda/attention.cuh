@@ -20,6 +20,9 @@ struct cuda_attn_plan {
     size_t scratch_bytes = 0;  // split-K partials
 };
 
+// Benchmark knob: key tiles per split-K block in decode (default 1: as many blocks as tiles).
+void cuda_attention_set_decode_tiles(int tiles);
+
 // Fails with a clear error for shapes the kernels do not take (head_dim > 256, odd, ...).
 cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm);
 void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_t *keys, const int32_t *win_lo,

@@ -536,6 +536,7 @@ std::unique_ptr<backend> backend_cuda_create(int device_index) {
 }
 
 void backend_cuda_set_mma_min_blocks(int blocks) { cuda_mma_set_min_blocks(blocks); }
+void backend_cuda_set_attn_decode_tiles(int tiles) { cuda_attention_set_decode_tiles(tiles); }
 
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures) {
     const auto *c = dynamic_cast<const cuda_backend *>(&b);

@@ -16,6 +16,10 @@ namespace endless {
 // Throws endless::error with the call site and CUDA's text: every CUDA call is checked.
 inline void cuda_check(cudaError_t err, const char *what, const char *file, int line) {
     if (err == cudaSuccess) return;
+    // Clear the thread's last-error slot: a recoverable error (out of memory) left there would be
+    // reported again by the next launch check on this thread (a libuv worker that serves other
+    // sessions), as if that launch had failed. Sticky errors stay sticky regardless.
+    cudaGetLastError();
     const endless_status st = err == cudaErrorMemoryAllocation ? ENDLESS_ERR_OUT_OF_MEMORY : ENDLESS_ERR_DEVICE;
     fail(st, std::string("CUDA error in ") + what + " (" + file + ":" + std::to_string(line) +
                  "): " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
