@@ -20,6 +20,7 @@
 #include "quant.h"
 #ifdef ENDLESS_WITH_CUDA
 #include "cuda/backend_cuda.h"
+#include <cuda_runtime.h>
 #endif
 
 #ifdef ENDLESS_WITH_CUDA
@@ -416,9 +417,16 @@ int main() {
                 }
                 backend_cuda_set_attn_decode_tiles(1);
             }
+            // per-token time and the device's free memory at stream positions 4k, 64k, 1M, 4M
+            auto free_mib = [] { size_t fr = 0, tot = 0; cudaMemGetInfo(&fr, &tot); return (double)(fr >> 20); };
             const decode_result d = bench_decode(m, 100, 4096);
+            const double f4k = free_mib();
             const decode_result d64k = bench_decode(m, 30, 65536);
+            const double f64k = free_mib();
             const decode_result d1m = bench_decode(m, 30, 1 << 20);
+            const double f1m = free_mib();
+            const decode_result d4m = bench_decode(m, 30, 1 << 22);
+            const double f4m = free_mib();
             const double roof = bw / (double)m.weight_bytes;
             const double pf = bench_prefill(m, 16384, 1024);
             // sliding-window recompute: every new token re-encodes the last W = 4096 tokens
@@ -435,15 +443,16 @@ int main() {
                           d.graph_launches, pf, rec * 1e3, rec * 1e3 / d.ms);
             table += line;
             std::fputs(line, stdout);
-            std::printf("        per-token decode at stream positions 4k / 64k / 1M: %.3f / %.3f / %.3f ms\n", d.ms, d64k.ms, d1m.ms);
+            std::printf("        per-token decode at stream positions 4k / 64k / 1M / 4M: %.3f / %.3f / %.3f / %.3f ms; device free MiB %.0f / %.0f / %.0f / %.0f\n",
+                        d.ms, d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m);
             std::fflush(stdout);
-            char j[600];
+            char j[800];
             std::snprintf(j, sizeof j,
                           "{\"type\": \"%s\", \"weight_bytes\": %llu, \"decode_ms\": %.4f, \"decode_tok_s\": %.1f, "
-                          "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, "
+                          "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, \"decode_ms_pos4m\": %.4f, \"device_free_mib_pos4k_64k_1m_4m\": [%.0f, %.0f, %.0f, %.0f], "
                           "\"prefill_16k_chunk1024_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f}",
                           ggml_type_info(t).name, (unsigned long long)m.weight_bytes, d.ms, d.tok_s, roof, d.graph_launches,
-                          d64k.ms, d1m.ms, pf, rec * 1e3, att_us);
+                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, rec * 1e3, att_us);
             jd += (jd.empty() ? "" : ", ") + std::string(j);
         }
         jadd("\"model_1p5b\": [" + jd + "]");
