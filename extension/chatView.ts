@@ -8,6 +8,7 @@ import * as crypto from 'node:crypto';
 import * as vscode from 'vscode';
 import { ChatHistoryRequest, ChatNewRequest, ChatSendRequest, ChatStopRequest, StatusParams } from '../server/protocol';
 import { ApplyDiff } from './applyDiff';
+import { chatHtml, chatNonce } from './chatHtml';
 import { ServerManager } from './client';
 import { archiveChat, ArchivedChat, Transcript } from './transcript';
 import { CacheView, FromWebview, parseFromWebview, ToWebview } from './webviewProtocol';
@@ -58,31 +59,13 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
   }
 
   private html(webview: vscode.Webview, dist: vscode.Uri): string {
-    const nonce = crypto.randomBytes(18).toString('base64');
-    const script = webview.asWebviewUri(vscode.Uri.joinPath(dist, 'webview.js'));
-    const style = webview.asWebviewUri(vscode.Uri.joinPath(dist, 'webview.css'));
     // No inline script or style, nothing remote: only the bundled script (by nonce) and stylesheet.
-    const csp = [
-      "default-src 'none'",
-      `script-src 'nonce-${nonce}'`,
-      `style-src ${webview.cspSource}`,
-      `img-src ${webview.cspSource} data:`,
-      `font-src ${webview.cspSource}`,
-    ].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${style}">
-<title>Endless chat</title>
-</head>
-<body>
-<div id="app"></div>
-<script nonce="${nonce}" src="${script}"></script>
-</body>
-</html>`;
+    return chatHtml({
+      nonce: chatNonce(),
+      cspSource: webview.cspSource,
+      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'webview.js')).toString(),
+      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'webview.css')).toString(),
+    });
   }
 
   private setBusy(busy: boolean): void {

@@ -355,6 +355,37 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string &path) {
     return f;
 }
 
+void gguf_file::release_mapping() {
+    if (!base_ && !mapping_) return;
+    // One block holds every numeric value and string: the kv views are re-pointed into it.
+    size_t total = 0;
+    for (const auto &kv : kvs_) {
+        if (kv.data) total += (size_t)kv.n * gguf_type_size(kv.elem_type);
+        for (const auto &s : kv.strings) total += s.size();
+    }
+    std::unique_ptr<uint8_t[]> store(new uint8_t[std::max<size_t>(total, 1)]);
+    size_t at = 0;
+    for (auto &kv : kvs_) {
+        if (kv.data) {
+            const size_t n = (size_t)kv.n * gguf_type_size(kv.elem_type);
+            if (n) std::memcpy(store.get() + at, kv.data, n);
+            kv.data = store.get() + at;
+            at += n;
+        }
+        for (auto &s : kv.strings) {
+            if (!s.empty()) std::memcpy(store.get() + at, s.data(), s.size());
+            s = std::string_view((const char *)store.get() + at, s.size());
+            at += s.size();
+        }
+    }
+    meta_store_ = std::move(store);
+    for (auto &t : tensors_) t.data = nullptr;
+    base_ = nullptr;
+    if (mapping_) munmap(mapping_, mapping_size_);
+    mapping_ = nullptr;
+    mapping_size_ = 0;
+}
+
 std::unique_ptr<gguf_file> gguf_file::parse(const uint8_t *data, size_t size, const std::string &name) {
     std::unique_ptr<gguf_file> f(new gguf_file());
     f->path_ = name;

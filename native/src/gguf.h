@@ -31,7 +31,8 @@ enum gguf_type : uint32_t {
 const char *gguf_type_name(uint32_t type);
 
 // One metadata entry. Scalars: one element. Arrays: n elements of elem_type (nested arrays are
-// rejected as unsupported). Strings are views into the mapped file.
+// rejected as unsupported). Strings and numeric data are views into the mapped file (into the
+// reader's own copy after gguf_file::release_mapping()).
 struct gguf_kv {
     std::string key;
     gguf_type type = GGUF_TYPE_UINT8;       // GGUF_TYPE_ARRAY for arrays
@@ -55,7 +56,7 @@ struct gguf_tensor {
     ggml_type type = GGML_TYPE_F32;
     uint64_t offset = 0;           // from the start of the data section
     size_t nbytes = 0;
-    const uint8_t *data = nullptr; // in the mapping
+    const uint8_t *data = nullptr; // in the mapping; nullptr after release_mapping()
     int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
 
@@ -74,8 +75,16 @@ public:
     size_t alignment() const { return alignment_; }
     const std::vector<gguf_kv> &kvs() const { return kvs_; }
     const std::vector<gguf_tensor> &tensors() const { return tensors_; }
-    const uint8_t *file_data() const { return base_; }
+    const uint8_t *file_data() const { return base_; }  // nullptr after release_mapping()
     size_t file_size() const { return size_; }
+
+    // Makes the reader independent of the file: copies every metadata value (numbers and
+    // strings) into memory the reader owns, clears every tensor's data pointer and unmaps the
+    // file. Afterwards metadata, tensor infos and the getters work as before; tensor bytes are
+    // gone (the model copies them out first). A file removed, truncated or rewritten on disk
+    // can then no longer fault the process (SIGBUS on a truncated mapping).
+    void release_mapping();
+    bool mapped() const { return base_ != nullptr; }
 
     // nullptr when absent.
     const gguf_kv *find(std::string_view key) const;
@@ -103,6 +112,7 @@ private:
     size_t size_ = 0;
     void *mapping_ = nullptr;  // munmap on destruction when set
     size_t mapping_size_ = 0;
+    std::unique_ptr<uint8_t[]> meta_store_;  // metadata values after release_mapping()
     std::vector<size_t> kv_index_;      // positions in kvs_ sorted by key, for find()
     std::vector<size_t> tensor_index_;  // positions in tensors_ sorted by name, for find_tensor()
 };

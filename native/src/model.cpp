@@ -73,6 +73,25 @@ std::unique_ptr<model> model::load(const std::string &path, const endless_model_
         m->be_ = backend_cpu_create(m->n_threads_);
         m->load_weights(params);
     }
+
+    // From here on nothing reads the file: every weight lives in memory the backend owns
+    // (placed or uploaded), vectors were dequantized into owned memory, rope_freqs and the
+    // fingerprint were taken, and the metadata is copied out. Unmapping makes the model
+    // immune to the file being removed, truncated or rewritten in place. Only a weight that
+    // the CPU backend left in the mapping (ENDLESS_CPU_WEIGHT_COPY=0, or an allocation that
+    // failed) keeps the mapping alive, and the notice says what that costs.
+    const uint8_t *lo = m->file_->file_data(), *hi = lo + m->file_->file_size();
+    auto in_mapping = [&](const weight &w) { return m->be_->is_host() && lo && w.data && (const uint8_t *)w.data >= lo && (const uint8_t *)w.data < hi; };
+    bool mapped_weights = in_mapping(m->tok_embd_) || in_mapping(m->output_);
+    for (const layer_weights &L : m->layers_)
+        for (const weight *w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) mapped_weights = mapped_weights || in_mapping(*w);
+    if (!mapped_weights) {
+        m->file_->release_mapping();
+    } else {
+        const std::string n = "weights are read from the mapped model file (ENDLESS_CPU_WEIGHT_COPY=0 or low memory): "
+                              "removing or rewriting the file while Endless runs can crash it";
+        m->notice_ = m->notice_.empty() ? n : m->notice_ + "; " + n;
+    }
     return m;
 }
 

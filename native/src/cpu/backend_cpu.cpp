@@ -76,20 +76,31 @@ public:
     void upload(void *dst, const void *src, size_t bytes) override { if (bytes) std::memcpy(dst, src, bytes); }
     void download(void *dst, const void *src, size_t bytes) override { if (bytes) std::memcpy(dst, src, bytes); }
     void copy(void *dst, const void *src, size_t bytes) override { if (bytes && dst != src) std::memmove(dst, src, bytes); }
-    // Large weights are copied out of the file mapping into 2 MiB-aligned memory advised for
-    // transparent huge pages: decode streams every weight once per token, and with 4 KiB pages
-    // the TLB misses cost a third of the bandwidth (measured 10 vs 16 GB/s on the dev VM).
-    // ENDLESS_CPU_WEIGHT_COPY=0 keeps the weights in the mapping (half the memory during load).
+    // Every weight is copied out of the file mapping into memory the engine owns, so that the
+    // model file can be removed, truncated or rewritten while the engine runs (a truncated
+    // mapping faults with SIGBUS on the next read; a rewritten one changes the weights under
+    // us). Large weights go to 2 MiB-aligned memory advised for transparent huge pages: decode
+    // streams every weight once per token, and with 4 KiB pages the TLB misses cost a third of
+    // the bandwidth (measured 10 vs 16 GB/s on the dev VM). ENDLESS_CPU_WEIGHT_COPY=0 keeps the
+    // weights in the mapping (half the memory during load) and gives up that safety; so does a
+    // failed allocation (the mapping still works). The model keeps the mapping only then.
     const void *place_weight(const void *file_data, size_t bytes) override {
         static const bool copy = [] {
             const char *e = std::getenv("ENDLESS_CPU_WEIGHT_COPY");
             return !(e && std::strcmp(e, "0") == 0);
         }();
+        if (!copy || bytes == 0) return file_data;
         constexpr size_t huge = (size_t)2 << 20;
-        if (!copy || bytes < 2 * huge) return file_data;
+        if (bytes < 2 * huge) {
+            const size_t size = (bytes + 63) & ~(size_t)63;
+            void *p = std::aligned_alloc(64, size);
+            if (!p) return file_data;
+            std::memcpy(p, file_data, bytes);
+            return p;
+        }
         const size_t size = (bytes + huge - 1) & ~(huge - 1);
         void *p = std::aligned_alloc(huge, size);
-        if (!p) return file_data;  // not fatal: the mapping works, only slower
+        if (!p) return file_data;
 #ifdef MADV_HUGEPAGE
         madvise(p, size, MADV_HUGEPAGE);
 #endif
