@@ -26,6 +26,7 @@ import {
   StatusNotification, StatusParams, StatusRequest, SummariesListRequest, SummarizeNowRequest, SummaryPublishedNotification,
 } from './protocol';
 import { Persistence } from './session/persistence';
+import { modelFileMessage, watchModelFile } from './session/modelWatch';
 import { StreamFormat } from './session/render';
 import { CancelledError } from './session/scheduler';
 import { Session, SessionHost } from './session/session';
@@ -178,10 +179,14 @@ export function runServer(argv: readonly string[], connection?: Connection): voi
   const log = (m: string) => { conn.console.log(m); };
   const warn = (m: string) => { conn.console.warn(m); };
 
-  const statusBase = (): Pick<StatusParams, 'state' | 'message' | 'restartRequired'> => ({
-    state, message: stateMessage,
-    restartRequired: loadedSettings ? RESTART_SETTINGS.filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(loadedSettings![k])) : [],
-  });
+  // The model file changed on disk after the load (see session/modelWatch.ts): a restart would load something else.
+  let modelFileNote: string | null = null;
+  let stopModelWatch: (() => void) | null = null;
+  const statusBase = (): Pick<StatusParams, 'state' | 'message' | 'restartRequired'> => {
+    const restartRequired = loadedSettings ? RESTART_SETTINGS.filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(loadedSettings![k])) : [];
+    if (modelFileNote && !restartRequired.includes('modelPath')) restartRequired.push('modelPath');
+    return { state, message: modelFileNote && state === 'ready' ? `${stateMessage}. ${modelFileNote}` : stateMessage, restartRequired };
+  };
   const currentStatus = (): StatusParams => session ? session.status(statusBase()) : {
     ...statusBase(), tokensPerSecond: { prefill: 0, generate: 0 }, seen: 0, evicted: 0, processed: 0, reused: 0, pendingTokens: 0,
     persistence: { enabled: false, reason: 'the session has not started' },
@@ -271,8 +276,19 @@ export function runServer(argv: readonly string[], connection?: Connection): voi
           if (pct !== lastPct) { lastPct = pct; reporter?.report(pct, `${path.basename(file)}: ${pct}%`); }
         },
       });
+      stopModelWatch = watchModelFile(file, (change) => {
+        modelFileNote = modelFileMessage(file, change);
+        warn(modelFileNote);
+        Promise.resolve(conn.window.showWarningMessage(`Endless: ${modelFileNote}`) as unknown).catch(() => undefined);
+        pushStatus(true);
+      });
       const tok = Tokenizer.fromMetadata(model.metadata);
       const info = model.info;
+      if (info.notice) {
+        // e.g. no CUDA device, or the GPU is out of memory: the CPU serves, and the user is told why
+        warn(`device: ${info.notice}`);
+        Promise.resolve(conn.window.showWarningMessage(`Endless: ${info.notice}`) as unknown).catch(() => undefined);
+      }
       const sinks = settings.sinks || new StreamFormat(tok).defaultSinks();
       const layout = cacheLayout(settings, info.nCtxTrain, sinks);
       engine = model.createSession({ sinks, ...layout, batch: 128 });
@@ -293,7 +309,8 @@ export function runServer(argv: readonly string[], connection?: Connection): voi
       state = 'error';
       stateMessage = `the model could not be loaded: ${(e as Error).message}`;
       conn.console.error(stateMessage);
-      void conn.window.showErrorMessage(`Endless: ${stateMessage}`);
+      // (a request: a client that does not answer it must not take the server down with an unhandled rejection)
+      Promise.resolve(conn.window.showErrorMessage(`Endless: ${stateMessage}`) as unknown).catch(() => undefined);
       readyReject(new Error(stateMessage));
     } finally {
       reporter?.done();
@@ -479,9 +496,11 @@ export function runServer(argv: readonly string[], connection?: Connection): voi
     const o = params === undefined || params === null ? {} : obj(params, 'params');
     const tail = int(o, 'tailTokens', 'params', 0, 8192, true) ?? 256;
     if (o.flush !== undefined && typeof o.flush !== 'boolean') throw bad('params.flush must be a boolean');
+    if (o.streamView !== undefined && typeof o.streamView !== 'boolean') throw bad('params.streamView must be a boolean');
     const s = await need(token);
     if (o.flush) s.flushPending();
-    return s.inspect(tail);
+    if (o.streamView === true && !s.streamView.supported) throw bad('params.streamView needs a model whose vocabulary has the stream markers (<|file|>, <|edit|>, <|save|>)');
+    return s.inspect(tail, o.streamView === true);
   }));
   conn.onRequest(StatusRequest, () => currentStatus());
 
@@ -494,6 +513,7 @@ export function runServer(argv: readonly string[], connection?: Connection): voi
     if (shuttingDown) return;
     shuttingDown = true;
     clearInterval(idleTimer);
+    stopModelWatch?.();
     try { await session?.shutdown(); } catch (e) { warn(`shutdown: ${(e as Error).message}`); }
     session = null;
     try { engine?.dispose(); model?.dispose(); } catch { /* exiting anyway */ }

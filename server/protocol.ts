@@ -243,6 +243,31 @@ export interface SessionInspectParams {
   tailTokens?: number;
   /** Append the edits waiting for a typing pause first (they are queued; see `queue`). */
   flush?: boolean;
+  /** Also return `views`: each document as the stream says it is, replayed from the appended tokens. */
+  streamView?: boolean;
+}
+/**
+ * A document as the stream says it is: rebuilt from the token ids the server appended (the
+ * `<|file|>` headers and `<|edit|>` hunks since the stream started or was restored), not from the
+ * server's copy of the text. The rules for what the stream cannot show are in docs/protocol.md.
+ */
+export interface StreamDocumentView {
+  /** The document's URI ('' for the entry that carries stream-level errors, or a path no open document has). */
+  uri: string;
+  /** The path the stream names it by. */
+  path: string;
+  /** Its lines joined with "\n" (line terminators are not in the stream); unknown lines are empty. */
+  text: string;
+  lines: number;
+  /** Lines known only from the document record behind a `<|file|>` header (outside its shown surroundings). */
+  recordLines: number;
+  /** Lines the stream showed cut (longer than 1000 characters): their text ends in "…". */
+  clippedLines: number;
+  /** Lines of an edit too large to show (past its changed-line budget) that no later hunk showed. */
+  unknownLines: number;
+  /** Inconsistencies found while replaying (the first 20), and how many in all. */
+  errors: string[];
+  errorCount: number;
 }
 export interface SessionInspectResult {
   stats: {
@@ -261,6 +286,8 @@ export interface SessionInspectResult {
   seq: number;
   /** Tokens the server has appended to the stream since it started (prefill it asked for). */
   appended: number;
+  /** With `streamView: true`: the stream's view of each document it has shown. */
+  views?: StreamDocumentView[];
 }
 /** Client -> server: diagnostics of the living session (used by tests, the demo and the cache view). */
 export const SessionInspectRequest = new ProtocolRequestType<SessionInspectParams, SessionInspectResult, never, void, void>('endless/session/inspect');

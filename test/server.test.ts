@@ -32,6 +32,14 @@ async function settled(s: TestServer, timeoutMs = 30_000): Promise<SessionInspec
 
 const sample = (rel: string) => readFileSync(path.join(SAMPLE, rel), 'utf8');
 
+/** The server still serves: a completion on the sample's src/math.ts comes back. */
+async function completesOnMath(s: TestServer): Promise<void> {
+  const uri = fileUri('src/math.ts');
+  await s.open(uri, sample('src/math.ts'));
+  const r = await s.complete(uri, 5) as InlineCompletionList;
+  assert.ok(Array.isArray(r.items));
+}
+
 describe('editing and completing', () => {
   let s: TestServer;
   const storage = tempStorage();
@@ -405,13 +413,26 @@ describe('persistence', () => {
       assert.match(st.persistence.reason ?? '', /not writable/);
       assert.ok(s.logs.some((l) => /persistence is off/.test(l)), 'the log says so too');
       await assert.rejects(s.conn.sendRequest(SessionSaveRequest), (e: unknown) => e instanceof ResponseError && e.code === -32002);
-      const uri = fileUri('src/math.ts');
-      await s.open(uri, sample('src/math.ts'));
-      const r = await s.complete(uri, 5) as InlineCompletionList;
-      assert.ok(Array.isArray(r.items));
+      await completesOnMath(s);
     } finally {
       await s.shutdown();
       rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  test('asked for CUDA where there is none: the CPU serves and the server says why', async () => {
+    const { systemInfo } = await import('../server/engine/index');
+    if (systemInfo().cudaDevices > 0) return;  // a GPU machine: test/engine-cuda.test.ts covers the device
+    const s = new TestServer({ settings: SETTINGS, extraArgs: ['--device', 'cuda'] });
+    try {
+      await s.initialize();
+      const st = await s.ready();
+      assert.match(st.message ?? '', / on cpu;/);
+      assert.ok(s.logs.some((l) => /^device: (no CUDA device found|this build has no CUDA backend|CUDA not used).*; running on the CPU$/.test(l)),
+        `the log names the fallback: ${JSON.stringify(s.logs.filter((l) => /device|CUDA/.test(l)))}`);
+      await completesOnMath(s);
+    } finally {
+      await s.shutdown();
     }
   });
 });

@@ -62,7 +62,7 @@ export class ActivityTracker {
     if (prev && prev.change === 'added' && change === 'removed') { this.symbols.delete(key); return; }
     if (prev && prev.change === 'added') return; // still new
     if (prev && prev.change === 'removed' && change === 'added') change = 'modified';
-    this.symbols.set(key, { name, kind, uri, change });
+    this.symbols.set((' ' + key).slice(1), { name: (' ' + name).slice(1), kind, uri, change });
   }
 
   saved(uri: string, path: string): void {

@@ -10,7 +10,7 @@
 
 import type { EngineModel, EngineSession, SessionStats } from '../engine/api';
 import type {
-  ChatChunkParams, ChatMessage, ChatSendParams, ChatSendResult, EndlessSettings, SessionInspectResult, StatusParams, Summary,
+  ChatChunkParams, ChatMessage, ChatSendParams, ChatSendResult, EndlessSettings, SessionInspectResult, StatusParams, StreamDocumentView, Summary,
 } from '../protocol';
 import { ChatFormat, chatTopic, Turn } from './chatformat';
 import { EditCoalescer } from './coalesce';
@@ -21,6 +21,7 @@ import { DocView, LogRecord, Persistence } from './persistence';
 import { encodePieces, FimOrder, Piece, StreamFormat, surroundingsOf, TokenizerLike } from './render';
 import { CancelledError, JobKind, Scheduler, StepResult } from './scheduler';
 import { evaluateStop, finishCompletion, StopContext } from './stoprules';
+import { StreamViewTracker } from './streamview';
 
 /** Tokens per engine call when appending to the stream: completions can run between chunks. */
 export const INGEST_CHUNK = 96;
@@ -74,6 +75,8 @@ interface DocState {
   shownRange: [number, number];
   /** First line of the FIM prefix, kept stable across consecutive completions. */
   fimAnchor: number;
+  /** Edit appends of this document queued and not yet committed (idle flushes wait for them). */
+  inflight?: number;
   /** The current text split into lines, for the text it was split from. */
   linesOf?: { text: string; lines: string[] };
 }
@@ -130,6 +133,8 @@ export class Session {
   private readonly coalescer: EditCoalescer;
   private readonly activity = new ActivityTracker();
   readonly completionCache = new CompletionCache();
+  /** The stream's view of each document, replayed from the appended tokens (inspect's streamView). */
+  readonly streamView: StreamViewTracker;
   private readonly lineTokens = new Map<string, number>();
   private activeUri: string | null = null;
   private chatTurns: Turn[] = [];
@@ -162,6 +167,7 @@ export class Session {
     private readonly roots: string[],
   ) {
     this.fmt = new StreamFormat(tok);
+    this.streamView = new StreamViewTracker(tok, MAX_LINE_CHARS);
     this.chatFormat = new ChatFormat(tok);
     // SPM keeps the stable part (the suffix) first; the default model is trained on both orders.
     this.fimOrder = this.fmt.hasMarkers ? 'spm' : 'psm';
@@ -306,6 +312,10 @@ export class Session {
       this.coalescer.take(uri);
       const d = this.doc(uri);
       if (!d || d.text === null || !d.view) continue;
+      // Backpressure: while this document's previous diff is still queued, an idle flush waits
+      // and the edits keep coalescing, so a storm the engine cannot keep up with grows one diff
+      // per document instead of a queue of them. (Saves, completions and the rest flush now.)
+      if (reason === 'idle' && (d.inflight ?? 0) > 0) { this.coalescer.touch(uri); continue; }
       const now = currentLines(d).slice();
       const edits = diffLines(d.view, now);
       if (!edits.length) { d.viewVersion = d.version; continue; }
@@ -317,7 +327,10 @@ export class Session {
       // Lines moved: the FIM anchor is recomputed on the next completion.
       d.fimAnchor = -1;
       const committed: DocView = { path: d.path, languageId: d.languageId, text: d.text, version: d.version };
-      this.append(pieces, { kind: 'edit', uri, edits, version: d.version, label: `edit ${d.path} (${reason})`, commit: () => { d.committed = committed; } });
+      d.inflight = (d.inflight ?? 0) + 1;
+      const settled = () => { d.inflight = Math.max(0, (d.inflight ?? 1) - 1); };
+      this.append(pieces, { kind: 'edit', uri, edits, version: d.version, label: `edit ${d.path} (${reason})`, commit: () => { d.committed = committed; } })
+        .then(settled, settled);
     }
   }
 
@@ -328,7 +341,7 @@ export class Session {
     if (hit !== undefined) return hit;
     const n = this.tok.encode(text, { addBos: false, parseSpecial: false }).length;
     if (this.lineTokens.size > 20000) this.lineTokens.clear();
-    this.lineTokens.set(text, n);
+    this.lineTokens.set((' ' + text).slice(1), n); // a flat copy: a slice of a document would keep the whole document alive
     return n;
   }
 
@@ -360,6 +373,7 @@ export class Session {
         this.committedSeq = this.persistence.append({
           t: 'append', kind: meta.kind, tokens, uri: meta.uri, view: meta.view, edits: meta.edits, version: meta.version,
         }) || this.committedSeq;
+        this.streamView.append(tokens, meta.view?.text);
         meta.commit?.();
         return { done: true, value: undefined };
       },
@@ -840,6 +854,7 @@ export class Session {
         const summaries = this.summaries.slice(-50);
         const views: Record<string, DocView> = {};
         for (const d of this.docs.values()) if (d.committed) views[d.uri] = d.committed;
+        const counters = this.engine.stats();
         await this.engine.save(this.persistence.snapshotPath);
         const snapBytes = this.persistence.protectSnapshot();
         const p = this.engine.params;
@@ -847,6 +862,7 @@ export class Session {
           fingerprint: this.model.info.fingerprint, seq, time: Date.now(), views,
           chat, summaries,
           sessionParams: { sinks: p.sinks, window: p.window, memoryMax: p.memoryMax, branchMax: p.branchMax },
+          engine: { seen: counters.seen, processed: counters.processed },
         });
         this.lastSnapshotAt = Date.now();
         this.lastSnapshotSeq = seq;
@@ -883,7 +899,9 @@ export class Session {
     let records: LogRecord[] = [];
     let meta = null as ReturnType<Persistence['readMeta']>;
     let logMatches = false;
-    if (pers.enabled) {
+    // A folder that cannot be written (full, read-only) is still read: the session comes back
+    // and runs without persistence.
+    if (pers.enabled || pers.readable) {
       meta = pers.readMeta();
       records = pers.readLog();
       const header = records.find((r) => r.t === 'header') as (LogRecord & { fingerprint: string }) | undefined;
@@ -901,11 +919,18 @@ export class Session {
       try {
         await this.engine.restore(pers.snapshotPath);
         restored = true;
+        const st = meta.engine ? this.engine.stats() : null;
+        if (st && meta.engine && (st.seen !== meta.engine.seen || st.processed !== meta.engine.processed)) {
+          restored = false;
+          await this.engine.clear();
+          reason = 'the snapshot is newer than its meta file (a write was cut short)';
+        }
       } catch (e) {
         reason = `the snapshot could not be restored (${(e as Error).message})`;
       }
     }
     this.docs.forEach((d) => { d.view = null; d.committed = null; d.shownAtSeen = -1; d.fimAnchor = -1; });
+    this.streamView.reset();
     this.completionCache.clear();
     this.chatHistory = []; this.chatTurns = []; this.summaries = [];
     if (restored && meta) {
@@ -938,7 +963,8 @@ export class Session {
       }
       reason = `fresh session: ${reason}${last ? ' (seeded with the last summary)' : ''}`;
     }
-    if (explicit || pers.enabled) this.host.log(`session: ${reason}`);
+    if (!pers.enabled && pers.readable) reason += `; persistence is off: ${pers.reason}`;
+    if (explicit || pers.enabled || pers.readable) this.host.log(`session: ${reason}`);
     // Documents open now go in as edits against their restored views.
     for (const d of this.docs.values()) if (d.text !== null && d.view) this.flushDocs([d.uri], 'restore');
     const seen = this.safeStats()?.seen ?? 0;
@@ -960,6 +986,7 @@ export class Session {
       n++;
       if (r.t === 'append') {
         tokens.push(...r.tokens);
+        if (r.uri) this.streamView.append(r.tokens, r.view?.text);
         if (r.uri && r.view) this.setView(r.uri, r.view);
         else if (r.uri && r.edits) {
           const d = this.docs.get(r.uri);
@@ -984,6 +1011,7 @@ export class Session {
         cleared = true;
         if (!r.keepMemory) memory = [];
         this.docs.forEach((d) => { d.view = null; d.committed = null; });
+        this.streamView.reset();
         this.chatHistory = []; this.chatTurns = [];
       }
     }
@@ -1005,6 +1033,7 @@ export class Session {
     d.view = splitLines(v.text);
     d.viewVersion = v.version;
     d.committed = { ...v };
+    this.streamView.setRecord(v.path, v.text);
   }
 
   private async replayDecode(tokens: number[]): Promise<void> {
@@ -1039,6 +1068,7 @@ export class Session {
     });
     await handle.promise;
     this.docs.forEach((d) => { d.view = null; d.committed = null; d.shownAtSeen = -1; d.fimAnchor = -1; });
+    this.streamView.reset();
     this.chatHistory = []; this.chatTurns = [];
     this.completionCache.clear();
     const prev = this.activeUri;
@@ -1071,7 +1101,7 @@ export class Session {
     };
   }
 
-  inspect(tailTokens: number): SessionInspectResult {
+  inspect(tailTokens: number, streamView = false): SessionInspectResult {
     const s = this.engine.stats();
     const ids = this.engine.tokens();
     const windowStart = s.sinks + s.memory;
@@ -1090,7 +1120,18 @@ export class Session {
       queue: { completion: c.completion, chat: c.chat, ingest: c.ingest, summary: c.summary, running: this.scheduler.runningKind },
       seq: this.persistence.lastSeq,
       appended: this.appended,
+      ...(streamView ? { views: this.streamViews() } : {}),
     };
+  }
+
+  /** The stream's view of each document it has shown, replayed from the appended tokens (streamview.ts). */
+  private streamViews(): StreamDocumentView[] {
+    if (!this.streamView.supported) throw new RangeError('streamView needs a model whose vocabulary has the stream markers (<|file|>, <|edit|>, <|save|>)');
+    const uriOf = new Map<string, string>();
+    for (const d of this.docs.values()) uriOf.set(d.path, d.uri);
+    const views: StreamDocumentView[] = this.streamView.snapshot().map((v) => ({ uri: uriOf.get(v.path) ?? '', ...v }));
+    if (this.streamView.errorCount) views.push({ uri: '', path: '', text: '', lines: 0, recordLines: 0, clippedLines: 0, unknownLines: 0, errors: [...this.streamView.errors], errorCount: this.streamView.errorCount });
+    return views;
   }
 
   /** Queues the pending edits now instead of at the typing pause. */
