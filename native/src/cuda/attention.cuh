@@ -10,7 +10,7 @@ namespace endless {
 // are device copies of the host arrays; meta = {n_fixed, n_keys}. The launch shape depends only
 // on keys_bucket (n_keys rounded up), so a captured graph stays valid while n_keys grows.
 struct cuda_attn_plan {
-    int variant = 0;        // 0: few rows (decode), 1: many rows head_dim <= 128, 2: many rows head_dim <= 256
+    int variant = 0;        // few rows (decode): 3 for head_dim <= 128, else 0; many rows: 1 for head_dim <= 128, else 2
     int heads_per_block = 1;
     int queries_per_block = 1;
     int n_hchunk = 1;
