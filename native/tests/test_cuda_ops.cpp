@@ -310,6 +310,12 @@ TEST(cuda_attention_decode) {
     check_attention({1, 32, 2, 40, 24, ROPE_MODE_NORM, 0, 9, false, 0});          // partial rotary, 16 heads a group, no sinks
     check_attention({2, 6, 1, 256, 256, ROPE_MODE_NEOX, 3, 1500, true, 0});       // two queries, head_dim 256
     check_attention({1, 4, 2, 6, 6, ROPE_MODE_NEOX, 2, 1, false, 0});             // tiny: the query sees only itself + sinks
+    // the single-query warp kernel (head_dim <= 128, <= 8 heads a group): partial rotary NEOX,
+    // 3 heads a group, a window shorter than the key list, no fixed keys, 40000 keys (kpw grows)
+    check_attention({1, 8, 2, 128, 64, ROPE_MODE_NEOX, 4, 1000, false, 0});
+    check_attention({1, 6, 2, 64, 64, ROPE_MODE_NORM, 1, 3000, false, 1020});
+    check_attention({1, 6, 3, 96, 32, ROPE_MODE_NEOX, 0, 500, false, 100});
+    check_attention({1, 4, 1, 128, 128, ROPE_MODE_NORM, 4, 40000, false, 0});
 }
 
 TEST(cuda_attention_prefill) {
