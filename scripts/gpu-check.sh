@@ -4,7 +4,10 @@
 # beside the CPU backend), the whole-model CUDA tests of the engine when their bundle was carried,
 # then the CUDA benchmark; full logs and JSON go to $OUT, a short table is printed last.
 #
-# Here, before the call (Node headers and node-addon-api headers in an ignored folder):
+# Here, before the call: `bash scripts/gpu-carry.sh` fills .carry-gpu/ (Node, its API headers,
+# node-addon-api, the engine-cuda test bundle); call with carry [".carry-gpu"] and
+#   source .carry-gpu/env.sh; GPU_CHECK_ALL=1 bash scripts/gpu-check.sh
+# (The older recipe, without Node: Node headers and node-addon-api headers in an ignored folder:)
 #   echo /.carry-cuda/ >> .git/info/exclude; mkdir -p .carry-cuda
 #   tar czf .carry-cuda/node-include.tgz -C "$(dirname "$(command -v node)")/../include" node
 #   cp -r node_modules/node-addon-api .carry-cuda/
