@@ -18,8 +18,9 @@
 // finding reproduces from its file alone), restored from a snapshot when the session left it.
 //
 // Built with clang's -fsanitize=fuzzer this is a libFuzzer target. Built with
-// -DENDLESS_FUZZ_STANDALONE it has its own main(), the same coverage-guided driver as
-// fuzz_gguf.cpp (coverage from -fsanitize-coverage=trace-pc on session.cpp and kv_cache.cpp).
+// -DENDLESS_FUZZ_STANDALONE it has a main() from the coverage-guided driver it shares with
+// fuzz_gguf.cpp (standalone_driver.h; coverage from -fsanitize-coverage=trace-pc on session.cpp
+// and kv_cache.cpp).
 // See README.md and run_snapshot.sh (`native/fuzz/run_snapshot.sh [N] [SEED]`).
 #include <unistd.h>
 
@@ -441,301 +442,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
 #ifdef ENDLESS_FUZZ_STANDALONE
 // ---------------------------------------------------------------------------------------------
-// Standalone driver (for machines without clang/libFuzzer), as in fuzz_gguf.cpp:
-//   fuzz_snapshot --write-seeds DIR                 write the seed corpus (real snapshots)
+// Standalone build: the shared driver in standalone_driver.h (for machines without
+// clang/libFuzzer), with this target's seeds, hooks and mutation profile.
+//   fuzz_snapshot --write-seeds DIR                   write the seed corpus (real snapshots)
 //   fuzz_snapshot -n N [-seed S] [-max-len L] DIR...  N coverage-guided mutations of DIR's files
-//   fuzz_snapshot FILE...                           run each file once (reproduce a finding)
-// A finding (sanitizer report, trap, uncaught exception) aborts the process after the input is
-// written to ./crash-snapshot-<pid>.bin.
-#include <dirent.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-
-#include <algorithm>
-#include <chrono>
-
-// ---- coverage: session.cpp and kv_cache.cpp are compiled with -fsanitize-coverage=trace-pc ----
-namespace {
-constexpr size_t fz_map_size = 1 << 16;
-alignas(8) uint8_t fz_map[fz_map_size];  // hits of this execution, per (previous block, block) pair
-uint8_t fz_virgin[fz_map_size];  // hit-count buckets seen so far
-uintptr_t fz_prev_pc = 0;
-bool fz_have_coverage = false;
-}  // namespace
-
-extern "C" void __sanitizer_cov_trace_pc() {
-    const uintptr_t pc = (uintptr_t)__builtin_return_address(0);
-    const size_t idx = (size_t)((pc ^ fz_prev_pc) * 0x9E3779B97F4A7C15ull >> 48) & (fz_map_size - 1);
-    if (fz_map[idx] != 255) fz_map[idx]++;
-    fz_prev_pc = pc >> 1;
-    fz_have_coverage = true;
-}
-
-extern "C" void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+//   fuzz_snapshot FILE...                             run each file once (reproduce a finding)
+// A finding aborts the process after the input is written to ./crash-snapshot-<pid>.bin.
+#include "standalone_driver.h"
 
 namespace {
 
-const std::vector<uint8_t> *fz_current = nullptr;
-char fz_crash_name[64] = "crash-snapshot.bin";
+// Interesting integers for the snapshot layout: little-endian i32/i64 fields (counts, sinks,
+// window, ring index, tokens near the vocabulary size 48, lifetime counters).
+const uint64_t snap_fuzz_ints[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 32, 47, 48, 49, 64, 127, 128, 255, 256,
+                                   0x7fff, 0xffff, 0x7fffffffu, 0x80000000u, 0xfffffffeu, 0xffffffffu, 1ull << 32,
+                                   0x3fffffffffffffffull, 0x7fffffffffffffffull, 0x8000000000000000ull, ~0ull - 1, ~0ull};
+// f32 payloads (logits, K/V): zeros, huge, denormal, inf, NaN, the f16 limit.
+const float snap_fuzz_floats[] = {0.0f, -0.0f, 1.0f, -1.0f, 1e30f, -1e30f, 1e-40f, INFINITY, -INFINITY, NAN, 65504.0f, 3.4e38f};
 
-// Called from signal handlers and sanitizer death callbacks: async-signal-safe calls only.
-void fz_dump_current() {
-    if (!snap_model_path.empty()) ::unlink(snap_model_path.c_str());  // atexit will not run
-    if (!fz_current) return;
-    const int fd = ::open(fz_crash_name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return;
-    const uint8_t *p = fz_current->data();
-    size_t left = fz_current->size();
-    while (left > 0) {
-        const ssize_t w = ::write(fd, p, left);
-        if (w <= 0) break;
-        p += w;
-        left -= (size_t)w;
-    }
-    ::close(fd);
-    const char msg[] = "fuzz_snapshot: finding; the input is in crash-snapshot-<pid>.bin\n";
-    (void)!::write(2, msg, sizeof msg - 1);
+fuzz_seed_list snap_fuzz_seeds() { return snap_get_harness().seeds; }
+void snap_fuzz_setup() { snap_get_harness(); }  // the model and the base states, before any input runs
+// A finding ends the process without running atexit handlers: remove the temporary model here
+// (unlink is async-signal-safe).
+void snap_fuzz_on_finding() {
+    if (!snap_model_path.empty()) ::unlink(snap_model_path.c_str());
 }
-
-void fz_on_signal(int sig) {
-    fz_dump_current();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-void fz_install_handlers() {
-    std::snprintf(fz_crash_name, sizeof fz_crash_name, "crash-snapshot-%d.bin", (int)getpid());
-    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP}) signal(sig, fz_on_signal);
-    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(fz_dump_current);
-}
-
-bool fz_run_one(const std::vector<uint8_t> &input) {
-    fz_current = &input;
-    std::memset(fz_map, 0, sizeof fz_map);
-    fz_prev_pc = 0;
-    LLVMFuzzerTestOneInput(input.data(), input.size());  // the harness makes exact-size copies
-    fz_current = nullptr;
-    bool fresh = false;
-    const uint64_t *words = reinterpret_cast<const uint64_t *>(fz_map);
-    for (size_t i = 0; i < fz_map_size; i++) {
-        if (i % 8 == 0 && words[i / 8] == 0) {  // the map is sparse: skip empty words
-            i += 7;
-            continue;
-        }
-        const uint8_t c = fz_map[i];
-        if (!c) continue;
-        const uint8_t bucket = c == 1 ? 1 : c == 2 ? 2 : c == 3 ? 4 : c < 8 ? 8 : c < 16 ? 16 : c < 32 ? 32 : c < 128 ? 64 : 128;
-        if (!(fz_virgin[i] & bucket)) {
-            fz_virgin[i] |= bucket;
-            fresh = true;
-        }
-    }
-    return fresh;
-}
-
-size_t fz_coverage_count() {
-    size_t n = 0;
-    for (uint8_t v : fz_virgin) n += v != 0;
-    return n;
-}
-
-void fz_read_inputs(const std::string &path, std::vector<std::vector<uint8_t>> &out) {
-    struct stat st;
-    if (stat(path.c_str(), &st) != 0) {
-        std::fprintf(stderr, "fuzz_snapshot: cannot read %s\n", path.c_str());
-        std::exit(2);
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        out.push_back(snap_read_file(path));
-        return;
-    }
-    DIR *d = opendir(path.c_str());
-    if (!d) return;
-    std::vector<std::string> names;
-    while (dirent *e = readdir(d))
-        if (e->d_name[0] != '.') names.push_back(path + "/" + e->d_name);
-    closedir(d);
-    std::sort(names.begin(), names.end());
-    for (const auto &n : names) out.push_back(snap_read_file(n));
-}
-
-// Mutations tuned to the snapshot layout: little-endian i32/i64 fields (counts, sinks, window,
-// tokens) and f32 payloads (logits, K/V).
-struct fz_mutator {
-    std::mt19937_64 rng;
-    explicit fz_mutator(uint64_t seed) : rng(seed) {}
-    size_t below(size_t n) { return n ? (size_t)(rng() % n) : 0; }
-
-    void put_int(std::vector<uint8_t> &m, size_t width) {
-        if (m.size() < width) return;
-        static const uint64_t vals[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 32, 47, 48, 49, 64, 127, 128, 255, 256,
-                                        0x7fff, 0xffff, 0x7fffffffu, 0x80000000u, 0xfffffffeu, 0xffffffffu, 1ull << 32,
-                                        0x3fffffffffffffffull, 0x7fffffffffffffffull, 0x8000000000000000ull, ~0ull - 1, ~0ull};
-        uint64_t v = vals[below(sizeof vals / sizeof vals[0])];
-        if (below(4) == 0) v += below(9) - 4;
-        const size_t p = below(m.size() - width + 1);
-        std::memcpy(m.data() + p, &v, width);
-    }
-
-    void put_float(std::vector<uint8_t> &m) {
-        if (m.size() < 4) return;
-        static const float vals[] = {0.0f, -0.0f, 1.0f, -1.0f, 1e30f, -1e30f, 1e-40f, INFINITY, -INFINITY, NAN, 65504.0f, 3.4e38f};
-        const float v = vals[below(sizeof vals / sizeof vals[0])];
-        std::memcpy(m.data() + below(m.size() - 3), &v, 4);
-    }
-
-    void mutate(std::vector<uint8_t> &m, const std::vector<std::vector<uint8_t>> &corpus, size_t max_len) {
-        const int n_ops = 1 << below(3);
-        for (int op = 0; op < n_ops; op++) {
-            if (m.empty()) m.push_back(0);
-            switch (below(11)) {
-            case 0: m[below(m.size())] ^= (uint8_t)(1u << below(8)); break;
-            case 1: m[below(m.size())] = (uint8_t)rng(); break;
-            case 2: put_int(m, 4); break;
-            case 3: put_int(m, 8); break;
-            case 4: {  // nudge an aligned-or-not u32/u64 field
-                const size_t w = below(2) ? 4 : 8;
-                if (m.size() < w) break;
-                const size_t p = below(m.size() - w + 1);
-                uint64_t v = 0;
-                std::memcpy(&v, m.data() + p, w);
-                v += below(17) - 8;
-                std::memcpy(m.data() + p, &v, w);
-                break;
-            }
-            case 5: put_float(m); break;
-            case 6: m.resize(below(m.size()) + (below(8) == 0 ? 0 : 1)); break;  // truncate
-            case 7: {  // delete a chunk (often a whole i32 token or K/V row)
-                const size_t p = below(m.size()), n = std::min(m.size() - p, below(3) ? (size_t)4 << below(6) : 1 + below(64));
-                m.erase(m.begin() + p, m.begin() + p + n);
-                break;
-            }
-            case 8: {  // insert a copy of a chunk, or random bytes
-                const size_t p = below(m.size() + 1), src = below(m.size());
-                const size_t n = 1 + below(std::min<size_t>(256, m.size() - src));
-                std::vector<uint8_t> chunk(m.begin() + src, m.begin() + src + n);
-                if (below(3) == 0) for (auto &c : chunk) c = (uint8_t)rng();
-                m.insert(m.begin() + p, chunk.begin(), chunk.end());
-                break;
-            }
-            case 9: {  // overwrite with a chunk from elsewhere in the input
-                const size_t src = below(m.size()), dst = below(m.size());
-                const size_t n = 1 + below(std::min<size_t>(64, std::min(m.size() - src, m.size() - dst)));
-                std::memmove(m.data() + dst, m.data() + src, n);
-                break;
-            }
-            default: {  // splice: our prefix, another snapshot's suffix (other states' bodies)
-                const auto &o = corpus[below(corpus.size())];
-                if (o.empty()) break;
-                const size_t cut = below(m.size()), from = below(2) ? std::min(cut, o.size() - 1) : below(o.size());
-                m.resize(cut);
-                m.insert(m.end(), o.begin() + from, o.end());
-                break;
-            }
-            }
-        }
-        if (m.size() > max_len) m.resize(max_len);
-    }
-};
-
-int fz_usage() {
-    std::fprintf(stderr,
-                 "usage: fuzz_snapshot --write-seeds DIR\n"
-                 "       fuzz_snapshot -n N [-seed S] [-max-len L] [-corpus-out DIR] DIR|FILE...\n"
-                 "       fuzz_snapshot FILE...   (run each once)\n");
-    return 2;
-}
+std::string snap_fuzz_describe() { return std::to_string(snap_get_harness().bases.size()) + " base states, "; }
 
 }  // namespace
 
 int main(int argc, char **argv) {
-    long long n_iter = -1;
-    uint64_t seed = std::random_device{}();
-    size_t max_len = 1 << 14;
-    std::string corpus_out;
-    std::vector<std::string> paths;
-    for (int i = 1; i < argc; i++) {
-        const std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) std::exit(fz_usage());
-            return argv[++i];
-        };
-        if (a == "--write-seeds") {
-            const std::string dir = next();
-            mkdir(dir.c_str(), 0755);
-            for (const auto &s : snap_get_harness().seeds) {
-                std::ofstream out(dir + "/" + s.first, std::ios::binary);
-                out.write((const char *)s.second.data(), (std::streamsize)s.second.size());
-                if (!out) {
-                    std::fprintf(stderr, "fuzz_snapshot: cannot write %s/%s\n", dir.c_str(), s.first.c_str());
-                    return 1;
-                }
-            }
-            return 0;
-        } else if (a == "-n") {
-            n_iter = std::atoll(next().c_str());
-        } else if (a == "-seed") {
-            seed = std::strtoull(next().c_str(), nullptr, 10);
-        } else if (a == "-max-len") {
-            max_len = std::strtoull(next().c_str(), nullptr, 10);
-        } else if (a == "-corpus-out") {
-            corpus_out = next();
-        } else if (!a.empty() && a[0] == '-') {
-            return fz_usage();
-        } else {
-            paths.push_back(a);
-        }
-    }
-    snap_get_harness();  // build the model and the base states before any input runs
-    fz_install_handlers();
-    std::vector<std::vector<uint8_t>> corpus;
-    for (const auto &p : paths) fz_read_inputs(p, corpus);
-
-    if (n_iter < 0) {  // reproduce mode
-        if (corpus.empty()) return fz_usage();
-        for (const auto &in : corpus) fz_run_one(in);
-        std::printf("fuzz_snapshot: ran %zu input(s), no finding\n", corpus.size());
-        return 0;
-    }
-
-    if (corpus.empty())
-        for (const auto &s : snap_get_harness().seeds) corpus.push_back(s.second);
-    for (const auto &in : corpus) fz_run_one(in);
-    if (!fz_have_coverage)
-        std::fprintf(stderr, "fuzz_snapshot: no coverage feedback (session.cpp/kv_cache.cpp not built with "
-                             "-fsanitize-coverage=trace-pc): mutating the seeds blindly\n");
-    std::printf("fuzz_snapshot: seed %llu, %zu seed input(s), %zu base states, %zu coverage points, %lld executions\n",
-                (unsigned long long)seed, corpus.size(), snap_get_harness().bases.size(), fz_coverage_count(), n_iter);
-    std::fflush(stdout);
-
-    fz_mutator mut(seed);
-    const auto t0 = std::chrono::steady_clock::now();
-    const long long report_every = std::max<long long>(1, n_iter / 20);
-    const size_t corpus_cap = 20000;
-    size_t added = 0;
-    std::vector<uint8_t> input;
-    for (long long it = 1; it <= n_iter; it++) {
-        input = corpus[mut.below(corpus.size())];
-        mut.mutate(input, corpus, max_len);
-        if (fz_run_one(input) && corpus.size() < corpus_cap) {
-            corpus.push_back(input);
-            added++;
-            if (!corpus_out.empty()) {
-                char name[64];
-                std::snprintf(name, sizeof name, "/cov-%06zu.bin", added);
-                std::ofstream out(corpus_out + name, std::ios::binary);
-                out.write((const char *)input.data(), (std::streamsize)input.size());
-            }
-        }
-        if (it % report_every == 0 || it == n_iter) {
-            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            std::printf("#%lld cov %zu corpus %zu exec/s %.0f\n", it, fz_coverage_count(), corpus.size(), it / std::max(s, 1e-9));
-            std::fflush(stdout);
-        }
-    }
-    std::printf("fuzz_snapshot: %lld executions, no finding (coverage points %zu, corpus %zu)\n", n_iter, fz_coverage_count(),
-                corpus.size());
-    return 0;
+    // fields in fuzz_mutation_profile's order: the integers and floats above, up to 8 operations a
+    // mutant, nudges of +-8, deletions mostly of whole 4-byte tokens and K/V rows, inserts up to
+    // 256 bytes, copies up to 64, half the splices at the same offset (another state's body in place)
+    const fuzz_mutation_profile prof{snap_fuzz_ints, std::size(snap_fuzz_ints), false, snap_fuzz_floats, std::size(snap_fuzz_floats),
+                                     3, 8, true, 256, 64, true};
+    const fuzz_target target{"snapshot", "session.cpp/kv_cache.cpp", 1 << 14, prof,
+                             snap_fuzz_seeds, snap_fuzz_setup, snap_fuzz_on_finding, snap_fuzz_describe};
+    return fuzz_standalone_main(argc, argv, target);
 }
 #endif  // ENDLESS_FUZZ_STANDALONE
