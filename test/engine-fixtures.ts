@@ -1,6 +1,7 @@
 // Reading the model fixtures of test/fixtures/models (written by tools/make_fixtures.py and
 // tools/stream_reference.py) and comparing logits, for test/engine*.test.ts and test/cli*.test.ts.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 
 export const FIXTURE_DIR = path.join(__dirname, 'fixtures', 'models');
@@ -78,8 +79,31 @@ export function loadStreamFixture(name: string): StreamFixture | null {
   return null;
 }
 
+/** Where derived fixture files go (git-ignored). */
+export const DERIVED_FIXTURE_DIR = path.join(ROOT, 'build', 'fixtures');
+
+/**
+ * The path of a fixture file. Only the F32 GGUFs are in git: an F16 or BF16 file a fixture lists
+ * is derived from its F32 file on first use by tools/requantize_gguf.py (byte-identical to what
+ * tools/convert_hf.py wrote from the same weights; tools/test_tools.py checks the derivation).
+ */
 export function fixturePath(file: string): string {
-  return path.join(FIXTURE_DIR, file);
+  const committed = path.join(FIXTURE_DIR, file);
+  const m = /^(.+)-(f16|bf16)\.gguf$/.exec(file);
+  if (existsSync(committed) || !m) return committed;
+  const derived = path.join(DERIVED_FIXTURE_DIR, file);
+  if (existsSync(derived)) return derived;
+  const src = path.join(FIXTURE_DIR, `${m[1]}-f32.gguf`);
+  if (!existsSync(src)) return committed;  // nothing to derive it from: callers skip on a missing file
+  mkdirSync(DERIVED_FIXTURE_DIR, { recursive: true });
+  const tmp = `${derived}.${process.pid}.tmp`;  // test files run in parallel: write, then rename
+  try {
+    execFileSync('python3', [path.join(ROOT, 'tools', 'requantize_gguf.py'), src, tmp, '--outtype', m[2]], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    throw new Error(`deriving the fixture ${file} from ${path.basename(src)} failed (python3 with numpy is needed): ${(e as Error).message}`);
+  }
+  renameSync(tmp, derived);
+  return derived;
 }
 
 /** ||a - b|| / ||b|| */

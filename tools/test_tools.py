@@ -381,8 +381,34 @@ def _dec(o):
     return np.frombuffer(base64.b64decode(o["base64"]), "<f4").reshape(o["shape"])
 
 
+def _fixture_file(name, f32_name):
+    """A committed fixture file, or an F16/BF16 one derived from its F32 file (only the F32 files
+    are in git; test/engine-fixtures.ts derives the same way)."""
+    p = os.path.join(FIXTURES, name)
+    if os.path.exists(p):
+        return p
+    from requantize_gguf import requantize
+    out = os.path.join(tempfile.mkdtemp(prefix="endless-fixture-"), name)
+    requantize(os.path.join(FIXTURES, f32_name), out, name.rsplit("-", 1)[1][:-len(".gguf")])
+    return out
+
+
 @unittest.skipUnless(os.path.exists(os.path.join(FIXTURES, "llama_gqa.json")), "fixtures not made yet")
 class FixturesTest(unittest.TestCase):
+    def test_requantize_reproduces_the_converter(self):
+        # the Q8_0 fixtures were written by tools/convert_hf.py from the same weights as the F32
+        # ones: re-encoding the F32 file must give the same bytes (the F16/BF16 fixtures are
+        # derived this way instead of being committed)
+        from requantize_gguf import requantize
+        d = tempfile.mkdtemp(prefix="endless-requantize-")
+        for name in ("llama_gqa", "llama3_scaled", "qwen2_tied"):
+            out = os.path.join(d, f"{name}-q8_0.gguf")
+            requantize(os.path.join(FIXTURES, f"{name}-f32.gguf"), out, "q8_0")
+            with open(out, "rb") as a, open(os.path.join(FIXTURES, f"{name}-q8_0.gguf"), "rb") as b:
+                self.assertEqual(a.read(), b.read(), name)
+        with self.assertRaises(Exception):
+            requantize(os.path.join(FIXTURES, "llama_gqa-q8_0.gguf"), os.path.join(d, "x.gguf"), "f16")  # not F32
+
     def test_models(self):
         for name in ("llama_gqa", "llama3_scaled", "qwen2_tied"):
             p = os.path.join(FIXTURES, f"{name}.json")
@@ -393,8 +419,8 @@ class FixturesTest(unittest.TestCase):
             self.assertEqual(dense.shape, (64, 384))
             for t, key in (("f32", None), ("f16", "F16"), ("bf16", "BF16"), ("q8_0", "Q8_0")):
                 if t not in fx["files"]:
-                    continue  # F16/BF16 files are kept for llama_gqa only
-                g = GGUFModel(os.path.join(FIXTURES, fx["files"][t]))
+                    continue  # F16/BF16 files are listed for llama_gqa only
+                g = GGUFModel(_fixture_file(fx["files"][t], fx["files"]["f32"]))
                 ref = dense if key is None else _dec(fx["weights_rounded"][key])
                 err = np.abs(g.forward(ids) - ref).max() / np.abs(ref).max()
                 self.assertLess(err, 1e-4, f"{name} {t}")
