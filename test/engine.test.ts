@@ -35,14 +35,15 @@ test('fixture models are present', () => {
 });
 
 test('asking for CUDA where there is none runs on the CPU and says why', { skip: systemInfo().cudaDevices > 0 ? 'a CUDA device is present (test/engine-cuda.test.ts covers it)' : false }, async () => {
-  const m = await loadModel(fixturePath(FIXTURES.length ? loadModelFixture(FIXTURES[0]).files.f32 : ''), { device: 'cuda' });
+  const file = fixturePath(loadModelFixture(FIXTURES[0]).files.f32);
+  const m = await loadModel(file, { device: 'cuda' });
   try {
     assert.equal(m.info.device, 'cpu');
     assert.match(m.info.notice, /^(no CUDA device found|this build has no CUDA backend|CUDA not used \(.+\)); running on the CPU$/);
   } finally {
     m.dispose();
   }
-  const c = await loadModel(fixturePath(loadModelFixture(FIXTURES[0]).files.f32), { device: 'cpu' });
+  const c = await loadModel(file, { device: 'cpu' });
   assert.equal(c.info.notice, '');
   c.dispose();
 });

@@ -16,6 +16,7 @@ import {
   SummarizeNowRequest, ChatHistoryRequest, ChatNewRequest, SessionRestoreRequest,
 } from '../server/protocol';
 import { fileUri, tempStorage, TestServer, SAMPLE, ROOT } from './server-harness';
+import { systemInfo } from '../server/engine/index';
 
 const SETTINGS = { window: 768, memorySize: 96, editIdleMs: 150, summaryIdleMs: 0, maxChatTokens: 48, maxCompletionTokens: 24, completionTimeoutMs: 5000 };
 
@@ -420,9 +421,9 @@ describe('persistence', () => {
     }
   });
 
-  test('asked for CUDA where there is none: the CPU serves and the server says why', async () => {
-    const { systemInfo } = await import('../server/engine/index');
-    if (systemInfo().cudaDevices > 0) return;  // a GPU machine: test/engine-cuda.test.ts covers the device
+  test('asked for CUDA where there is none: the CPU serves and the server says why', {
+    skip: systemInfo().cudaDevices > 0 ? 'a CUDA device is present (test/engine-cuda.test.ts covers the device)' : false,
+  }, async () => {
     const s = new TestServer({ settings: SETTINGS, extraArgs: ['--device', 'cuda'] });
     try {
       await s.initialize();

@@ -3,7 +3,7 @@
 // topics. Pure bookkeeping; the session feeds it events and takes a digest when it summarizes.
 
 import type { Summary, SymbolChange } from '../protocol';
-import type { LineEdit } from './diff';
+import { flatCopy, type LineEdit } from './diff';
 import { enclosingSymbol, symbolOnLine } from './symbols';
 
 type Digest = Summary['digest'];
@@ -62,7 +62,7 @@ export class ActivityTracker {
     if (prev && prev.change === 'added' && change === 'removed') { this.symbols.delete(key); return; }
     if (prev && prev.change === 'added') return; // still new
     if (prev && prev.change === 'removed' && change === 'added') change = 'modified';
-    this.symbols.set((' ' + key).slice(1), { name: (' ' + name).slice(1), kind, uri, change });
+    this.symbols.set(flatCopy(key), { name: flatCopy(name), kind, uri, change });
   }
 
   saved(uri: string, path: string): void {

@@ -16,7 +16,7 @@ import { ChatFormat, chatTopic, Turn } from './chatformat';
 import { EditCoalescer } from './coalesce';
 import { CompletionCache } from './completioncache';
 import { ActivityTracker, digestText } from './digest';
-import { applyLineEdits, diffLines, Hunk, LineEdit, splitLines, toHunks } from './diff';
+import { applyLineEdits, diffLines, flatCopy, Hunk, LineEdit, splitLines, toHunks } from './diff';
 import { DocView, LogRecord, Persistence } from './persistence';
 import { encodePieces, FimOrder, Piece, StreamFormat, surroundingsOf, TokenizerLike } from './render';
 import { CancelledError, JobKind, Scheduler, StepResult } from './scheduler';
@@ -341,7 +341,7 @@ export class Session {
     if (hit !== undefined) return hit;
     const n = this.tok.encode(text, { addBos: false, parseSpecial: false }).length;
     if (this.lineTokens.size > 20000) this.lineTokens.clear();
-    this.lineTokens.set((' ' + text).slice(1), n); // a flat copy: a slice of a document would keep the whole document alive
+    this.lineTokens.set(flatCopy(text), n);
     return n;
   }
 

@@ -360,30 +360,21 @@ void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stre
     const dim3 grid(cuda_blocks((size_t)tasks, MV_WARPS)), block(MV_WARPS * 32);
     const bool x_ok = ((uintptr_t)x % 16) == 0 && K % 4 == 0;
     const bool float_ok = x_ok && w16 && K % 8 == 0;
+    // the tuned kernel of the type when the shapes and alignment allow it, else the generic one
+    void (*kernel)(const mv_params) = nullptr;
     switch (w0.type) {
-    case GGML_TYPE_F32:
-        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_F32><<<grid, block, 0, stream>>>(P); return; }
-        break;
-    case GGML_TYPE_F16:
-        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_F16><<<grid, block, 0, stream>>>(P); return; }
-        break;
-    case GGML_TYPE_BF16:
-        if (float_ok) { matvec_float_kernel<N, GGML_TYPE_BF16><<<grid, block, 0, stream>>>(P); return; }
-        break;
-    case GGML_TYPE_Q8_0:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q8_0><<<grid, block, 0, stream>>>(P); return; }
-        break;
-    case GGML_TYPE_Q4_0:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q4_0><<<grid, block, 0, stream>>>(P); return; }
-        break;
-    case GGML_TYPE_Q4_K:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q4_K><<<grid, block, 0, stream>>>(P); return; }
-        break;
-    case GGML_TYPE_Q6_K:
-        if (x_ok) { matvec_quant_kernel<N, GGML_TYPE_Q6_K><<<grid, block, 0, stream>>>(P); return; }
-        break;
-    default:
-        break;
+    case GGML_TYPE_F32: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F32> : nullptr; break;
+    case GGML_TYPE_F16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F16> : nullptr; break;
+    case GGML_TYPE_BF16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_BF16> : nullptr; break;
+    case GGML_TYPE_Q8_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q8_0> : nullptr; break;
+    case GGML_TYPE_Q4_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_0> : nullptr; break;
+    case GGML_TYPE_Q4_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_K> : nullptr; break;
+    case GGML_TYPE_Q6_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q6_K> : nullptr; break;
+    default: break;
+    }
+    if (kernel) {
+        kernel<<<grid, block, 0, stream>>>(P);
+        return;
     }
     matvec_generic_kernel<N><<<grid, block, 0, stream>>>(w0.type, P);
 }
