@@ -16,6 +16,9 @@
 #include "error.h"
 #include "quant.h"
 #include "test_util.h"
+#ifdef ENDLESS_WITH_CUDA
+#include "cuda/backend_cuda.h"
+#endif
 
 using namespace endless;
 
@@ -66,12 +69,19 @@ std::vector<backend_case> backends_under_test() {
     if (n_dev == 0) {
         std::printf("  SKIP cuda: backend built but no CUDA device is usable here\n");
     } else {
-        backend_case c;
-        c.label = "cuda:0";
-        c.create = [] { return backend_cuda_create(0); };
-        c.enter = [] {};
-        c.leave = [] {};
-        list.push_back(c);
+        // precise mode is held to the CPU's bounds; the default rounds prefill operands to 16 bits
+        for (bool precise : {true, false}) {
+            backend_case c;
+            c.label = precise ? "cuda:0/precise" : "cuda:0";
+            c.create = [precise] {
+                auto b = backend_cuda_create(0);
+                backend_cuda_set_precise(*b, precise);
+                return b;
+            };
+            c.enter = [] {};
+            c.leave = [] {};
+            list.push_back(c);
+        }
     }
 #else
     static bool said = false;
@@ -181,9 +191,15 @@ std::vector<uint8_t> make_weight(ggml_type t, int64_t k, int64_t m) {
 // ||y - ref|| / ||ref|| over a whole output (checked when it has enough elements to be a steady
 // statistic); `worst` bounds every single output's error relative to ||w_r|| * ||x_i||.
 struct matmul_tol { double rel, worst; };
-matmul_tol matmul_tolerance(ggml_type t) {
+// The CUDA backend's default mode runs products of more than 8 tokens on tensor cores with the
+// activations rounded to 16 bits (bf16: 2^-9 relative per value), like transformers and llama.cpp.
+bool rounds_to_16bit(const std::string &label) { return label == "cuda:0"; }
+matmul_tol matmul_tolerance(ggml_type t, const std::string &label, int n) {
     switch (t) {
-    case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return {2e-5, 2e-6};
+    case GGML_TYPE_F16: case GGML_TYPE_BF16:
+        if (rounds_to_16bit(label) && n > 8) return {5e-3, 1e-3};
+        return {2e-5, 2e-6};
+    case GGML_TYPE_F32: return {2e-5, 2e-6};
     default: return {1.5e-2, 4e-3};
     }
 }
@@ -293,7 +309,7 @@ TEST(matmul_every_type) {
                     }
                 }
                 const double rel = y.size() >= 64 ? test::rel_error(y.data(), ref.data(), y.size()) : 0.0;
-                const matmul_tol tol = matmul_tolerance(t);
+                const matmul_tol tol = matmul_tolerance(t, label, s.n);
                 CHECK_MSG(rel <= tol.rel && worst <= tol.worst,
                           "%s %s k=%lld m=%lld n=%d: relative error %g (tol %g), worst output %g (tol %g)", label.c_str(),
                           type_name(t), (long long)s.k, (long long)s.m, s.n, rel, tol.rel, worst, tol.worst);
@@ -551,7 +567,9 @@ TEST(attention_matches_reference) {
             ah.v_cache = vc.data();
             attention_reference(ah, rc, rs, ref);
             const double e = test::rel_error(out.data(), ref.data(), out.size());
-            CHECK_MSG(e < 2e-5, "%s attention heads %d/%d dim %d rot %d mode %d fixed %d win %d q %d: error %g", label.c_str(),
+            // many queries on tensor cores (f16 operands) in the CUDA default mode
+            const double tol = rounds_to_16bit(label) && c.n_q >= 16 ? 5e-3 : 2e-5;
+            CHECK_MSG(e < tol, "%s attention heads %d/%d dim %d rot %d mode %d fixed %d win %d q %d: error %g", label.c_str(),
                       c.n_head, c.n_head_kv, c.head_dim, c.n_rot, (int)c.mode, c.n_fixed, c.n_win, c.n_q, e);
         }
         // a window outside the key list is refused

@@ -350,6 +350,18 @@ int main() {
         std::printf("device %s, %s\ncopy bandwidth (D2D 1 GiB, read+write): %.0f GB/s\n", b.name().c_str(), date, bw / 1e9);
         jadd("\"copy_bandwidth_gbps\": " + std::to_string(bw / 1e9));
 
+        // ENDLESS_BENCH_ONLY=decode|prefill: only that part, BF16, for a profiler (nsys) run
+        if (const char *only = std::getenv("ENDLESS_BENCH_ONLY")) {
+            synth_model m(b, GGML_TYPE_BF16, 4096);
+            if (std::strcmp(only, "decode") == 0) {
+                const decode_result d = bench_decode(m, 200, 4096);
+                std::printf("decode only: %.3f ms/token\n", d.ms);
+            } else {
+                bench_prefill(m, 4096, 4096);
+                std::printf("prefill only: %.0f tok/s (16k, chunks of 4096)\n", bench_prefill(m, 16384, 4096));
+            }
+            return 0;
+        }
         struct shape { int64_t ne1, ne0; } shapes[] = {{1536, 1536}, {256, 1536}, {8960, 1536}, {1536, 8960}, {151936, 1536}};
         std::string table = "\nmatvec (n tokens) vs copy bandwidth\n  type  shape(out x in)   n   time_us   GB/s   %copy\n";
         std::string jm;
@@ -376,50 +388,64 @@ int main() {
             }
         }
         jadd("\"matvec\": [" + jm + "]");
-        // prefill-sized products on tensor cores
+        // prefill-sized products on tensor cores: cuBLAS (where it loads) and our own kernel, the
+        // default mode (activations rounded to 16 bits) and precise mode (two 16-bit parts for BF16)
         std::string jp;
-        table += "\nmatmul prefill (tensor cores; blocks/SM variant; BF16 runs hi+lo activation parts)\n  type  shape(out x in)     n  occ   time_us  TFLOP/s\n";
+        const std::string engine = backend_cuda_gemm_engine(b);
+        table += "\nmatmul prefill (tensor cores), n tokens; engine: cublas = cuBLAS GemmEx (+ activation conversion, + dequantization\n"
+                 "  for quantized weights), own = matmul_mma.cu\n  type  shape(out x in)     n  engine  mode      time_us  TFLOP/s\n";
         for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0}) {
             if (model_only) break;
-            for (auto s : {shape{8960, 1536}, shape{1536, 8960}})
-            for (int occ : {2, 1}) {
-                const int n = 2048;
-                backend_cuda_set_mma_min_blocks(occ);
+            for (auto s : {shape{8960, 1536}, shape{1536, 8960}, shape{2048, 1536}})
+            for (bool cublas : {true, false})
+            for (bool precise : {false, true}) {
+                if (precise && t != GGML_TYPE_BF16) continue;
+                const int n = 4096;
+                backend_cuda_set_cublas(b, cublas);
+                backend_cuda_set_precise(b, precise);
                 const mv_result r = bench_matmul(b, t, s.ne0, s.ne1, n);
-                backend_cuda_set_mma_min_blocks(2);
+                backend_cuda_set_cublas(b, true);
+                backend_cuda_set_precise(b, false);
                 const double tf = 2.0 * s.ne0 * s.ne1 * n / (r.us * 1e-6) / 1e12;
                 char line[200];
-                std::snprintf(line, sizeof line, "  %-5s %6lldx%-6lld %5d %4d %9.1f %7.1f\n", ggml_type_info(t).name, (long long)s.ne1,
-                              (long long)s.ne0, n, occ, r.us, tf);
+                std::snprintf(line, sizeof line, "  %-5s %6lldx%-6lld %5d  %-6s  %-8s %9.1f %7.1f\n", ggml_type_info(t).name, (long long)s.ne1,
+                              (long long)s.ne0, n, cublas ? "cublas" : "own", precise ? "precise" : "default", r.us, tf);
                 table += line;
                 std::fputs(line, stdout);
                 std::fflush(stdout);
-                char j[200];
-                std::snprintf(j, sizeof j, "{\"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, \"n\": %d, \"blocks_per_sm\": %d, \"us\": %.1f, \"tflops\": %.1f}",
-                              ggml_type_info(t).name, (long long)s.ne1, (long long)s.ne0, n, occ, r.us, tf);
+                char j[240];
+                std::snprintf(j, sizeof j, "{\"type\": \"%s\", \"rows\": %lld, \"cols\": %lld, \"n\": %d, \"engine\": \"%s\", \"precise\": %s, \"us\": %.1f, \"tflops\": %.1f}",
+                              ggml_type_info(t).name, (long long)s.ne1, (long long)s.ne0, n, cublas ? "cublas" : "own",
+                              precise ? "true" : "false", r.us, tf);
                 jp += (jp.empty() ? "" : ", ") + std::string(j);
             }
         }
+        jadd("\"gemm_engine\": \"" + engine + "\"");
         jadd("\"matmul_prefill\": [" + jp + "]");
 
         std::string jd;
         table += "\nwhole 1.5B-shaped model (random weights, tied embeddings), cache 4096 (4 sinks + 4092 window)\n"
-                 "  type  weights_GB  decode_ms  tok/s  roofline_tok/s  %roofline  graphs  prefill16k_tok/s  recompute4k_ms  recompute/decode\n";
+                 "  type  weights_GB  decode_ms  tok/s  roofline_tok/s  %roofline  graphs  prefill16k_tok/s(chunk 1024)  recompute4k_ms  recompute/decode\n";
         for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0}) {
             const int max_n = 4096;
             synth_model m(b, t, max_n);
             const double att_us = bench_attention_decode_us(m);
             std::printf("  %s: attention alone, 1 query x 4096 keys, 12/2 heads: %.2f us per layer\n", ggml_type_info(t).name, att_us);
-            if (t == GGML_TYPE_BF16) {  // split-K shape: key tiles (32 keys) per block
+            if (t == GGML_TYPE_BF16) {  // split-K shape: 64-key chunks walked per decode block (default: one)
                 for (int tiles : {2, 4, 8, 16}) {
                     backend_cuda_set_attn_decode_tiles(tiles);
-                    std::printf("    with %d key tiles per block: %.2f us per layer\n", tiles, bench_attention_decode_us(m));
+                    std::printf("    with %d key chunks per block: %.2f us per layer\n", tiles, bench_attention_decode_us(m));
                 }
                 backend_cuda_set_attn_decode_tiles(1);
             }
             // per-token time and the device's free memory at stream positions 4k, 64k, 1M, 4M
             auto free_mib = [] { size_t fr = 0, tot = 0; cudaMemGetInfo(&fr, &tot); return (double)(fr >> 20); };
+            // decode without the rms_norm / kv_store fusions, for comparison in the same run
+            backend_cuda_set_fusion(b, false);
+            const decode_result d_unfused = bench_decode(m, 100, 4096);
+            backend_cuda_set_fusion(b, true);
             const decode_result d = bench_decode(m, 100, 4096);
+            std::printf("        decode without the norm/kv fusions: %.3f ms; with: %.3f ms\n", d_unfused.ms, d.ms);
             const double f4k = free_mib();
             const decode_result d64k = bench_decode(m, 30, 65536);
             const double f64k = free_mib();
@@ -429,6 +455,19 @@ int main() {
             const double f4m = free_mib();
             const double roof = bw / (double)m.weight_bytes;
             const double pf = bench_prefill(m, 16384, 1024);
+            // prefill of 4k..32k-token inputs in chunks of 4096 (the StreamingLLM window of 4092
+            // bounds the keys per query after the first chunk); the same 16k in precise mode
+            double pfs[4];
+            const int totals[4] = {4096, 8192, 16384, 32768};
+            for (int i = 0; i < 4; i++) {
+                bench_prefill(m, 4096, 4096);  // warm (first use of the shapes, cuBLAS heuristics)
+                pfs[i] = bench_prefill(m, totals[i], 4096);
+            }
+            backend_cuda_set_precise(b, true);
+            const double pf_precise = bench_prefill(m, 16384, 4096);
+            backend_cuda_set_precise(b, false);
+            std::printf("        prefill tok/s, chunks of 4096: 4k %.0f, 8k %.0f, 16k %.0f, 32k %.0f; 16k in chunks of 1024 %.0f; 16k precise %.0f (%s)\n",
+                        pfs[0], pfs[1], pfs[2], pfs[3], pf, pf_precise, backend_cuda_gemm_engine(b).c_str());
             // sliding-window recompute: every new token re-encodes the last W = 4096 tokens
             std::vector<double> rts;
             for (int r = 0; r < 3; r++) {
@@ -438,10 +477,14 @@ int main() {
             }
             const double rec = median(rts);
             char line[300];
-            std::snprintf(line, sizeof line, "  %-5s %10.2f %10.3f %6.0f %15.0f %9.1f%% %7zu %17.0f %15.1f %16.1fx\n",
+            std::snprintf(line, sizeof line, "  %-5s %10.2f %10.3f %6.0f %15.0f %9.1f%% %7zu %29.0f %15.1f %16.1fx\n",
                           ggml_type_info(t).name, m.weight_bytes / 1e9, d.ms, d.tok_s, roof, 100.0 * d.tok_s / roof,
                           d.graph_launches, pf, rec * 1e3, rec * 1e3 / d.ms);
             table += line;
+            char pl[300];
+            std::snprintf(pl, sizeof pl, "        prefill tok/s (chunks of 4096): 4k %.0f  8k %.0f  16k %.0f  32k %.0f; 16k precise %.0f\n", pfs[0], pfs[1],
+                          pfs[2], pfs[3], pf_precise);
+            table += pl;
             std::fputs(line, stdout);
             std::printf("        per-token decode at stream positions 4k / 64k / 1M / 4M: %.3f / %.3f / %.3f / %.3f ms; device free MiB %.0f / %.0f / %.0f / %.0f\n",
                         d.ms, d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m);
@@ -450,9 +493,10 @@ int main() {
             std::snprintf(j, sizeof j,
                           "{\"type\": \"%s\", \"weight_bytes\": %llu, \"decode_ms\": %.4f, \"decode_tok_s\": %.1f, "
                           "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, \"decode_ms_pos4m\": %.4f, \"device_free_mib_pos4k_64k_1m_4m\": [%.0f, %.0f, %.0f, %.0f], "
-                          "\"prefill_16k_chunk1024_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f}",
+                          "\"prefill_16k_chunk1024_tok_s\": %.0f, \"prefill_chunk4096_tok_s\": {\"4k\": %.0f, \"8k\": %.0f, \"16k\": %.0f, \"32k\": %.0f}, "
+                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"decode_ms_unfused\": %.4f}",
                           ggml_type_info(t).name, (unsigned long long)m.weight_bytes, d.ms, d.tok_s, roof, d.graph_launches,
-                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, rec * 1e3, att_us);
+                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, d_unfused.ms);
             jd += (jd.empty() ? "" : ", ") + std::string(j);
         }
         jadd("\"model_1p5b\": [" + jd + "]");

@@ -99,9 +99,6 @@ void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
     test_weight tw(t, K, M);
     auto x = test::random_floats((size_t)n * K);
     dbuf dx(x), dy((size_t)n * M);
-    dy.poison();
-    be().matmul(tw.w, dx.f(), n, dy.f());
-    auto got = dy.get();
     std::vector<float> ref((size_t)n * M);
     for (int64_t r = 0; r < M; r++) {
         auto wr = tw.row(r);
@@ -111,12 +108,103 @@ void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
             ref[(size_t)i * M + r] = (float)s;
         }
     }
-    const double e = test::rel_error(got.data(), ref.data(), ref.size());
-    // n <= 8 (and F32 weights) run in fp32; larger n on tensor cores with 16-bit operands
+    // n <= 8 (and F32 weights) run in fp32; larger n on tensor cores with 16-bit operands: by
+    // default the activations are rounded to 16 bits (~1e-3); in precise mode F16/BF16 products
+    // take them as two 16-bit parts and match fp32
     const bool tc = n > 8 && t != GGML_TYPE_F32 && K % 32 == 0;
-    const double tol = !tc ? 2e-5 : t == GGML_TYPE_BF16 || t == GGML_TYPE_F16 ? 2e-5 : 2e-3;
-    CHECK_MSG(all_finite(got) && e < tol, "matmul type %s K %lld M %lld n %d: rel error %g (tol %g)",
-              ggml_type_info(t).name, (long long)K, (long long)M, n, e, tol);
+    for (bool precise : {true, false}) {
+        backend_cuda_set_precise(be(), precise);
+        dy.poison();
+        be().matmul(tw.w, dx.f(), n, dy.f());
+        auto got = dy.get();
+        const double e = test::rel_error(got.data(), ref.data(), ref.size());
+        const bool float16 = t == GGML_TYPE_BF16 || t == GGML_TYPE_F16;
+        // quantized: f16 operands on our kernel, bf16 on cuBLAS (weights decoded to bf16: ~2e-3)
+        const double tol = !tc ? 2e-5 : float16 ? (precise ? 2e-5 : 5e-3) : 4e-3;
+        CHECK_MSG(all_finite(got) && e < tol, "matmul type %s K %lld M %lld n %d %s: rel error %g (tol %g)",
+                  ggml_type_info(t).name, (long long)K, (long long)M, n, precise ? "precise" : "default", e, tol);
+    }
+    backend_cuda_set_precise(be(), false);
+}
+
+// The decode fusions: rms_norm held back into the following matrix-vector launch(es) (q/k/v
+// sharing one input, gate/up with SwiGLU), bias and the K/V store in their epilogue. Every buffer
+// must end up as the separate ops would leave it: the normalized rows, q/k/v, the cache rows.
+void check_fused_decode(ggml_type t, int n) {
+    const int64_t d = 256, nkv = 64, n_slots = 12;
+    test_weight wq(t, d, d), wk(t, d, nkv), wv(t, d, nkv);
+    auto x = test::random_floats((size_t)n * d, -3, 3), g = test::random_floats(d, 0.5f, 1.5f);
+    auto bq = test::random_floats(d), bk = test::random_floats(nkv), bv = test::random_floats(nkv);
+    auto kc0 = test::random_floats((size_t)n_slots * nkv), vc0 = test::random_floats((size_t)n_slots * nkv);
+    std::vector<int32_t> slots(n);
+    for (int i = 0; i < n; i++) slots[i] = (int32_t)((7 + 5 * i) % n_slots);
+    dbuf dx(x), dg(g), dxn((size_t)n * d), dq((size_t)n * d), dk((size_t)n * nkv), dv((size_t)n * nkv);
+    dbuf dbq(bq), dbk(bk), dbv(bv), dkc(kc0), dvc(vc0);
+    dxn.poison();
+    be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
+    be().matmul(wq.w, dxn.f(), n, dq.f());
+    be().matmul(wk.w, dxn.f(), n, dk.f());
+    be().matmul(wv.w, dxn.f(), n, dv.f());
+    be().add_bias(dq.f(), dbq.f(), n, (int)d);
+    be().add_bias(dk.f(), dbk.f(), n, (int)nkv);
+    be().add_bias(dv.f(), dbv.f(), n, (int)nkv);
+    be().kv_store(dkc.f(), dvc.f(), dk.f(), dv.f(), slots.data(), n, (int)nkv);
+    // host reference
+    std::vector<double> xn((size_t)n * d);
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int64_t k = 0; k < d; k++) ss += (double)x[i * d + k] * x[i * d + k];
+        const double r = 1.0 / std::sqrt(ss / d + 1e-6);
+        for (int64_t k = 0; k < d; k++) xn[i * d + k] = x[i * d + k] * r * g[k];
+    }
+    auto product = [&](test_weight &tw, const std::vector<float> &b, int64_t M) {
+        std::vector<float> y((size_t)n * M);
+        for (int64_t r = 0; r < M; r++) {
+            auto wr = tw.row(r);
+            for (int i = 0; i < n; i++) {
+                double acc = b[r];
+                for (int64_t k = 0; k < d; k++) acc += (double)wr[k] * xn[i * d + k];
+                y[i * M + r] = (float)acc;
+            }
+        }
+        return y;
+    };
+    const auto rq = product(wq, bq, d), rk = product(wk, bk, nkv), rv = product(wv, bv, nkv);
+    std::vector<float> rkc = kc0, rvc = vc0, rxn(xn.begin(), xn.end());
+    for (int i = 0; i < n; i++)
+        for (int64_t c = 0; c < nkv; c++) {
+            rkc[slots[i] * nkv + c] = rk[i * nkv + c];
+            rvc[slots[i] * nkv + c] = rv[i * nkv + c];
+        }
+    const char *tn = ggml_type_info(t).name;
+    CHECK_MSG(test::rel_error(dxn.get().data(), rxn.data(), rxn.size()) < 1e-5, "fused rms_norm output, %s n %d", tn, n);
+    CHECK_MSG(test::rel_error(dq.get().data(), rq.data(), rq.size()) < 2e-5, "fused q, %s n %d", tn, n);
+    CHECK_MSG(test::rel_error(dk.get().data(), rk.data(), rk.size()) < 2e-5, "fused k, %s n %d", tn, n);
+    CHECK_MSG(test::rel_error(dv.get().data(), rv.data(), rv.size()) < 2e-5, "fused v, %s n %d", tn, n);
+    CHECK_MSG(test::rel_error(dkc.get().data(), rkc.data(), rkc.size()) < 2e-5, "fused k cache store, %s n %d", tn, n);
+    CHECK_MSG(test::rel_error(dvc.get().data(), rvc.data(), rvc.size()) < 2e-5, "fused v cache store, %s n %d", tn, n);
+
+    // gate/up: the norm again, SwiGLU into gate's buffer
+    const int64_t ff = 96;
+    test_weight wgt(t, d, ff), wup(t, d, ff);
+    dbuf dgate((size_t)n * ff), dup((size_t)n * ff);
+    dxn.poison();
+    be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
+    be().matmul(wgt.w, dxn.f(), n, dgate.f());
+    be().matmul(wup.w, dxn.f(), n, dup.f());
+    be().swiglu(dgate.f(), dup.f(), (size_t)n * ff, dgate.f());
+    const std::vector<float> zero(ff, 0.0f);
+    const auto rg = product(wgt, zero, ff), ru = product(wup, zero, ff);
+    std::vector<float> rs((size_t)n * ff);
+    for (size_t i = 0; i < rs.size(); i++) rs[i] = (float)((double)rg[i] / (1.0 + std::exp(-(double)rg[i])) * ru[i]);
+    CHECK_MSG(test::rel_error(dxn.get().data(), rxn.data(), rxn.size()) < 1e-5, "fused rms_norm output (ffn), %s n %d", tn, n);
+    CHECK_MSG(test::rel_error(dup.get().data(), ru.data(), ru.size()) < 2e-5, "fused up, %s n %d", tn, n);
+    CHECK_MSG(test::rel_error(dgate.get().data(), rs.data(), rs.size()) < 4e-5, "fused swiglu, %s n %d", tn, n);
+}
+
+TEST(cuda_fused_decode_ops) {
+    for (ggml_type t : ALL_TYPES)
+        for (int n : {1, 3, 8}) check_fused_decode(t, n);
 }
 
 TEST(cuda_matmul_all_types_small_n) {
@@ -129,21 +217,26 @@ TEST(cuda_matmul_all_types_small_n) {
 }
 
 TEST(cuda_matmul_all_types_prefill) {
-    for (ggml_type t : ALL_TYPES)
-        for (int n : {9, 64, 130}) check_matmul(t, 512, 200, n);
-    check_matmul(GGML_TYPE_Q8_0, 1536, 256, 300);
-    check_matmul(GGML_TYPE_BF16, 1536, 129, 257);
-    check_matmul(GGML_TYPE_F16, 40, 33, 20);  // K % 32 != 0: the fp32 path
+    // cuBLAS where it loads (BF16 and quantized weights), and our own tensor-core kernel
+    for (bool cublas : {true, false}) {
+        backend_cuda_set_cublas(be(), cublas);
+        for (ggml_type t : ALL_TYPES)
+            for (int n : {9, 64, 130}) check_matmul(t, 512, 200, n);
+        check_matmul(GGML_TYPE_Q8_0, 1536, 256, 300);
+        check_matmul(GGML_TYPE_BF16, 1536, 129, 257);
+        check_matmul(GGML_TYPE_F16, 40, 33, 20);  // K % 32 != 0: the fp32 path
+    }
+    backend_cuda_set_cublas(be(), true);
+    std::printf("  prefill products: %s\n", backend_cuda_gemm_engine(be()).c_str());
 }
 
 TEST(cuda_matmul_large_activations) {
-    // rows with values past f16's comfortable range are scaled before the f16 tensor-core path
+    // rows with values past f16's comfortable range are scaled before our f16 tensor-core path;
+    // cuBLAS takes bf16 (f32's range, 8-bit mantissa: ~2e-3)
     test_weight tw(GGML_TYPE_Q8_0, 256, 64);
     auto x = test::random_floats(16 * 256, -1.0f, 1.0f);
     for (int i = 0; i < 16; i++) x[(size_t)i * 256 + 7] = 60000.0f * (i % 2 ? 1 : -1);
     dbuf dx(x), dy(16 * 64);
-    be().matmul(tw.w, dx.f(), 16, dy.f());
-    auto got = dy.get();
     std::vector<float> ref(16 * 64);
     for (int r = 0; r < 64; r++) {
         auto wr = tw.row(r);
@@ -153,8 +246,14 @@ TEST(cuda_matmul_large_activations) {
             ref[(size_t)i * 64 + r] = (float)s;
         }
     }
-    const double e = test::rel_error(got.data(), ref.data(), ref.size());
-    CHECK_MSG(all_finite(got) && e < 2e-3, "rel error %g", e);
+    for (bool cublas : {false, true}) {
+        backend_cuda_set_cublas(be(), cublas);
+        be().matmul(tw.w, dx.f(), 16, dy.f());
+        auto got = dy.get();
+        const double e = test::rel_error(got.data(), ref.data(), ref.size());
+        CHECK_MSG(all_finite(got) && e < (cublas ? 4e-3 : 2e-3), "%s: rel error %g", cublas ? "cublas" : "own kernel", e);
+    }
+    backend_cuda_set_cublas(be(), true);
 }
 
 TEST(cuda_elementwise_ops) {
@@ -289,18 +388,29 @@ void check_attention(const attn_case &c) {
             sn[(size_t)p * half + i] = (float)std::sin(p * theta);
         }
     dbuf dq(q), dk(kc), dv(vc), dcs(cs), dsn(sn), dout((size_t)c.n_q * c.n_head * hd);
-    dout.poison();
     attn_args a;
     a.q = dq.f(); a.k_cache = dk.f(); a.v_cache = dv.f(); a.out = dout.f();
     a.keys = keys.data(); a.n_keys = n_keys; a.n_fixed = c.n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data();
     a.n_q = c.n_q; a.n_head = c.n_head; a.n_head_kv = c.n_head_kv; a.head_dim = hd; a.n_rot = c.n_rot; a.mode = c.mode;
     a.rope_cos = dcs.f(); a.rope_sin = dsn.f(); a.scale = 1.0f / std::sqrt((float)hd);
-    be().attention(a);
-    auto got = dout.get();
     auto ref = attention_reference(a, q, kc, vc, cs, sn);
-    const double e = test::rel_error(got.data(), ref.data(), ref.size());
-    CHECK_MSG(all_finite(got) && e < 1e-4, "attention n_q %d heads %d/%d hd %d rot %d mode %d fixed %d win %d: rel error %g",
-              c.n_q, c.n_head, c.n_head_kv, hd, c.n_rot, (int)c.mode, c.n_fixed, c.n_win, e);
+    // precise mode: every shape in fp32; by default many queries (prefill) may run on tensor
+    // cores with f16 operands (~1e-3)
+    // (the default mode twice: the second call, same shapes and buffers, may replay as a graph)
+    for (int run = 0; run < 3; run++) {
+        const bool precise = run == 0;
+        backend_cuda_set_precise(be(), precise);
+        dout.poison();
+        be().attention(a);
+        auto got = dout.get();
+        const double e = test::rel_error(got.data(), ref.data(), ref.size());
+        const double tol = precise || c.n_q < 16 ? 1e-4 : 5e-3;
+        CHECK_MSG(all_finite(got) && e < tol,
+                  "attention %s n_q %d heads %d/%d hd %d rot %d mode %d fixed %d win %d sliding %d max_window %d: rel error %g",
+                  precise ? "precise" : "default", c.n_q, c.n_head, c.n_head_kv, hd, c.n_rot, (int)c.mode, c.n_fixed, c.n_win,
+                  (int)c.sliding, c.max_window, e);
+    }
+    backend_cuda_set_precise(be(), false);
 }
 
 TEST(cuda_attention_decode) {
@@ -328,6 +438,36 @@ TEST(cuda_attention_prefill) {
 
 // A repeated op sequence runs as a CUDA graph from its second repetition; staged contents (the
 // ids) change between repetitions and the results must follow them.
+// Many-query attention as prefill chunks give it: by default on tensor cores (cuda/attention_mma.cu,
+// f16 operands: Q times the scale, the rotated K, V and the probabilities, ~5e-4 relative per
+// value, ~1e-3 on the output, hence 5e-3), and in precise mode on the fp32 kernels (1e-4).
+TEST(cuda_attention_prefill_tensor_cores) {
+    // {n_q, n_head, n_head_kv, head_dim, n_rot, mode, n_fixed (sinks), n_win, sliding (causal chunk), max_window}
+    check_attention({16, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 5000, false, 0});     // few rows, long keys: split-K
+    check_attention({16, 12, 2, 128, 128, ROPE_MODE_NEOX, 0, 5000, true, 4092});   // no sinks, sliding window
+    check_attention({64, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 3000, true, 0});      // causal chunk at the end of a long window
+    check_attention({300, 12, 2, 128, 128, ROPE_MODE_NEOX, 0, 300, true, 0});      // a fresh causal chunk
+    check_attention({1024, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 1024, true, 0});    // the usual prefill chunk
+    check_attention({1024, 6, 1, 128, 128, ROPE_MODE_NEOX, 4, 1500, true, 700});   // sliding window per query
+    check_attention({16, 8, 8, 64, 64, ROPE_MODE_NORM, 4, 2000, true, 0});
+    check_attention({64, 8, 8, 64, 64, ROPE_MODE_NORM, 0, 64, true, 0});
+    check_attention({300, 8, 8, 64, 64, ROPE_MODE_NORM, 4, 1200, true, 512});
+    check_attention({1024, 8, 8, 64, 64, ROPE_MODE_NORM, 0, 1024, true, 300});
+    check_attention({16, 16, 2, 64, 32, ROPE_MODE_NEOX, 4, 4000, false, 0});       // partial rotary
+    check_attention({64, 16, 2, 64, 32, ROPE_MODE_NEOX, 4, 5000, true, 4092});
+    check_attention({300, 16, 2, 64, 32, ROPE_MODE_NORM, 0, 900, true, 0});
+    check_attention({1024, 16, 2, 64, 32, ROPE_MODE_NEOX, 4, 1100, true, 256});
+    // head_dim 256 (32-key tiles); padded head dims (96 runs as 128, 48 as 64, 208 as 256); no
+    // rotation at all; a query that sees one window entry
+    check_attention({20, 6, 3, 256, 256, ROPE_MODE_NORM, 5, 150, true, 40});
+    check_attention({64, 8, 1, 256, 128, ROPE_MODE_NEOX, 4, 1000, true, 0});
+    check_attention({25, 4, 2, 208, 64, ROPE_MODE_NEOX, 2, 120, false, 0});
+    check_attention({100, 8, 2, 96, 96, ROPE_MODE_NEOX, 4, 700, true, 256});
+    check_attention({37, 6, 3, 48, 16, ROPE_MODE_NORM, 1, 300, false, 0});
+    check_attention({40, 4, 4, 64, 0, ROPE_MODE_NORM, 2, 500, true, 0});
+    check_attention({16, 4, 2, 64, 64, ROPE_MODE_NEOX, 2, 16, true, 1});
+}
+
 TEST(cuda_graph_replay_follows_staged_inputs) {
     test_weight emb(GGML_TYPE_Q8_0, 256, 100), wq(GGML_TYPE_BF16, 256, 256);
     std::vector<float> g(256, 1.0f);
@@ -476,14 +616,17 @@ struct mini_model {
 
 TEST(cuda_layer_sequence_matches_cpu_backend) {
     auto cpu = backend_cpu_create(2);
+    for (bool precise : {true, false})
     for (ggml_type t : {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
+        backend_cuda_set_precise(be(), precise);
         mini_model::host_weights().clear();
         mini_model::host_vecs().clear();
         mini_model mg(be(), t, 24), mc(*cpu, t, 24);
         const bool quant = t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
         // the CPU quantizes activations to 8 bits for quantized weights (measured on an H100 host: up to
         // 0.08 after 2 layers and 30 steps); a staging or graph bug moves the outputs by O(1)
-        const double tol = quant ? 0.12 : 2e-4;
+        // by default the 20-token chunk's products and attention round operands to 16 bits (~1e-3 each)
+        const double tol = quant ? 0.12 : precise ? 2e-4 : 2e-2;
         // a prompt chunk (n = 20: tensor cores for n > 8), then single-token steps (graphs after the second),
         // then a 3-token chunk; sinks 0..3, window ring in slots 4..
         int pos = 0;
@@ -499,8 +642,8 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
             auto g = mg.forward(tokens, slots, keys, n_fixed, lo, hi);
             auto c = mc.forward(tokens, slots, keys, n_fixed, lo, hi);
             const double e = test::rel_error(g.data(), c.data(), g.size());
-            CHECK_MSG(all_finite(g) && e < tol, "type %s, %d tokens at %d: CUDA vs CPU rel error %g (tol %g)",
-                      ggml_type_info(t).name, n, pos, e, tol);
+            CHECK_MSG(all_finite(g) && e < tol, "type %s %s, %d tokens at %d: CUDA vs CPU rel error %g (tol %g)",
+                      ggml_type_info(t).name, precise ? "precise" : "default", n, pos, e, tol);
             pos += n;
         };
         step(20);
@@ -509,6 +652,7 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
         step(1);
         step(1);
     }
+    backend_cuda_set_precise(be(), false);
 }
 
 #endif

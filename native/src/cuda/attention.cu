@@ -7,13 +7,19 @@
 // by n_fixed + win_hi[i] - 1 for them: same differences, and positions stay below n_keys. The
 // fixed keys use their true positions and the query's true position.
 //
-// A block takes a tile of queries x a chunk of the heads of one KV head (GQA) and a share of
-// the key tiles (split-K); it stages rotated K and V tiles in shared memory, keeps an online
-// softmax per row, and writes either the output or a partial (m, l, o) that a combine kernel
-// merges. Fixed-key tiles and window tiles are kept apart so each tile uses one query rotation.
+// Two kernels. Many rows (prefill chunks; attention_kernel): a block takes a tile of queries x a
+// chunk of the heads of one KV head (GQA) and a share of the key tiles (split-K); it stages
+// rotated K and V tiles in shared memory, keeps an online softmax per row, and writes either the
+// output or a partial (m, l, o) that a combine kernel merges. Fixed-key tiles and window tiles
+// are kept apart so each tile uses one query rotation. Decode (attention_decode_kernel, below):
+// one launch; every block's loads issued at once; the split-K merge done by the last block of
+// each group of blocks.
 #include "attention.cuh"
 #include "cuda_common.cuh"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <string>
 
 namespace endless {
@@ -56,25 +62,28 @@ __device__ __forceinline__ void at_rope_pair(const at_params &P, const float *sr
 
 // Vector path (head_dim and n_rot multiples of 8): a "quad" is 4 consecutive pairs p..p+3, read as
 // two float4 of the head vector at dims da and db (with the 4 cos/sin values when rotated).
-__device__ __forceinline__ void at_quad_dims(const at_params &P, int p, int &da, int &db, bool &rot) {
-    const int half = P.n_rot / 2;
+__device__ __forceinline__ void at_quad_dims(int n_rot, int mode, int p, int &da, int &db, bool &rot) {
+    const int half = n_rot / 2;
     rot = p < half;
     if (rot) {
-        if (P.mode == ROPE_MODE_NEOX) { da = p; db = p + half; }
+        if (mode == ROPE_MODE_NEOX) { da = p; db = p + half; }
         else { da = 2 * p; db = 2 * p + 4; }
     } else {
-        da = P.n_rot + 2 * (p - half);
+        da = n_rot + 2 * (p - half);
         db = da + 4;
     }
 }
+__device__ __forceinline__ void at_quad_dims(const at_params &P, int p, int &da, int &db, bool &rot) {
+    at_quad_dims(P.n_rot, P.mode, p, da, db, rot);
+}
 __device__ __forceinline__ float4 ldg4(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
 __device__ __forceinline__ void st4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }
-__device__ __forceinline__ void at_rot_quad(const at_params &P, bool rot, float4 a, float4 b, float4 c, float4 s, float mul,
+__device__ __forceinline__ void at_rot_quad(int mode, bool rot, float4 a, float4 b, float4 c, float4 s, float mul,
                                             float4 &oa, float4 &ob) {
     if (!rot) {
         oa = make_float4(a.x * mul, a.y * mul, a.z * mul, a.w * mul);
         ob = make_float4(b.x * mul, b.y * mul, b.z * mul, b.w * mul);
-    } else if (P.mode == ROPE_MODE_NEOX) {  // a: first halves of pairs p..p+3, b: second halves
+    } else if (mode == ROPE_MODE_NEOX) {  // a: first halves of pairs p..p+3, b: second halves
         oa = make_float4((a.x * c.x - b.x * s.x) * mul, (a.y * c.y - b.y * s.y) * mul, (a.z * c.z - b.z * s.z) * mul, (a.w * c.w - b.w * s.w) * mul);
         ob = make_float4((a.x * s.x + b.x * c.x) * mul, (a.y * s.y + b.y * c.y) * mul, (a.z * s.z + b.z * c.z) * mul, (a.w * s.w + b.w * c.w) * mul);
     } else {  // a: pairs p, p+1 interleaved; b: pairs p+2, p+3
@@ -167,7 +176,7 @@ __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
                 for (int u = 0; u < VB; u++) {
                     if (rr[u] < 0) continue;
                     float4 oa, ob;
-                    at_rot_quad(P, rot[u], a[u], b[u], c[u], sn[u], P.scale, oa, ob);
+                    at_rot_quad(P.mode, rot[u], a[u], b[u], c[u], sn[u], P.scale, oa, ob);
                     st4(sQ + rr[u] * hs + da[u], oa);
                     st4(sQ + rr[u] * hs + db[u], ob);
                 }
@@ -238,7 +247,7 @@ __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
                 for (int u = 0; u < VB; u++) {
                     if (kr[u] < 0) continue;
                     float4 oa, ob;
-                    at_rot_quad(P, rot[u], a[u], b[u], c[u], sn[u], 1.0f, oa, ob);
+                    at_rot_quad(P.mode, rot[u], a[u], b[u], c[u], sn[u], 1.0f, oa, ob);
                     st4(sK + kr[u] * hs + da[u], oa);
                     st4(sK + kr[u] * hs + db[u], ob);
                     st4(sV + kr[u] * hs + da[u], va[u]);
@@ -476,12 +485,517 @@ __global__ void __launch_bounds__(CB_THREADS) attention_combine_kernel(const flo
     }
 }
 
+// ---- decode: one launch --------------------------------------------------------------------
+//
+// Few rows (n_q * heads-per-KV-head <= 16). A block takes the rows (query x head) of one KV
+// head and `chunks` chunks of KB consecutive key-list entries, at fixed places in the list (so
+// the entries a block reads do not depend on n_keys, and its first loads need nothing loaded
+// before them). The chain of dependent global round trips per block is:
+//   wave 1: meta, windows, the block's key slots, the raw query rows (cp.async)
+//   wave 2: K and V rows of the visible keys, the RoPE rows of the chunk (cp.async, all at once)
+//   compute in shared memory, then the merge below.
+// RoPE: a key at list entry t = t0 + k (t0: the chunk's first entry) scores against a query at
+// position P as q^T R((t - P) theta) k = (R((P - t0) theta) q)^T (R(k theta) k): keys are rotated
+// by table rows 0..KB-1 (the same rows for every block: they stay in L2), the query by row P - t0
+// (P: the window or the fixed-key position of attn_args' RoPE trick, both < n_keys).
+// Split-K merge in the same launch: each block writes a record (o, m, l) per row; blocks are
+// grouped by DC_FAN consecutive splits, and the last block of a group to arrive (one atomic
+// counter per group, __threadfence before it) merges the group's records into a record one level
+// up, until one record is left, which becomes the output. The merging block sets its counter back
+// to zero, so counters are zero again after every launch (next layer, next graph replay).
+constexpr int DC_THREADS = 256;
+constexpr int DC_WARPS = DC_THREADS / 32;
+constexpr int DC_RMAX = 8;          // rows per block; == DC_WARPS: warp r owns row r (softmax, sums, merge)
+constexpr int DC_SP = DC_RMAX + 4;  // floats per key in sS (the RMAX rows' scores, 16-byte aligned)
+constexpr int DC_FAN = 8;           // records merged per merge step
+constexpr int DC_MAX_CHUNKS = 16;   // chunks per block (their key slots are staged in shared memory)
+static_assert(DC_RMAX == DC_WARPS, "warp r owns row r");
+
+struct dc_params {
+    const float *q, *k_cache, *v_cache;
+    float *out;
+    const int32_t *keys, *win_lo, *win_hi, *meta;
+    const float *rope_cos, *rope_sin;
+    float *rec;          // merge records: [group][record][DC_RMAX][rs]: o[hd], m, l
+    uint32_t *counters;  // [group][cnt_per_group]; null: level-0 records only, merged by a second kernel
+    int n_q, n_head, n_head_kv, head_dim, n_rot, mode;
+    int hs, ts, rs;      // floats per shared head row, per shared table row, per record row
+    int heads_per_block, queries_per_block, n_hchunk, n_split, chunks, keys_bucket;
+    int rec_per_group, cnt_per_group;
+    float scale;
+};
+
+// Shared-memory layout in floats (host and device agree through this one function).
+struct dc_layout {
+    int k, v, tc, tsn, qraw, q, qt, s, a, ints;
+    size_t bytes;
+};
+__host__ __device__ inline dc_layout dc_layout_of(int kb, int hs, int ts, int chunks) {
+    dc_layout L;
+    L.k = 0;                            // [KB][hs] keys as stored (not rotated)
+    L.v = L.k + kb * hs;                // [KB][hs] values
+    L.tc = L.v + kb * hs;               // [KB][ts] cos rows 0..KB-1
+    L.tsn = L.tc + kb * ts;             // [KB][ts] sin rows 0..KB-1
+    L.qraw = L.tsn + kb * ts;           // [RMAX][hs] queries as given
+    L.q = L.qraw + DC_RMAX * hs;        // [2][RMAX][hs] rotated for the chunk, scaled: 0 fixed keys, 1 window keys
+    L.qt = L.q + 2 * DC_RMAX * hs;      // [RMAX queries][2 versions][cos, sin][ts] the queries' table rows
+    L.s = L.qt + DC_RMAX * 4 * ts;      // [KB][DC_SP] scores, then probabilities
+    L.a = L.s + kb * DC_SP;             // [RMAX] rescale factor of the chunk
+    L.ints = L.a + DC_RMAX;             // int lo[RMAX], hi[RMAX], flag[4], slot[chunks * KB]
+    L.bytes = sizeof(float) * (size_t)L.ints + sizeof(int) * (2 * DC_RMAX + 4 + (size_t)chunks * kb);
+    return L;
+}
+
+// Asynchronous global -> shared copy of W floats (W = 4: 16 bytes, both addresses 16-byte aligned;
+// W = 1: 4 bytes). valid = false writes zeros and reads nothing.
+template <int W>
+__device__ __forceinline__ void dc_cp_async(float *dst, const float *src, bool valid) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    const unsigned long long g = (unsigned long long)__cvta_generic_to_global(src);
+    const int n = valid ? 4 * W : 0;
+    if (W == 4) asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(g), "r"(n) : "memory");
+    else asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(g), "r"(n) : "memory");
+}
+__device__ __forceinline__ void dc_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void dc_cp_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+__device__ __forceinline__ float4 ld4s(const float *p) { return *reinterpret_cast<const float4 *>(p); }
+
+// Pair p of a head vector: its two dims, and whether it is rotated (p < n_rot / 2).
+__device__ __forceinline__ bool dc_pair_dims(int n_rot, int mode, int p, int &d0, int &d1) {
+    const int half = n_rot / 2;
+    if (p < half) {
+        if (mode == ROPE_MODE_NEOX) { d0 = p; d1 = p + half; }
+        else { d0 = 2 * p; d1 = 2 * p + 1; }
+        return true;
+    }
+    d0 = n_rot + 2 * (p - half);
+    d1 = d0 + 1;
+    return false;
+}
+
+// The dims a lane holds in the P.V sums and the merge: j-th of DJ. VEC: float4 groups 4 lane +
+// 128 (j / 4); else lane + 32 j. Either way every dim < 32 DJ has exactly one (lane, j).
+template <int DJ, bool VEC>
+__device__ __forceinline__ int dc_dim(int lane, int j) {
+    return VEC ? 4 * lane + 128 * (j / 4) + (j % 4) : lane + 32 * j;
+}
+
+// Loads DJ dims of a lane from p (row of hd floats; cg: from L2, the rows were written by other
+// blocks of this launch); dims past hd read as 0.
+template <int DJ, bool VEC, bool CG>
+__device__ __forceinline__ void dc_load_dims(const float *p, int hd, int lane, float (&x)[DJ]) {
+    if (VEC) {
+#pragma unroll
+        for (int j = 0; j < DJ; j += 4) {
+            const int d = dc_dim<DJ, VEC>(lane, j);
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (d < hd) v = CG ? __ldcg(reinterpret_cast<const float4 *>(p + d)) : ld4s(p + d);
+            x[j] = v.x; x[j + 1] = v.y; x[j + 2] = v.z; x[j + 3] = v.w;
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < DJ; j++) {
+            const int d = dc_dim<DJ, VEC>(lane, j);
+            x[j] = d < hd ? (CG ? __ldcg(p + d) : p[d]) : 0.0f;
+        }
+    }
+}
+template <int DJ, bool VEC, bool CG>
+__device__ __forceinline__ void dc_store_dims(float *p, int hd, int lane, const float (&x)[DJ], float mul) {
+    if (VEC) {
+#pragma unroll
+        for (int j = 0; j < DJ; j += 4) {
+            const int d = dc_dim<DJ, VEC>(lane, j);
+            if (d >= hd) continue;
+            const float4 v = make_float4(x[j] * mul, x[j + 1] * mul, x[j + 2] * mul, x[j + 3] * mul);
+            if (CG) __stcg(reinterpret_cast<float4 *>(p + d), v);
+            else *reinterpret_cast<float4 *>(p + d) = v;
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < DJ; j++) {
+            const int d = dc_dim<DJ, VEC>(lane, j);
+            if (d >= hd) continue;
+            if (CG) __stcg(p + d, x[j] * mul);
+            else p[d] = x[j] * mul;
+        }
+    }
+}
+
+// Merges `count` records (rec0, rec0 + stride, ...) of one row into (o, m, l): DC_FAN records'
+// loads in flight at once, online rescaling between batches. A record with m = -inf (no visible
+// key) adds nothing, whatever its o holds.
+template <int DJ, bool VEC>
+__device__ __forceinline__ void dc_merge(const float *rec0, size_t stride, int count, int hd, int lane, float (&o)[DJ],
+                                         float &m, float &l) {
+    m = -INFINITY;
+    l = 0.0f;
+#pragma unroll
+    for (int j = 0; j < DJ; j++) o[j] = 0.0f;
+    for (int b = 0; b < count; b += DC_FAN) {
+        float ms[DC_FAN], ls[DC_FAN], x[DC_FAN][DJ];
+#pragma unroll
+        for (int s = 0; s < DC_FAN; s++) {
+            const bool ok = b + s < count;
+            const float *rc = rec0 + (size_t)(ok ? b + s : 0) * stride;
+            ms[s] = ok ? __ldcg(rc + hd) : -INFINITY;
+            ls[s] = ok ? __ldcg(rc + hd + 1) : 0.0f;
+            if (ok) dc_load_dims<DJ, VEC, true>(rc, hd, lane, x[s]);
+            else {
+#pragma unroll
+                for (int j = 0; j < DJ; j++) x[s][j] = 0.0f;
+            }
+        }
+        float mb = m;
+#pragma unroll
+        for (int s = 0; s < DC_FAN; s++) mb = fmaxf(mb, ms[s]);
+        const float a0 = m == -INFINITY ? 0.0f : __expf(m - mb);
+        l *= a0;
+#pragma unroll
+        for (int j = 0; j < DJ; j++) o[j] *= a0;
+#pragma unroll
+        for (int s = 0; s < DC_FAN; s++) {
+            const float w = ms[s] == -INFINITY ? 0.0f : __expf(ms[s] - mb);
+            l = fmaf(w, ls[s], l);
+#pragma unroll
+            for (int j = 0; j < DJ; j++) o[j] = w == 0.0f ? o[j] : fmaf(w, x[s][j], o[j]);
+        }
+        m = mb;
+    }
+}
+
+// Rows of a block: row r = query i_first + r / HG, head h_first + r % HG.
+struct dc_rows {
+    int kvh, HG, h_first, n_h, i_first, n_i, gid;
+    __device__ dc_rows(const dc_params &P) {
+        const int G = P.n_head / P.n_head_kv;
+        kvh = blockIdx.y / P.n_hchunk;
+        const int hc = blockIdx.y % P.n_hchunk;
+        HG = P.heads_per_block;
+        h_first = kvh * G + hc * HG;
+        n_h = min(HG, G - hc * HG);
+        i_first = blockIdx.z * P.queries_per_block;
+        n_i = min(P.queries_per_block, P.n_q - i_first);
+        gid = blockIdx.z * gridDim.y + blockIdx.y;
+    }
+    __device__ bool valid(int r) const { return r / HG < n_i && r % HG < n_h; }
+    __device__ size_t out_off(const dc_params &P, int r) const {
+        return ((size_t)(i_first + r / HG) * P.n_head + h_first + r % HG) * P.head_dim;
+    }
+};
+
+template <int KB, int DJ, bool VEC>
+__global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_params P) {
+    extern __shared__ __align__(16) float smem[];
+    constexpr int W = VEC ? 4 : 1;       // floats per asynchronous copy
+    constexpr int TPK = DC_THREADS / KB;  // threads per key (copies, scores)
+    constexpr int KPW = 32 / TPK;         // keys per warp in the scores
+    static_assert(TPK * KB == DC_THREADS && KPW * TPK == 32 && KB % 32 == 0 && KB % DC_WARPS == 0, "decode tile shape");
+    const dc_layout L = dc_layout_of(KB, P.hs, P.ts, P.chunks);
+    float *sK = smem + L.k, *sV = smem + L.v, *sTc = smem + L.tc, *sTs = smem + L.tsn;
+    float *sQraw = smem + L.qraw, *sQ = smem + L.q, *sQT = smem + L.qt, *sS = smem + L.s, *sA = smem + L.a;
+    int *sLo = reinterpret_cast<int *>(smem + L.ints), *sHi = sLo + DC_RMAX, *sFlag = sHi + DC_RMAX, *sSlot = sFlag + 4;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int hd = P.head_dim, hs = P.hs, ts = P.ts, n_rot = P.n_rot, half = P.n_rot / 2, mode = P.mode;
+    const dc_rows R(P);
+    const int HG = R.HG;
+    const int row_floats = P.n_head_kv * hd;
+    const size_t kv_off = (size_t)R.kvh * hd;
+    const int t_block = blockIdx.x * P.chunks * KB;  // the block's first key-list entry
+
+    // ---- wave 1: nothing here depends on another load
+    const int n_fixed = __ldg(P.meta), n_keys = __ldg(P.meta + 1);
+    if (tid < R.n_i) {
+        sLo[tid] = __ldg(P.win_lo + R.i_first + tid);
+        sHi[tid] = __ldg(P.win_hi + R.i_first + tid);
+    }
+    // slots of every entry the block may read (the staged list has keys_bucket entries; past n_keys unused)
+    for (int e = tid; e < P.chunks * KB; e += DC_THREADS) {
+        const int t = t_block + e;
+        sSlot[e] = t < P.keys_bucket ? __ldg(P.keys + t) : 0;
+    }
+    {
+        const int per_row = hd / W;
+        for (int idx = tid; idx < DC_RMAX * per_row; idx += DC_THREADS) {
+            const int r = idx / per_row, d = (idx % per_row) * W;
+            const bool ok = R.valid(r);
+            dc_cp_async<W>(sQraw + r * hs + d, ok ? P.q + R.out_off(P, r) + d : P.q, ok);
+        }
+        dc_cp_commit();
+    }
+    __syncthreads();
+
+    int jlo = 1 << 30, jhi = 0;  // window entries any row of the block sees (superset of each row's)
+    for (int a = 0; a < R.n_i; a++) { jlo = min(jlo, sLo[a]); jhi = max(jhi, sHi[a]); }
+    const int wlo = n_fixed + jlo, whi = n_fixed + jhi;  // as key-list entries
+
+    float acc[DC_RMAX][DJ];  // P.V sums of this warp's keys, lane's dims
+#pragma unroll
+    for (int r = 0; r < DC_RMAX; r++)
+#pragma unroll
+        for (int j = 0; j < DJ; j++) acc[r][j] = 0.0f;
+    float m_run = -INFINITY, l_run = 0.0f;  // row `warp`'s running max and sum (every lane holds them)
+    bool tables_loaded = false;
+
+    for (int c = 0; c < P.chunks; c++) {
+        const int t0 = t_block + c * KB;
+        const bool any_fixed = t0 < n_fixed;
+        const bool any_win = max(t0, wlo) < min(t0 + KB, whi);
+        if (!any_fixed && !any_win) continue;  // block-uniform
+
+        // ---- wave 2: K, V of the keys any row sees (zeros for the others); RoPE rows
+        {
+            const int kk = tid / TPK, sub = tid % TPK;
+            const int t = t0 + kk;
+            const bool vis = t < n_fixed || (t >= wlo && t < whi);
+            const size_t off = vis ? (size_t)sSlot[c * KB + kk] * row_floats + kv_off : 0;
+            for (int d = sub * W; d < hd; d += TPK * W) {
+                dc_cp_async<W>(sK + kk * hs + d, P.k_cache + off + d, vis);
+                dc_cp_async<W>(sV + kk * hs + d, P.v_cache + off + d, vis);
+            }
+            if (!tables_loaded) {  // key rows 0..KB-1: the same for every chunk; rows past n_keys may not exist
+                const bool tv = kk < n_keys;
+                for (int p = sub * W; p < half; p += TPK * W) {
+                    dc_cp_async<W>(sTc + kk * ts + p, P.rope_cos + (tv ? (size_t)kk * half + p : 0), tv);
+                    dc_cp_async<W>(sTs + kk * ts + p, P.rope_sin + (tv ? (size_t)kk * half + p : 0), tv);
+                }
+            }
+            // the queries' rows: position - t0, for the fixed keys and for the window keys
+            const int per = half / W;
+            for (int idx = tid; idx < R.n_i * 2 * per; idx += DC_THREADS) {
+                const int a = idx / (2 * per), v = (idx / per) % 2, p = (idx % per) * W;
+                const int pos = v == 0 ? n_fixed + sHi[a] - sLo[a] - 1 : n_fixed + sHi[a] - 1;
+                const int row = min(max(pos - t0, 0), n_keys - 1);  // out of range only when no key of the chunk is seen
+                float *dst = sQT + (a * 2 + v) * 2 * ts + p;
+                dc_cp_async<W>(dst, P.rope_cos + (size_t)row * half + p, true);
+                dc_cp_async<W>(dst + ts, P.rope_sin + (size_t)row * half + p, true);
+            }
+            dc_cp_commit();
+            dc_cp_wait_all();
+        }
+        tables_loaded = true;
+        __syncthreads();
+
+        // ---- queries rotated by (position - t0), scaled; version 0 for fixed keys, 1 for window keys
+        {
+            const int n_units = VEC ? hd / 8 : hd / 2;  // quads of pairs, or pairs
+            for (int idx = tid; idx < 2 * DC_RMAX * n_units; idx += DC_THREADS) {
+                const int v = idx / (DC_RMAX * n_units), r = (idx / n_units) % DC_RMAX, u = idx % n_units;
+                if (v == 0 ? !any_fixed : !any_win) continue;
+                const bool ok = R.valid(r);
+                const float *qr = sQraw + r * hs;
+                float *qd = sQ + (v * DC_RMAX + r) * hs;
+                const float *tc = sQT + ((ok ? r / HG : 0) * 2 + v) * 2 * ts, *tsn = tc + ts;
+                if (VEC) {
+                    int da, db;
+                    bool rot;
+                    at_quad_dims(n_rot, mode, 4 * u, da, db, rot);
+                    float4 oa = make_float4(0.0f, 0.0f, 0.0f, 0.0f), ob = oa;
+                    if (ok) {
+                        const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                        at_rot_quad(mode, rot, ld4s(qr + da), ld4s(qr + db), rot ? ld4s(tc + 4 * u) : zero,
+                                    rot ? ld4s(tsn + 4 * u) : zero, P.scale, oa, ob);
+                    }
+                    st4(qd + da, oa);
+                    st4(qd + db, ob);
+                } else {
+                    int d0, d1;
+                    const bool rot = dc_pair_dims(n_rot, mode, u, d0, d1);
+                    float x0 = 0.0f, x1 = 0.0f;
+                    if (ok) {
+                        x0 = qr[d0];
+                        x1 = qr[d1];
+                        if (rot) {
+                            const float cs = tc[u], sn = tsn[u];
+                            const float y0 = x0 * cs - x1 * sn, y1 = x0 * sn + x1 * cs;
+                            x0 = y0;
+                            x1 = y1;
+                        }
+                    }
+                    qd[d0] = x0 * P.scale;
+                    qd[d1] = x1 * P.scale;
+                }
+            }
+        }
+        __syncthreads();
+
+        // ---- scores: TPK lanes per key split its dims (RoPE of K on the fly), every row; then summed
+        {
+            const int part = lane / KPW, kk = warp * KPW + lane % KPW;
+            const int t = t0 + kk;
+            const bool fixed = t < n_fixed;
+            const float *qv = sQ + (fixed ? 0 : DC_RMAX) * hs;
+            const float *kr = sK + kk * hs, *cr = sTc + kk * ts, *sr = sTs + kk * ts;
+            float s[DC_RMAX];
+#pragma unroll
+            for (int r = 0; r < DC_RMAX; r++) s[r] = 0.0f;
+            if (VEC) {
+                for (int u = part; u < hd / 8; u += TPK) {
+                    int da, db;
+                    bool rot;
+                    at_quad_dims(n_rot, mode, 4 * u, da, db, rot);
+                    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    float4 ka, kb;
+                    at_rot_quad(mode, rot, ld4s(kr + da), ld4s(kr + db), rot ? ld4s(cr + 4 * u) : zero, rot ? ld4s(sr + 4 * u) : zero,
+                                1.0f, ka, kb);
+#pragma unroll
+                    for (int r = 0; r < DC_RMAX; r++) {
+                        const float4 qa = ld4s(qv + r * hs + da), qb = ld4s(qv + r * hs + db);
+                        float x = s[r];
+                        x = fmaf(qa.x, ka.x, fmaf(qa.y, ka.y, fmaf(qa.z, ka.z, fmaf(qa.w, ka.w, x))));
+                        x = fmaf(qb.x, kb.x, fmaf(qb.y, kb.y, fmaf(qb.z, kb.z, fmaf(qb.w, kb.w, x))));
+                        s[r] = x;
+                    }
+                }
+            } else {
+                for (int p = part; p < hd / 2; p += TPK) {
+                    int d0, d1;
+                    const bool rot = dc_pair_dims(n_rot, mode, p, d0, d1);
+                    float k0 = kr[d0], k1 = kr[d1];
+                    if (rot) {
+                        const float cs = cr[p], sn = sr[p];
+                        const float y0 = k0 * cs - k1 * sn, y1 = k0 * sn + k1 * cs;
+                        k0 = y0;
+                        k1 = y1;
+                    }
+#pragma unroll
+                    for (int r = 0; r < DC_RMAX; r++) s[r] = fmaf(qv[r * hs + d0], k0, fmaf(qv[r * hs + d1], k1, s[r]));
+                }
+            }
+#pragma unroll
+            for (int o = KPW; o < 32; o <<= 1)
+#pragma unroll
+                for (int r = 0; r < DC_RMAX; r++) s[r] += __shfl_xor_sync(0xffffffffu, s[r], o);
+#pragma unroll
+            for (int r = 0; r < DC_RMAX; r++) {
+                if (r % TPK != part) continue;
+                const int a = r / HG;
+                bool vis = R.valid(r);
+                if (vis && !fixed) vis = t >= n_fixed + sLo[a] && t < n_fixed + sHi[a];
+                sS[kk * DC_SP + r] = vis ? s[r] : -INFINITY;
+            }
+        }
+        __syncthreads();
+
+        // ---- online softmax: warp r takes row r
+        {
+            const int r = warp;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int kk = lane; kk < KB; kk += 32) mx = fmaxf(mx, sS[kk * DC_SP + r]);
+            mx = warp_max(mx);
+            const float m_new = fmaxf(m_run, mx);
+            float sum = 0.0f;
+#pragma unroll
+            for (int kk = lane; kk < KB; kk += 32) {
+                const float p = m_new == -INFINITY ? 0.0f : __expf(sS[kk * DC_SP + r] - m_new);
+                sS[kk * DC_SP + r] = p;
+                sum += p;
+            }
+            sum = warp_sum(sum);
+            const float alpha = m_new == -INFINITY ? 1.0f : __expf(m_run - m_new);
+            l_run = l_run * alpha + sum;
+            m_run = m_new;
+            if (lane == 0) sA[r] = alpha;
+        }
+        __syncthreads();
+
+        // ---- P.V: warp w takes keys w, w + 8, ...; lane its dims; every row
+        {
+#pragma unroll
+            for (int r = 0; r < DC_RMAX; r++) {
+                const float alpha = sA[r];
+#pragma unroll
+                for (int j = 0; j < DJ; j++) acc[r][j] *= alpha;
+            }
+#pragma unroll 2
+            for (int u = 0; u < KB / DC_WARPS; u++) {
+                const int kk = warp + DC_WARPS * u;
+                const float4 p0 = ld4s(sS + kk * DC_SP), p1 = ld4s(sS + kk * DC_SP + 4);
+                const float pr[DC_RMAX] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+                float v[DJ];
+                dc_load_dims<DJ, VEC, false>(sV + kk * hs, hd, lane, v);
+#pragma unroll
+                for (int r = 0; r < DC_RMAX; r++)
+#pragma unroll
+                    for (int j = 0; j < DJ; j++) acc[r][j] = fmaf(pr[r], v[j], acc[r][j]);
+            }
+        }
+        __syncthreads();
+    }
+    dc_cp_wait_all();  // (the query rows are still in flight when every chunk was skipped)
+
+    // ---- the rows' sums over the warps (red aliases sK, sV: 2 KB hs >= DC_WARPS * DC_RMAX * hd)
+    float *red = smem;
+#pragma unroll
+    for (int r = 0; r < DC_RMAX; r++) dc_store_dims<DJ, VEC, false>(red + (warp * DC_RMAX + r) * hd, hd, lane, acc[r], 1.0f);
+    __syncthreads();
+    const int r = warp;
+    float o[DJ];
+    dc_load_dims<DJ, VEC, false>(red + r * hd, hd, lane, o);
+#pragma unroll
+    for (int w = 1; w < DC_WARPS; w++) {
+        float x[DJ];
+        dc_load_dims<DJ, VEC, false>(red + (w * DC_RMAX + r) * hd, hd, lane, x);
+#pragma unroll
+        for (int j = 0; j < DJ; j++) o[j] += x[j];
+    }
+    float m = m_run, l = l_run;
+    const bool row_ok = R.valid(r);
+
+    // ---- merge: level by level, the last block of each group of DC_FAN merges it
+    int n_level = P.n_split, idx = blockIdx.x, rec_off = 0, cnt_off = 0;
+    while (n_level > 1) {
+        const size_t group_rec = (size_t)R.gid * P.rec_per_group;
+        if (row_ok) {
+            float *rec = P.rec + ((group_rec + rec_off + idx) * DC_RMAX + r) * P.rs;
+            dc_store_dims<DJ, VEC, true>(rec, hd, lane, o, 1.0f);
+            if (lane == 0) { __stcg(rec + hd, m); __stcg(rec + hd + 1, l); }
+        }
+        if (!P.counters) return;  // attention_decode_merge_kernel merges the level-0 records
+        const int grp = idx / DC_FAN, first = grp * DC_FAN, cnt = min(DC_FAN, n_level - first);
+        const int n_next = (n_level + DC_FAN - 1) / DC_FAN;
+        __threadfence();  // this thread's record writes are visible device-wide before the count says so
+        __syncthreads();
+        if (tid == 0) {
+            uint32_t *ctr = P.counters + (size_t)R.gid * P.cnt_per_group + cnt_off + grp;
+            const uint32_t prev = atomicAdd(ctr, 1u);
+            const bool last = prev == (uint32_t)(cnt - 1);
+            if (last) atomicExch(ctr, 0u);  // every block of the group has counted: zero for the next launch
+            sFlag[0] = last ? 1 : 0;
+        }
+        __syncthreads();
+        if (!sFlag[0]) return;
+        __threadfence();  // acquire: the group's records (read through L2 with __ldcg, never a stale L1 line)
+        if (row_ok) dc_merge<DJ, VEC>(P.rec + ((group_rec + rec_off + first) * DC_RMAX + r) * P.rs, (size_t)DC_RMAX * P.rs, cnt,
+                                      hd, lane, o, m, l);
+        rec_off += n_level;
+        cnt_off += n_next;
+        n_level = n_next;
+        idx = grp;
+    }
+    if (row_ok) dc_store_dims<DJ, VEC, false>(P.out + R.out_off(P, r), hd, lane, o, l > 0.0f ? 1.0f / l : 0.0f);
+}
+
+// Without counters: one block per group merges the n_split level-0 records of its rows.
+template <int DJ, bool VEC>
+__global__ void __launch_bounds__(DC_THREADS) attention_decode_merge_kernel(dc_params P) {
+    const dc_rows R(P);
+    const int lane = threadIdx.x & 31, r = threadIdx.x >> 5;
+    if (!R.valid(r)) return;
+    float o[DJ], m, l;
+    dc_merge<DJ, VEC>(P.rec + ((size_t)R.gid * P.rec_per_group * DC_RMAX + r) * P.rs, (size_t)DC_RMAX * P.rs, P.n_split,
+                      P.head_dim, lane, o, m, l);
+    dc_store_dims<DJ, VEC, false>(P.out + R.out_off(P, r), P.head_dim, lane, o, l > 0.0f ? 1.0f / l : 0.0f);
+}
+
 struct at_variant {
     int rmax, kt, dj;
 };
-// 3: decode with head_dim <= 128. DJ = 4 instead of 8 halves the accumulator registers (157 per
-// thread for variant 0 on sm_90: 3 blocks per SM) and the predicated-off half of the P.V loop.
-constexpr at_variant AT_VARIANTS[4] = {{8, 32, 8}, {64, 32, 4}, {32, 32, 8}, {8, 32, 4}};
+// attention_kernel's shapes by plan variant: 1, 2 many rows; 5 the split-K decode fallback for
+// devices whose shared memory is too small for attention_decode_kernel (0, 3, 4: no entry here).
+constexpr at_variant AT_VARIANTS[6] = {{0, 0, 0}, {64, 32, 4}, {32, 32, 8}, {0, 0, 0}, {0, 0, 0}, {8, 32, 8}};
 
 size_t at_smem_bytes(int v, int hs) {
     const at_variant &a = AT_VARIANTS[v];
@@ -489,29 +1003,72 @@ size_t at_smem_bytes(int v, int hs) {
            sizeof(int) * (2 * a.rmax + 2);
 }
 
+// Raises a kernel's dynamic shared-memory limit as far as needed, or fails with a clear error.
+template <typename K>
+void at_configure(K kernel, size_t smem, size_t &configured, int head_dim) {
+    if (smem <= configured) return;
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        fail(ENDLESS_ERR_UNSUPPORTED, "cuda attention: head_dim " + std::to_string(head_dim) + " needs " +
+             std::to_string(smem) + " bytes of shared memory per block, more than this device allows");
+    }
+    configured = smem;
+}
+
 template <int RMAX, int KT, int DJ, bool VEC>
 void at_launch(const at_params &P, const cuda_attn_plan &plan, cudaStream_t stream) {
-    static size_t configured = 0;  // the dynamic shared-memory limit, raised as far as needed
-    if (plan.smem > configured) {
-        const cudaError_t err = cudaFuncSetAttribute(attention_kernel<RMAX, KT, DJ, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)plan.smem);
-        if (err != cudaSuccess) {
-            cudaGetLastError();
-            fail(ENDLESS_ERR_UNSUPPORTED, "cuda attention: head_dim " + std::to_string(P.head_dim) + " needs " +
-                 std::to_string(plan.smem) + " bytes of shared memory per block, more than this device allows");
-        }
-        configured = plan.smem;
-    }
+    static size_t configured = 0;
+    at_configure(attention_kernel<RMAX, KT, DJ, VEC>, plan.smem, configured, P.head_dim);
     const dim3 grid(plan.n_split, P.n_head_kv * plan.n_hchunk, plan.n_qtiles);
     attention_kernel<RMAX, KT, DJ, VEC><<<grid, AT_THREADS, plan.smem, stream>>>(P);
 }
 
-int g_decode_tiles = 1;  // key tiles per split-K block for decode (benchmark knob)
+template <int KB, int DJ, bool VEC>
+void dc_launch(const dc_params &P, const cuda_attn_plan &plan, cudaStream_t stream) {
+    static size_t configured = 0;
+    at_configure(attention_decode_kernel<KB, DJ, VEC>, plan.smem, configured, P.head_dim);
+    const dim3 grid(plan.n_split, P.n_head_kv * plan.n_hchunk, plan.n_qtiles);
+    attention_decode_kernel<KB, DJ, VEC><<<grid, DC_THREADS, plan.smem, stream>>>(P);
+    CUDA_CHECK_LAUNCH("attention (decode)");
+    if (plan.n_split > 1 && !P.counters) {
+        attention_decode_merge_kernel<DJ, VEC><<<dim3(1, grid.y, grid.z), DC_THREADS, 0, stream>>>(P);
+        CUDA_CHECK_LAUNCH("attention (decode merge)");
+    }
+}
+
+int g_decode_chunks = 0;  // key chunks per decode block (benchmark knob; 0: automatic)
+
+// The current device's opt-in shared memory per block, cached per device. ENDLESS_CUDA_ATTN_SMEM
+// (bytes) lowers it, so the paths of cards with less shared memory (sm_86/89: 99 KiB) can be
+// tested on any card.
+size_t at_device_smem_limit() {
+    static std::atomic<int> cache[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+        cudaGetLastError();
+        return 48 << 10;
+    }
+    int v = cache[dev].load(std::memory_order_relaxed);
+    if (v == 0) {
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess || v <= 0) {
+            cudaGetLastError();
+            v = 48 << 10;
+        }
+        if (const char *e = std::getenv("ENDLESS_CUDA_ATTN_SMEM")) {
+            const long lim = std::strtol(e, nullptr, 10);
+            if (lim > 0 && lim < v) v = (int)lim;
+        }
+        cache[dev].store(v, std::memory_order_relaxed);
+    }
+    return (size_t)v;
+}
 
 }  // namespace
 
-void cuda_attention_set_decode_tiles(int tiles) { g_decode_tiles = tiles < 1 ? 1 : tiles; }
+void cuda_attention_set_decode_tiles(int tiles) { g_decode_chunks = tiles <= 1 ? 0 : std::min(tiles, DC_MAX_CHUNKS); }
 
-cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm) {
+cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm, size_t smem_limit) {
     if (a.n_head <= 0 || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0)
         fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: n_head " + std::to_string(a.n_head) +
              " is not a positive multiple of n_head_kv " + std::to_string(a.n_head_kv));
@@ -521,12 +1078,63 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     if (a.n_rot < 0 || a.n_rot % 2 != 0 || a.n_rot > a.head_dim)
         fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: n_rot " + std::to_string(a.n_rot) +
              " must be even and at most head_dim " + std::to_string(a.head_dim));
+    if (keys_bucket < a.n_keys)
+        fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: keys_bucket " + std::to_string(keys_bucket) + " is below n_keys " +
+             std::to_string(a.n_keys));
     const int G = a.n_head / a.n_head_kv;
+    // shared rows: a multiple of 4 floats whose quarter is odd when head_dim % 8 == 0, so the 8
+    // lanes of a 16-byte shared load that read 8 different keys hit 8 different bank groups
     const int hs = (a.head_dim + 3) / 4 * 4 + 4;
     cuda_attn_plan p;
+    p.keys_bucket = keys_bucket;
     const bool few_rows = (int64_t)a.n_q * G <= 16;
-    if (few_rows) p.variant = a.head_dim <= 128 ? 3 : 0;
-    else p.variant = a.head_dim <= 128 ? 1 : 2;
+    if (smem_limit == 0) smem_limit = at_device_smem_limit();
+    const int ts = (a.n_rot / 2 + 3) / 4 * 4 + 4;
+    // decode: 64-key chunks (head_dim <= 128), else 32-key chunks, as far as shared memory allows;
+    // else (consumer cards, head_dim > 128) the split-K kernel with a separate combine
+    int dc_variant = -1;
+    if (few_rows) {
+        for (int v : {0, 4, 3}) {
+            const int kb = v == 0 ? 64 : 32;
+            if ((v != 3 && a.head_dim > 128) || dc_layout_of(kb, hs, ts, 1).bytes > smem_limit) continue;
+            dc_variant = v;
+            break;
+        }
+    }
+    if (dc_variant >= 0) {
+        p.variant = dc_variant;
+        p.kb = p.variant == 0 ? 64 : 32;
+        p.heads_per_block = G < DC_RMAX ? G : DC_RMAX;
+        p.queries_per_block = DC_RMAX / p.heads_per_block;
+        p.n_hchunk = (G + p.heads_per_block - 1) / p.heads_per_block;
+        p.n_qtiles = (a.n_q + p.queries_per_block - 1) / p.queries_per_block;
+        const int64_t groups = (int64_t)p.n_qtiles * a.n_head_kv * p.n_hchunk;
+        const int64_t n_chunks = (keys_bucket + p.kb - 1) / p.kb;
+        // one chunk per block while the blocks fit two waves of the device's multiprocessors
+        // (one 256-thread block per multiprocessor by shared memory); more chunks per block beyond
+        int64_t cpb = g_decode_chunks;
+        if (cpb <= 0) {
+            cpb = 1;
+            while (cpb < DC_MAX_CHUNKS && groups * ((n_chunks + cpb - 1) / cpb) > 2 * (int64_t)n_sm) cpb++;
+        }
+        while (cpb > 1 && dc_layout_of(p.kb, hs, ts, (int)cpb).bytes > smem_limit) cpb--;  // the slots of its chunks
+        p.chunks = (int)cpb;
+        p.n_split = (int)((n_chunks + cpb - 1) / cpb);
+        int rec = 0, cnt = 0;
+        for (int n = p.n_split; n > 1;) {
+            rec += n;
+            n = (n + DC_FAN - 1) / DC_FAN;
+            cnt += n;
+        }
+        p.rec_per_group = rec;
+        p.cnt_per_group = cnt;
+        const int rs = (a.head_dim + 2 + 3) / 4 * 4;
+        p.smem = dc_layout_of(p.kb, hs, ts, p.chunks).bytes;
+        p.scratch_bytes = (size_t)groups * rec * DC_RMAX * rs * sizeof(float);
+        p.counter_bytes = (size_t)groups * cnt * sizeof(uint32_t);
+        return p;
+    }
+    p.variant = few_rows ? 5 : a.head_dim <= 128 ? 1 : 2;
     const int rmax = AT_VARIANTS[p.variant].rmax, kt = AT_VARIANTS[p.variant].kt;
     p.heads_per_block = G < rmax ? G : rmax;
     p.queries_per_block = rmax / p.heads_per_block;
@@ -534,11 +1142,11 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     p.n_qtiles = (a.n_q + p.queries_per_block - 1) / p.queries_per_block;
     const int64_t base = (int64_t)p.n_qtiles * a.n_head_kv * p.n_hchunk;
     const int64_t tiles_max = keys_bucket / kt + 1;
-    // decode: as many blocks as it takes to keep every multiprocessor loading (down to one key
-    // tile per block); many queries: fewer, longer splits
+    // decode fallback: as many blocks as it takes to keep every multiprocessor loading (down to
+    // one key tile per block); many queries: fewer, longer splits
     const int64_t target = (few_rows ? 4 : 2) * (int64_t)n_sm;
     int64_t n_split = (target + base - 1) / base;
-    const int64_t cap = few_rows ? (tiles_max + g_decode_tiles - 1) / g_decode_tiles : (tiles_max / 2 > 1 ? tiles_max / 2 : 1);
+    const int64_t cap = few_rows ? tiles_max : (tiles_max / 2 > 1 ? tiles_max / 2 : 1);
     if (n_split > cap) n_split = cap;
     if (n_split > AT_MAX_SPLIT) n_split = AT_MAX_SPLIT;
     if (n_split < 1) n_split = 1;
@@ -549,7 +1157,41 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
 }
 
 void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_t *keys, const int32_t *win_lo,
-                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream) {
+                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream, uint32_t *counters) {
+    // float4 path: whole quads of pairs, 16-byte aligned rows and tables
+    auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
+    const bool vec = a.head_dim % 8 == 0 && a.n_rot % 8 == 0 && a16(a.q) && a16(a.k_cache) && a16(a.v_cache) &&
+                     (a.n_rot == 0 || (a16(a.rope_cos) && a16(a.rope_sin)));
+    if (plan.variant == 0 || plan.variant == 3 || plan.variant == 4) {
+        dc_params P{};
+        P.q = a.q; P.k_cache = a.k_cache; P.v_cache = a.v_cache; P.out = a.out;
+        P.keys = keys; P.win_lo = win_lo; P.win_hi = win_hi; P.meta = meta;
+        P.rope_cos = a.rope_cos; P.rope_sin = a.rope_sin;
+        P.rec = (float *)scratch;
+        P.counters = counters;
+        P.n_q = a.n_q; P.n_head = a.n_head; P.n_head_kv = a.n_head_kv; P.head_dim = a.head_dim;
+        P.n_rot = a.n_rot; P.mode = (int)a.mode;
+        P.hs = (a.head_dim + 3) / 4 * 4 + 4;
+        P.ts = (a.n_rot / 2 + 3) / 4 * 4 + 4;
+        P.rs = (a.head_dim + 2 + 3) / 4 * 4;
+        P.heads_per_block = plan.heads_per_block; P.queries_per_block = plan.queries_per_block;
+        P.n_hchunk = plan.n_hchunk; P.n_split = plan.n_split; P.chunks = plan.chunks; P.keys_bucket = plan.keys_bucket;
+        P.rec_per_group = plan.rec_per_group; P.cnt_per_group = plan.cnt_per_group;
+        P.scale = a.scale;
+        if (plan.n_split > 1 && !scratch)
+            fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: the decode plan needs " + std::to_string(plan.scratch_bytes) +
+                 " bytes of scratch");
+        const bool dvec = vec && a16(a.out);  // the decode kernel also writes its output as float4
+        switch ((plan.variant == 0 ? 0 : plan.variant == 4 ? 2 : 4) + (dvec ? 1 : 0)) {
+        case 0: dc_launch<64, 4, false>(P, plan, stream); break;
+        case 1: dc_launch<64, 4, true>(P, plan, stream); break;
+        case 2: dc_launch<32, 4, false>(P, plan, stream); break;
+        case 3: dc_launch<32, 4, true>(P, plan, stream); break;
+        case 4: dc_launch<32, 8, false>(P, plan, stream); break;
+        default: dc_launch<32, 8, true>(P, plan, stream); break;
+        }
+        return;
+    }
     at_params P{};
     P.q = a.q; P.k_cache = a.k_cache; P.v_cache = a.v_cache; P.out = a.out;
     P.keys = keys; P.win_lo = win_lo; P.win_hi = win_hi; P.meta = meta;
@@ -562,19 +1204,13 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
         P.part_o = (float *)scratch;
         P.part_ml = P.part_o + (size_t)a.n_q * a.n_head * plan.n_split * a.head_dim;
     }
-    // float4 path: whole quads of pairs, 16-byte aligned rows and tables
-    auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
-    const bool vec = a.head_dim % 8 == 0 && a.n_rot % 8 == 0 && a16(a.q) && a16(a.k_cache) && a16(a.v_cache) &&
-                     (a.n_rot == 0 || (a16(a.rope_cos) && a16(a.rope_sin)));
     switch (plan.variant * 2 + (vec ? 1 : 0)) {
-    case 0: at_launch<8, 32, 8, false>(P, plan, stream); break;
-    case 1: at_launch<8, 32, 8, true>(P, plan, stream); break;
     case 2: at_launch<64, 32, 4, false>(P, plan, stream); break;
     case 3: at_launch<64, 32, 4, true>(P, plan, stream); break;
     case 4: at_launch<32, 32, 8, false>(P, plan, stream); break;
     case 5: at_launch<32, 32, 8, true>(P, plan, stream); break;
-    case 6: at_launch<8, 32, 4, false>(P, plan, stream); break;
-    default: at_launch<8, 32, 4, true>(P, plan, stream); break;
+    case 10: at_launch<8, 32, 8, false>(P, plan, stream); break;
+    default: at_launch<8, 32, 8, true>(P, plan, stream); break;
     }
     CUDA_CHECK_LAUNCH("attention");
     if (plan.n_split > 1) {

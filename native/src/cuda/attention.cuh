@@ -2,6 +2,7 @@
 // keys fused in, GQA, online softmax and split-K over the key list (flash-decoding).
 #pragma once
 #include <cuda_runtime.h>
+#include <cstdint>
 #include "backend.h"
 
 namespace endless {
@@ -10,22 +11,44 @@ namespace endless {
 // are device copies of the host arrays; meta = {n_fixed, n_keys}. The launch shape depends only
 // on keys_bucket (n_keys rounded up), so a captured graph stays valid while n_keys grows.
 struct cuda_attn_plan {
-    int variant = 0;        // few rows (decode): 3 for head_dim <= 128, else 0; many rows: 1 for head_dim <= 128, else 2
+    // decode (queries x heads per KV head <= 16), one launch with the split-K merge in it:
+    //   0: head_dim <= 128, 64-key chunks; 4: head_dim <= 128, 32-key chunks (less shared memory);
+    //   3: head_dim <= 256, 32-key chunks;
+    //   5: decode where shared memory is too small for those (sm_86/89 with head_dim > 128):
+    //      the split-K kernel + a combine launch;
+    // 1, 2: many rows, head_dim <= 128 / 256 (+ a combine launch)
+    int variant = 0;
     int heads_per_block = 1;
     int queries_per_block = 1;
     int n_hchunk = 1;
     int n_qtiles = 1;
     int n_split = 1;
     size_t smem = 0;
-    size_t scratch_bytes = 0;  // split-K partials
+    size_t scratch_bytes = 0;  // split-K partials (decode: merge records)
+    // decode only
+    int keys_bucket = 0;
+    int kb = 0;                // keys per chunk
+    int chunks = 1;            // chunks per block
+    int rec_per_group = 0, cnt_per_group = 0;
+    size_t counter_bytes = 0;  // merge counters: see cuda_attention
 };
 
-// Benchmark knob: key tiles per split-K block in decode (default 1: as many blocks as tiles).
+// Benchmark knob: 64-key (head_dim <= 128) or 32-key chunks walked by each decode block; 0 or 1:
+// automatic (one chunk per block while the blocks fit two waves of the multiprocessors).
 void cuda_attention_set_decode_tiles(int tiles);
 
 // Fails with a clear error for shapes the kernels do not take (head_dim > 256, odd, ...).
-cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm);
+// smem_limit: the device's opt-in shared memory per block (0: asked of the current device).
+cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm, size_t smem_limit = 0);
+
+// keys: device array of plan.keys_bucket entries (the decode kernel reads entries up to there
+// whatever n_keys is; those past n_keys are not used). scratch: plan.scratch_bytes.
+// counters: plan.counter_bytes of device memory that is ZERO when the launch starts, private to
+// this launch while it runs (not shared with a launch that may run at the same time, e.g. on
+// another stream); the kernel leaves it zero again. Null: the decode kernel's split-K records are
+// merged by a second launch instead (same results, one launch more).
 void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_t *keys, const int32_t *win_lo,
-                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream);
+                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream,
+                    uint32_t *counters = nullptr);
 
 }  // namespace endless

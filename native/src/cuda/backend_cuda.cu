@@ -18,6 +18,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,9 @@
 #include "backend_cuda.h"
 #include "cuda_common.cuh"
 #include "attention.cuh"
+#include "attention_mma.cuh"
 #include "elementwise.cuh"
+#include "gemm_cublas.cuh"
 #include "get_rows.cuh"
 #include "kv_store.cuh"
 #include "matmul_mma.cuh"
@@ -41,6 +44,7 @@ constexpr size_t STAGE_UPLOAD_MAX = 256 << 10;  // uploads up to this size are s
 constexpr int KEYS_BUCKET = 1024;
 constexpr size_t GRAPH_MIN_OPS = 8;
 constexpr size_t GRAPH_CACHE = 8;
+constexpr int ATTN_MMA_MIN_QUERIES = 16;  // fewer queries per call: the fp32 kernels (decode, short chunks)
 
 enum op_code : uint64_t {
     OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION,
@@ -85,6 +89,8 @@ public:
         CUDA_CHECK(cudaEventCreateWithFlags(&stage_done_, cudaEventDisableTiming));
         const char *g = std::getenv("ENDLESS_CUDA_GRAPHS");
         graphs_enabled_ = !(g && std::strcmp(g, "0") == 0);
+        const char *pr = std::getenv("ENDLESS_CUDA_PRECISE");
+        precise_ = pr && std::strcmp(pr, "1") == 0;
         stage_grow(1 << 20);
     }
 
@@ -92,6 +98,7 @@ public:
         cudaSetDevice(device_);
         try { flush(); } catch (...) {}
         cudaStreamSynchronize(stream_);
+        gemm_.reset();
         for (auto &e : graphs_) cudaGraphExecDestroy(e.exec);
         if (stage_host_) cudaFreeHost(stage_host_);
         if (stage_dev_) cudaFree(stage_dev_);
@@ -212,14 +219,37 @@ public:
             grp->set.n_members = 1;
             grp->set.w[0] = w;
             grp->set.y[0] = y;
+            const size_t x_bytes = (size_t)n * w.ne0 * 4;
+            if (norm_ && norm_->y == x && norm_->n == n && norm_->dim == w.ne0 && !ranges_overlap(y, y_bytes, norm_->x, x_bytes) &&
+                !ranges_overlap(y, y_bytes, x, x_bytes)) {
+                // x is the output of the rms_norm just before: normalize inside this launch
+                grp->set.norm_x = norm_->x;
+                grp->set.norm_g = norm_->g;
+                grp->set.norm_eps = norm_->eps;
+                norm_.reset();
+            }
             push([this, grp] { cuda_matvec_set_run(grp->set, grp->x, grp->n, stream_); });
             open_mm_ = grp;
             return;
         }
+        if (gemm_usable(w, x)) {
+            const bool precise = precise_ && w.type == GGML_TYPE_BF16;
+            void *ws = scratch(cuda_gemm::scratch_bytes(w, n, precise));
+            sig({OP_MATMUL, 3, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), ptr_bits(ws), precise});
+            cuda_gemm *gm = gemm_.get();
+            // the previous op converted this same x into the same scratch: use it as it is
+            const gemm_input key{x, n, w.ne0, precise, ws};
+            const bool ready = last_gemm_input_ && *last_gemm_input_ == key;
+            push([=] { gm->matmul(wc, x, n, y, ws, precise, ready); });
+            // after push, which forgets it; an output written over its own input ends the reuse
+            if (!ranges_overlap(y, (size_t)n * w.ne1 * 4, x, (size_t)n * w.ne0 * 4)) last_gemm_input_ = key;
+            return;
+        }
         if (n > CUDA_MATVEC_MAX_N && cuda_mma_supported(w)) {
-            void *ws = scratch(cuda_mma_scratch_bytes(w, n));
-            sig({OP_MATMUL, 1, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), ptr_bits(ws)});
-            push([=] { cuda_matmul_mma(wc, x, n, y, ws, stream_); });
+            const bool precise = precise_;
+            void *ws = scratch(cuda_mma_scratch_bytes(w, n, precise));
+            sig({OP_MATMUL, 1, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), ptr_bits(ws), precise});
+            push([=] { cuda_matmul_mma(wc, x, n, y, ws, precise, stream_); });
             return;
         }
         sig({OP_MATMUL, 0, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y)});
@@ -236,6 +266,12 @@ public:
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
         if (n == 0) return;
         sig({OP_RMS_NORM, ptr_bits(x), ptr_bits(g), (uint64_t)n, (uint64_t)dim, f32_bits(eps), ptr_bits(y)});
+        if (fuse_ && n <= CUDA_MATVEC_MAX_N && !ranges_overlap(x, (size_t)n * dim * 4, y, (size_t)n * dim * 4)) {
+            // held back: a matrix-vector product of y that follows normalizes inside its own launch
+            close_open();
+            norm_ = pending_norm{x, g, n, dim, eps, y};
+            return;
+        }
         push([=] { cuda_rms_norm(x, g, n, dim, eps, y, stream_); });
     }
     void add_bias(float *y, const float *b, int n, int dim) override {
@@ -283,6 +319,25 @@ public:
         const size_t off = stage(slots, (size_t)n * 4, (size_t)n * 4);
         const int32_t *dslots = (const int32_t *)(stage_dev_ + off);
         sig({OP_KV_STORE, ptr_bits(k_cache), ptr_bits(v_cache), ptr_bits(k), ptr_bits(v), (uint64_t)n, (uint64_t)row, off});
+        if (mm_group *g = open_mm_.get(); fuse_ && g && g->n == n && !g->set.swiglu_out && !g->set.kv_slots) {
+            // k and v are outputs of the open launch: its epilogue stores them into the cache too
+            int ik = -1, iv = -1;
+            for (int i = 0; i < g->set.n_members; i++) {
+                if (g->set.w[i].ne1 != row || g->set.acc[i]) continue;
+                if (g->set.y[i] == k) ik = i;
+                if (g->set.y[i] == v) iv = i;
+            }
+            int32_t max_slot = 0;
+            for (int i = 0; i < n; i++) max_slot = std::max(max_slot, slots[i]);
+            const size_t cache_bytes = ((size_t)max_slot + 1) * row * 4;
+            if (ik >= 0 && iv >= 0 && ik != iv && !ranges_overlap(k_cache, cache_bytes, v_cache, cache_bytes) &&
+                !overlaps_group(*g, k_cache, cache_bytes) && !overlaps_group(*g, v_cache, cache_bytes)) {
+                g->set.kv_dst[ik] = k_cache;
+                g->set.kv_dst[iv] = v_cache;
+                g->set.kv_slots = dslots;
+                return;
+            }
+        }
         push([=] { cuda_kv_store(k_cache, v_cache, k, v, dslots, n, row, stream_); });
     }
 
@@ -308,15 +363,28 @@ public:
         for (int i = 0; i < a.n_keys; i++)
             if (a.keys[i] < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: negative cache slot " + std::to_string(a.keys[i]));
         const int bucket = (a.n_keys + KEYS_BUCKET - 1) / KEYS_BUCKET * KEYS_BUCKET;
-        const cuda_attn_plan plan = cuda_attention_plan(a, bucket, n_sm_);
+        // many queries (prefill) on tensor cores unless precise; few (decode) in fp32
+        const bool tc = !precise_ && a.n_q >= ATTN_MMA_MIN_QUERIES && cuda_attention_mma_supported(a);
+        cuda_attn_plan plan;
+        cuda_attn_mma_plan tc_plan;
+        if (tc) {
+            tc_plan = cuda_attention_mma_plan(a, bucket, n_sm_);
+            plan.scratch_bytes = tc_plan.scratch_bytes;
+            plan.n_split = tc_plan.n_split;
+        } else {
+            plan = cuda_attention_plan(a, bucket, n_sm_);
+        }
         // staged: meta {n_fixed, n_keys}, keys (bucket-sized, so offsets stay put while n_keys grows), windows
         const size_t keys_bytes = (size_t)bucket * 4, win_bytes = (size_t)a.n_q * 4;
-        const size_t need = 16 + keys_bytes + 2 * win_bytes + 64;
+        // meta is followed by the decode kernel's merge counters, staged as zeros: the staging copy
+        // zeroes them for every batch and graph replay (and the kernel leaves them zero)
+        const size_t meta_bytes = 16 + (plan.counter_bytes + 15) / 16 * 16;
+        const size_t need = meta_bytes + keys_bytes + 2 * win_bytes + 64;
         // scratch first: growing it flushes the queue, which would drop this op's staged bytes
         void *ws = plan.scratch_bytes ? scratch(plan.scratch_bytes) : nullptr;
         stage_reserve(need);
         const int32_t meta[4] = {a.n_fixed, a.n_keys, 0, 0};
-        const size_t off_meta = stage(meta, 16, 16);
+        const size_t off_meta = stage(meta, 16, meta_bytes);
         const size_t off_keys = stage(a.keys, (size_t)a.n_keys * 4, keys_bytes);
         const size_t off_lo = stage(a.win_lo, win_bytes, win_bytes);
         const size_t off_hi = stage(a.win_hi, win_bytes, win_bytes);
@@ -325,16 +393,43 @@ public:
         sig({OP_ATTENTION, ptr_bits(a.q), ptr_bits(a.k_cache), ptr_bits(a.v_cache), ptr_bits(a.out), (uint64_t)bucket,
              (uint64_t)a.n_q, (uint64_t)a.n_head, (uint64_t)a.n_head_kv, (uint64_t)a.head_dim, (uint64_t)a.n_rot,
              (uint64_t)a.mode, ptr_bits(a.rope_cos), ptr_bits(a.rope_sin), f32_bits(a.scale), off_meta, off_keys, off_lo,
-             off_hi, ptr_bits(ws), (uint64_t)plan.n_split});
+             off_hi, ptr_bits(ws), (uint64_t)plan.n_split, (uint64_t)tc});
         const uint8_t *d = stage_dev_;
+        if (tc) {
+            push([=] {
+                cuda_attention_mma(ac, tc_plan, (const int32_t *)(d + off_keys), (const int32_t *)(d + off_lo),
+                                   (const int32_t *)(d + off_hi), (const int32_t *)(d + off_meta), ws, stream_);
+            });
+            return;
+        }
+        uint32_t *counters = plan.counter_bytes ? (uint32_t *)(stage_dev_ + off_meta + 16) : nullptr;
         push([=] {
             cuda_attention(ac, plan, (const int32_t *)(d + off_keys), (const int32_t *)(d + off_lo),
-                           (const int32_t *)(d + off_hi), (const int32_t *)(d + off_meta), ws, stream_);
+                           (const int32_t *)(d + off_hi), (const int32_t *)(d + off_meta), ws, stream_, counters);
         });
     }
 
     // Statistics for tests and benchmarks.
     size_t graph_launches() const { return graph_launches_; }
+    void set_precise(bool on) {
+        flush();
+        precise_ = on;
+    }
+    void set_fusion(bool on) {
+        flush();
+        fuse_ = on;
+    }
+    void set_cublas(bool on) {
+        flush();
+        use_cublas_ = on;
+    }
+    // What the prefill products run on: "cublas", or "own kernels (<why>)".
+    std::string gemm_engine() {
+        if (gemm_) return "cublas";
+        std::string why;
+        if (!cuda_cublas_available(&why)) return "own kernels (" + why + ")";
+        return gemm_failed_.empty() ? "cublas (not started yet)" : "own kernels (" + gemm_failed_ + ")";
+    }
     size_t graph_captures() const { return graph_captures_; }
 
 private:
@@ -353,9 +448,44 @@ private:
         const float *x = nullptr;
         int n = 0;
     };
-    void push(std::function<void()> fn) {
+    // An rms_norm held back for the matrix-vector launch that may follow (see rms_norm).
+    struct pending_norm {
+        const float *x, *g;
+        int n, dim;
+        float eps;
+        float *y;
+    };
+    // Ends any fusion in progress: a held-back rms_norm becomes its own launch; no launch stays open.
+    void close_open() {
         open_mm_.reset();
+        if (norm_) {
+            const pending_norm p = *norm_;
+            norm_.reset();
+            queue_.push_back([=] { cuda_rms_norm(p.x, p.g, p.n, p.dim, p.eps, p.y, stream_); });
+        }
+    }
+    void push(std::function<void()> fn) {
+        close_open();
+        last_gemm_input_.reset();
         queue_.push_back(std::move(fn));
+    }
+    // Whether a prefill product of w on x goes to cuBLAS (starting it on first use).
+    bool gemm_usable(const weight &w, const float *x) {
+        if (!use_cublas_ || !cuda_gemm::takes(w) || ((uintptr_t)x % 16) != 0 || !gemm_failed_.empty()) return false;
+        if (!gemm_) {
+            std::string why;
+            if (!cuda_cublas_available(&why)) {
+                gemm_failed_ = why;
+                return false;
+            }
+            try {
+                gemm_ = std::make_unique<cuda_gemm>(stream_);
+            } catch (const error &e) {
+                gemm_failed_ = e.what();
+                return false;
+            }
+        }
+        return true;
     }
     static bool ranges_overlap(const void *a, size_t an, const void *b, size_t bn) {
         const uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
@@ -365,6 +495,9 @@ private:
     // write there would race with the launch (the separate ops would have been ordered).
     bool overlaps_group(const mm_group &g, const void *p, size_t bytes) const {
         if (ranges_overlap(p, bytes, g.x, (size_t)g.n * g.set.w[0].ne0 * 4)) return true;
+        if (g.set.norm_x && (ranges_overlap(p, bytes, g.set.norm_x, (size_t)g.n * g.set.w[0].ne0 * 4) ||
+                             ranges_overlap(p, bytes, g.set.norm_g, (size_t)g.set.w[0].ne0 * 4)))
+            return true;
         for (int i = 0; i < g.set.n_members; i++) {
             const size_t yb = (size_t)g.n * g.set.w[i].ne1 * 4;
             if (ranges_overlap(p, bytes, g.set.y[i], yb)) return true;
@@ -413,6 +546,7 @@ private:
     void *scratch(size_t bytes) {
         if (bytes <= scratch_cap_) return scratch_;
         flush();
+        last_gemm_input_.reset();
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         if (scratch_) CUDA_CHECK(cudaFree(scratch_));
         scratch_ = nullptr;
@@ -434,6 +568,8 @@ private:
     }
 
     void flush() {
+        close_open();
+        last_gemm_input_.reset();  // a later batch (or a graph of it) must not rely on this one
         if (queue_.empty()) {
             stage_used_ = 0;
             open_mm_.reset();
@@ -508,6 +644,24 @@ private:
     size_t scratch_cap_ = 0;
     std::vector<std::function<void()>> queue_;
     std::shared_ptr<mm_group> open_mm_;
+    std::optional<pending_norm> norm_;
+    // The input the last queued op (a cuBLAS product) converted into the scratch.
+    struct gemm_input {
+        const float *x;
+        int n;
+        int64_t k;
+        bool precise;
+        void *scratch;
+        bool operator==(const gemm_input &o) const {
+            return x == o.x && n == o.n && k == o.k && precise == o.precise && scratch == o.scratch;
+        }
+    };
+    std::optional<gemm_input> last_gemm_input_;
+    bool precise_ = false;
+    bool use_cublas_ = true;
+    bool fuse_ = true;  // rms_norm and kv_store into the matrix-vector launches
+    std::unique_ptr<cuda_gemm> gemm_;
+    std::string gemm_failed_;
     std::vector<uint64_t> sig_, last_sig_;
     std::vector<graph_entry> graphs_;
     bool graphs_enabled_ = true;
@@ -536,6 +690,23 @@ std::unique_ptr<backend> backend_cuda_create(int device_index) {
 }
 
 void backend_cuda_set_mma_min_blocks(int blocks) { cuda_mma_set_min_blocks(blocks); }
+
+void backend_cuda_set_precise(backend &b, bool on) {
+    if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->set_precise(on);
+}
+
+void backend_cuda_set_fusion(backend &b, bool on) {
+    if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->set_fusion(on);
+}
+
+void backend_cuda_set_cublas(backend &b, bool on) {
+    if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->set_cublas(on);
+}
+
+std::string backend_cuda_gemm_engine(backend &b) {
+    auto *c = dynamic_cast<cuda_backend *>(&b);
+    return c ? c->gemm_engine() : "not a CUDA backend";
+}
 void backend_cuda_set_attn_decode_tiles(int tiles) { cuda_attention_set_decode_tiles(tiles); }
 
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures) {

@@ -1,6 +1,7 @@
 // Extras of the CUDA backend for tests and benchmarks (the engine needs only backend.h).
 #pragma once
 #include <cstddef>
+#include <string>
 #include "backend.h"
 
 namespace endless {
@@ -8,6 +9,16 @@ namespace endless {
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures);
 // Benchmark tuning: the prefill matrix kernel compiled for 1 or 2 blocks per multiprocessor.
 void backend_cuda_set_mma_min_blocks(int blocks);
+// Precise mode (also ENDLESS_CUDA_PRECISE=1): prefill products of F16/BF16 weights with the
+// activations in two 16-bit parts (~1e-6 instead of ~1e-3) and every attention in fp32; the
+// default rounds prefill operands to 16 bits for tensor cores, as transformers and llama.cpp do.
+void backend_cuda_set_precise(backend &b, bool on);
+// Benchmark knob: decode fusions of rms_norm and kv_store into the matrix-vector launches (default on).
+void backend_cuda_set_fusion(backend &b, bool on);
+// Benchmark knob: prefill products on cuBLAS where it loads (default) or on our own kernel.
+void backend_cuda_set_cublas(backend &b, bool on);
+// What runs the prefill products: "cublas" or "own kernels (<why>)".
+std::string backend_cuda_gemm_engine(backend &b);
 // Benchmark tuning: key tiles per split-K block of the decode attention (default 1).
 void backend_cuda_set_attn_decode_tiles(int tiles);
 }

@@ -6,16 +6,14 @@
 // f16 in shared memory (never a dequantized copy of the matrix). The activations are converted
 // once per call into a scratch copy: bf16 for BF16 weights, f16 otherwise, each token's row
 // scaled down if its largest magnitude would come near f16's range (and scaled back on output).
-// For F16/BF16 weights the product must match fp32 (the weights are exact in 16 bits, so only the
-// activations lose precision): there the activations are split into a high and a low 16-bit
-// part, x = hi + lo, and both are multiplied (twice the tensor work; error ~1e-6 instead of
-// ~1e-3). Quantized weights already carry more error than that and use one part.
-// ENDLESS_CUDA_FAST_MMA=1 uses one part for F16/BF16 too.
+// In the backend's precise mode, F16/BF16 products match fp32 (the weights are exact in 16 bits,
+// so only the activations lose precision): the activations are split into a high and a low
+// 16-bit part, x = hi + lo, and both are multiplied (twice the tensor work; error ~1e-6 instead
+// of ~1e-3). By default, and always for quantized weights (which carry more error than that),
+// one part.
 #include "matmul_mma.cuh"
 #include "cuda_common.cuh"
 
-#include <cstdlib>
-#include <cstring>
 
 namespace endless {
 
@@ -224,13 +222,7 @@ bool cuda_mma_supported(const weight &w) {
 }
 
 namespace {
-bool mma_split(const weight &w) {
-    static const bool fast = [] {
-        const char *e = std::getenv("ENDLESS_CUDA_FAST_MMA");
-        return e && std::strcmp(e, "1") == 0;
-    }();
-    return !fast && (w.type == GGML_TYPE_F16 || w.type == GGML_TYPE_BF16);
-}
+bool mma_split(const weight &w, bool precise) { return precise && (w.type == GGML_TYPE_F16 || w.type == GGML_TYPE_BF16); }
 size_t mma_part_bytes(const weight &w, int n) { return ((size_t)n * (size_t)w.ne0 * 2 + 15) / 16 * 16; }
 
 template <bool BF, bool SPLIT, int MINB>
@@ -258,13 +250,13 @@ void mma_launch(const weight &w, const uint16_t *xh, const uint16_t *xl, const f
 
 void cuda_mma_set_min_blocks(int b) { g_mma_min_blocks = b == 1 ? 1 : 2; }
 
-size_t cuda_mma_scratch_bytes(const weight &w, int n) {
-    return mma_part_bytes(w, n) * (mma_split(w) ? 2 : 1) + (size_t)n * 4 + 16;
+size_t cuda_mma_scratch_bytes(const weight &w, int n, bool precise) {
+    return mma_part_bytes(w, n) * (mma_split(w, precise) ? 2 : 1) + (size_t)n * 4 + 16;
 }
 
-void cuda_matmul_mma(const weight &w, const float *x, int n, float *y, void *scratch, cudaStream_t stream) {
+void cuda_matmul_mma(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, cudaStream_t stream) {
     const int64_t K = w.ne0;
-    const bool split = mma_split(w), bf = w.type == GGML_TYPE_BF16;
+    const bool split = mma_split(w, precise), bf = w.type == GGML_TYPE_BF16;
     uint16_t *xh = (uint16_t *)scratch;
     uint16_t *xl = split ? (uint16_t *)((uint8_t *)scratch + mma_part_bytes(w, n)) : nullptr;
     float *inv_scale = (float *)((uint8_t *)scratch + mma_part_bytes(w, n) * (split ? 2 : 1));

@@ -7,9 +7,10 @@ namespace endless {
 // Whether the tensor-core path takes this weight (F16, BF16 and the quantized types, ne0 % 32 == 0).
 bool cuda_mma_supported(const weight &w);
 // Scratch bytes the call needs for n tokens (the activations converted to 16-bit, plus scales).
-size_t cuda_mma_scratch_bytes(const weight &w, int n);
+// precise: F16/BF16 activations as two 16-bit parts (fp32-accurate products, twice the work).
+size_t cuda_mma_scratch_bytes(const weight &w, int n, bool precise);
 // scratch: device memory of cuda_mma_scratch_bytes(w, n) bytes, 16-byte aligned.
 // Tuning for benchmarks: the kernel variant for 1 or 2 blocks per multiprocessor (default 2).
 void cuda_mma_set_min_blocks(int blocks);
-void cuda_matmul_mma(const weight &w, const float *x, int n, float *y, void *scratch, cudaStream_t stream);
+void cuda_matmul_mma(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, cudaStream_t stream);
 }

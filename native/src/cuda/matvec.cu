@@ -28,9 +28,17 @@ struct mv_params {
     int64_t row_start[CUDA_MATVEC_MAX_SET + 1];
     int n_members;
     float *swiglu_out;
-    const float *x;
+    const float *x;          // the input rows, or with a fused RMS norm its source rows
     int64_t K;
     size_t row_bytes;
+    // fused RMS norm: x * norm_g, scaled by 1/rms at the end; norm_out gets the normalized rows
+    const float *norm_g;
+    float *norm_out;
+    float norm_eps;
+    int64_t n_tasks;
+    // fused K/V store: kv[m][slots[t] * M + row] = output
+    float *kv[CUDA_MATVEC_MAX_SET];
+    const int32_t *slots;
 };
 
 __device__ __forceinline__ bool mv_task(const mv_params &P, int64_t t, int &m, int64_t &row) {
@@ -44,8 +52,42 @@ __device__ __forceinline__ bool mv_task(const mv_params &P, int64_t t, int &m, i
     return true;
 }
 
+// With a fused RMS norm: ss[t] (per lane) -> r[t] = 1/rms of token t's row, on every lane, the
+// scale the rms_norm op computes (in double, once per row).
+template <int N, bool NORM>
+__device__ __forceinline__ void mv_norm_scale(const mv_params &P, float (&ss)[N], float (&r)[N]) {
+#pragma unroll
+    for (int t = 0; t < N; t++) {
+        r[t] = 1.0f;
+        if (NORM) r[t] = (float)(1.0 / sqrt((double)warp_sum(ss[t]) / (double)P.K + (double)P.norm_eps));
+    }
+}
+
+// With a fused RMS norm, every warp writes its share of the normalized rows (as rms_norm would).
 template <int N>
-__device__ __forceinline__ void mv_epilogue(const mv_params &P, int m, int64_t row, float (&acc)[N], int lane) {
+__device__ __forceinline__ void mv_write_norm(const mv_params &P, int64_t task, const float (&r)[N], int lane) {
+    const int64_t total = (int64_t)N * P.K, per = (total + P.n_tasks - 1) / P.n_tasks;
+    const int64_t e0 = task * per, e1 = min(total, e0 + per);
+    for (int64_t e = e0 + lane; e < e1; e += 32) {
+        const int64_t t = e / P.K, k = e - t * P.K;
+        float rt = r[0];
+#pragma unroll
+        for (int u = 1; u < N; u++)
+            if (t == u) rt = r[u];
+        P.norm_out[e] = P.x[e] * rt * P.norm_g[k];
+    }
+}
+
+// Cache slots of the n tokens when member m's outputs also go to the K/V cache (loaded early).
+template <int N>
+__device__ __forceinline__ void mv_load_slots(const mv_params &P, int m, int (&slot)[N]) {
+#pragma unroll
+    for (int t = 0; t < N; t++) slot[t] = P.kv[m] ? __ldg(P.slots + t) : 0;
+}
+
+template <int N>
+__device__ __forceinline__ void mv_epilogue(const mv_params &P, int m, int64_t row, float (&acc)[N], const float (&r)[N],
+                                            const int (&slot)[N], int lane) {
 #pragma unroll
     for (int t = 0; t < N; t++) acc[t] = warp_sum(acc[t]);
     if (lane != 0) return;
@@ -53,18 +95,20 @@ __device__ __forceinline__ void mv_epilogue(const mv_params &P, int m, int64_t r
     const float b = P.bias[m] ? P.bias[m][row] : 0.0f;
 #pragma unroll
     for (int t = 0; t < N; t++) {
-        const float v = acc[t] + b;
+        const float v = acc[t] * r[t] + b;
         const size_t i = (size_t)t * M + row;
         P.y[m][i] = v;
         if (P.acc[m]) P.acc[m][i] += v;
+        if (P.kv[m]) P.kv[m][(size_t)slot[t] * M + row] = v;
     }
 }
 
 // SwiGLU pair: g from member 0, u from member 1 (biases and accumulations do not apply).
 template <int N>
-__device__ __forceinline__ void mv_epilogue_swiglu(const mv_params &P, int64_t row, float (&g)[N], float (&u)[N], int lane) {
+__device__ __forceinline__ void mv_epilogue_swiglu(const mv_params &P, int64_t row, float (&g)[N], float (&u)[N], const float (&r)[N],
+                                                   int lane) {
 #pragma unroll
-    for (int t = 0; t < N; t++) { g[t] = warp_sum(g[t]); u[t] = warp_sum(u[t]); }
+    for (int t = 0; t < N; t++) { g[t] = warp_sum(g[t]) * r[t]; u[t] = warp_sum(u[t]) * r[t]; }
     if (lane != 0) return;
     const int64_t M = P.M[0];
 #pragma unroll
@@ -76,79 +120,124 @@ __device__ __forceinline__ void mv_epilogue_swiglu(const mv_params &P, int64_t r
     }
 }
 
-template <int N>
-__device__ __forceinline__ void mv_fma8(float (&acc)[N], const float *w, const float *x, int64_t K, int64_t k) {
+// x values k..k+3 of every token; with a fused norm: times the gain, and their squares summed.
+template <int N, bool NORM>
+__device__ __forceinline__ void mv_x4(const float *x, const float *g, int64_t K, int64_t k, float (&ss)[N], float4 (&a)[N]) {
+    float4 gv = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+    if (NORM) gv = __ldg(reinterpret_cast<const float4 *>(g + k));
 #pragma unroll
     for (int t = 0; t < N; t++) {
-        const float4 a = __ldg(reinterpret_cast<const float4 *>(x + (size_t)t * K + k));
-        const float4 b = __ldg(reinterpret_cast<const float4 *>(x + (size_t)t * K + k + 4));
-        float s = acc[t];
-        s = fmaf(w[0], a.x, s); s = fmaf(w[1], a.y, s); s = fmaf(w[2], a.z, s); s = fmaf(w[3], a.w, s);
-        s = fmaf(w[4], b.x, s); s = fmaf(w[5], b.y, s); s = fmaf(w[6], b.z, s); s = fmaf(w[7], b.w, s);
-        acc[t] = s;
+        a[t] = __ldg(reinterpret_cast<const float4 *>(x + (size_t)t * K + k));
+        if (NORM) {
+            ss[t] = fmaf(a[t].x, a[t].x, fmaf(a[t].y, a[t].y, fmaf(a[t].z, a[t].z, fmaf(a[t].w, a[t].w, ss[t]))));
+            a[t].x *= gv.x; a[t].y *= gv.y; a[t].z *= gv.z; a[t].w *= gv.w;
+        }
     }
 }
 
-// F16 / BF16 / F32 rows: chunk c holds 8 values (16 bytes for halves, 32 for f32).
-template <int N, ggml_type T>
-__device__ __forceinline__ void mv_dot_float(const uint8_t *wr, const float *x, int64_t K, int lane, float (&acc)[N]) {
+// acc[r][t] += the 8 values w[r][0..7] times x values k..k+7 of token t (x loaded once for the R rows).
+template <int N, bool NORM, int R>
+__device__ __forceinline__ void mv_fma8(float (&acc)[R][N], float (&ss)[N], const float (&w)[R][8], const float *x, const float *g,
+                                        int64_t K, int64_t k) {
+    float4 av[N], bv[N];
+    mv_x4<N, NORM>(x, g, K, k, ss, av);
+    mv_x4<N, NORM>(x, g, K, k + 4, ss, bv);
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            const float4 a = av[t], b = bv[t];
+            float s = acc[r][t];
+            s = fmaf(w[r][0], a.x, s); s = fmaf(w[r][1], a.y, s); s = fmaf(w[r][2], a.z, s); s = fmaf(w[r][3], a.w, s);
+            s = fmaf(w[r][4], b.x, s); s = fmaf(w[r][5], b.y, s); s = fmaf(w[r][6], b.z, s); s = fmaf(w[r][7], b.w, s);
+            acc[r][t] = s;
+        }
+}
+
+// F16 / BF16 / F32 rows against x: chunk c holds 8 values (16 bytes for halves, 32 for f32).
+// R = 1 row, or R = 2 (a SwiGLU pair: gate and up rows, whose loads are in flight together).
+// U chunks per lane per row are requested at once. (Requesting the next U before using the
+// current ones, for long rows, measured no different on an H200, 2026-11-26: not kept.)
+template <int N, ggml_type T, bool NORM, int R>
+__device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w1, const float *x, const float *g, int64_t K, int lane,
+                                             float (&acc)[R][N], float (&ss)[N]) {
     constexpr int ES = T == GGML_TYPE_F32 ? 4 : 2;
+    constexpr int U = ES == 4 ? 4 : 8;
     const int64_t chunks = K / 8;
 #pragma unroll
-    for (int t = 0; t < N; t++) acc[t] = 0.0f;
-    constexpr int U = 8;  // chunks in flight per lane (a 1536-value row: all of it at once)
-    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-        uint4 raw[U][ES / 2];
+    for (int t = 0; t < N; t++) {
+        ss[t] = 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][t] = 0.0f;
+    }
+    const uint8_t *rows[2] = {w0, w1};
+    auto load = [&](uint4 (&buf)[R][U][ES / 2], int64_t c0) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = c0 + 32 * u;
             if (c < chunks) {
 #pragma unroll
-                for (int h = 0; h < ES / 2; h++)
-                    raw[u][h] = __ldg(reinterpret_cast<const uint4 *>(wr + (size_t)c * 8 * ES) + h);
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int h = 0; h < ES / 2; h++)
+                        buf[r][u][h] = __ldg(reinterpret_cast<const uint4 *>(rows[r] + (size_t)c * 8 * ES) + h);
             }
         }
+    };
+    auto use = [&](const uint4 (&buf)[R][U][ES / 2], int64_t c0) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = c0 + 32 * u;
             if (c >= chunks) break;
-            float wv[8];
-            if (T == GGML_TYPE_F32) {
-                const float *f0 = reinterpret_cast<const float *>(&raw[u][0]);
+            float wv[R][8];
 #pragma unroll
-                for (int j = 0; j < 4; j++) wv[j] = f0[j];
-                const float *f1 = reinterpret_cast<const float *>(&raw[u][ES / 2 - 1]);
+            for (int r = 0; r < R; r++) {
+                if (T == GGML_TYPE_F32) {
+                    const float *f0 = reinterpret_cast<const float *>(&buf[r][u][0]);
+                    const float *f1 = reinterpret_cast<const float *>(&buf[r][u][ES / 2 - 1]);
 #pragma unroll
-                for (int j = 0; j < 4; j++) wv[4 + j] = f1[j];
-            } else {
-                const uint32_t r[4] = {raw[u][0].x, raw[u][0].y, raw[u][0].z, raw[u][0].w};
+                    for (int j = 0; j < 4; j++) { wv[r][j] = f0[j]; wv[r][4 + j] = f1[j]; }
+                } else {
+                    const uint32_t q[4] = {buf[r][u][0].x, buf[r][u][0].y, buf[r][u][0].z, buf[r][u][0].w};
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const float2 f = T == GGML_TYPE_F16 ? dev_half2_to_f32(r[j]) : dev_bf162_to_f32(r[j]);
-                    wv[2 * j] = f.x; wv[2 * j + 1] = f.y;
+                    for (int j = 0; j < 4; j++) {
+                        const float2 f = T == GGML_TYPE_F16 ? dev_half2_to_f32(q[j]) : dev_bf162_to_f32(q[j]);
+                        wv[r][2 * j] = f.x; wv[r][2 * j + 1] = f.y;
+                    }
                 }
             }
-            mv_fma8<N>(acc, wv, x, K, c * 8);
+            mv_fma8<N, NORM, R>(acc, ss, wv, x, g, K, c * 8);
         }
+    };
+    uint4 a[R][U][ES / 2];
+    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
+        load(a, c0);
+        use(a, c0);
     }
 }
 
-template <int N, ggml_type T>
+template <int N, ggml_type T, bool NORM>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
     const int lane = threadIdx.x & 31;
     const int64_t task = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     int m;
     int64_t row;
     if (!mv_task(P, task, m, row)) return;
-    float acc[N];
-    mv_dot_float<N, T>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.K, lane, acc);
+    int slot[N];
+    mv_load_slots<N>(P, m, slot);
+    float ss[N], r[N];
     if (P.swiglu_out) {
-        float up[N];
-        mv_dot_float<N, T>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.K, lane, up);
-        mv_epilogue_swiglu<N>(P, row, acc, up, lane);
+        float acc[2][N];
+        mv_dot_float<N, T, NORM, 2>(P.W[0] + (size_t)row * P.row_bytes, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
+        mv_norm_scale<N, NORM>(P, ss, r);
+        mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
     } else {
-        mv_epilogue<N>(P, m, row, acc, lane);
+        float acc[1][N];
+        mv_dot_float<N, T, NORM, 1>(P.W[m] + (size_t)row * P.row_bytes, nullptr, P.x, P.norm_g, P.K, lane, acc, ss);
+        mv_norm_scale<N, NORM>(P, ss, r);
+        mv_epilogue<N>(P, m, row, acc[0], r, slot, lane);
     }
+    if (NORM) mv_write_norm<N>(P, task, r, lane);
 }
 
 // Quantized types: geometry of one 2048-value stretch and the decoding of 4 values at value
@@ -206,14 +295,15 @@ template <> struct mvq<GGML_TYPE_Q6_K> {
     }
 };
 
-template <int N, ggml_type T>
-__device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, int64_t K, uint8_t *sm, int lane, float (&acc)[N]) {
+template <int N, ggml_type T, bool NORM>
+__device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, const float *g, int64_t K, uint8_t *sm, int lane,
+                                             float (&acc)[N], float (&ss)[N]) {
     using Q = mvq<T>;
     constexpr int STRETCH_BYTES = MV_ITER / Q::BLOCK_VALUES * Q::BLOCK_BYTES;
     static_assert(STRETCH_BYTES + 32 <= MV_SMEM, "stretch fits the warp's shared memory");
     const int64_t n_iter = (K + MV_ITER - 1) / MV_ITER;
 #pragma unroll
-    for (int t = 0; t < N; t++) acc[t] = 0.0f;
+    for (int t = 0; t < N; t++) acc[t] = ss[t] = 0.0f;
 
     // The stretch [it*STRETCH_BYTES, +bytes) is read through the 16-byte aligned window that holds
     // it (allocations carry 64 bytes of slack, so the window never leaves the allocation).
@@ -252,9 +342,11 @@ __device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, 
             if (e < rem) {
                 float wv[4];
                 Q::dequant4(sm + cur_delta, e, wv);
+                float4 av[N];
+                mv_x4<N, NORM>(x, g, K, base + e, ss, av);
 #pragma unroll
                 for (int t = 0; t < N; t++) {
-                    const float4 a = __ldg(reinterpret_cast<const float4 *>(x + (size_t)t * K + base + e));
+                    const float4 a = av[t];
                     float v = acc[t];
                     v = fmaf(wv[0], a.x, v); v = fmaf(wv[1], a.y, v); v = fmaf(wv[2], a.z, v); v = fmaf(wv[3], a.w, v);
                     acc[t] = v;
@@ -265,7 +357,7 @@ __device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, 
     __syncwarp();  // a second dot product of this warp reuses the buffer
 }
 
-template <int N, ggml_type T>
+template <int N, ggml_type T, bool NORM>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_params P) {
     __shared__ __align__(16) uint8_t smem[MV_WARPS][MV_SMEM];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -273,23 +365,37 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
     int m;
     int64_t row;
     if (!mv_task(P, task, m, row)) return;
-    float acc[N];
-    mv_dot_quant<N, T>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.K, smem[warp], lane, acc);
+    int slot[N];
+    mv_load_slots<N>(P, m, slot);
+    float acc[N], ss[N], r[N];
+    mv_dot_quant<N, T, NORM>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, acc, ss);
+    mv_norm_scale<N, NORM>(P, ss, r);
     if (P.swiglu_out) {
-        float up[N];
-        mv_dot_quant<N, T>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.K, smem[warp], lane, up);
-        mv_epilogue_swiglu<N>(P, row, acc, up, lane);
+        float up[N], ss2[N];
+        mv_dot_quant<N, T, NORM>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, up, ss2);
+        mv_epilogue_swiglu<N>(P, row, acc, up, r, lane);
     } else {
-        mv_epilogue<N>(P, m, row, acc, lane);
+        mv_epilogue<N>(P, m, row, acc, r, slot, lane);
     }
+    if (NORM) mv_write_norm<N>(P, task, r, lane);
 }
 
 // Anything else (unaligned x, float rows of odd length): 16 values at a time (or one at a time),
 // through the shared decoder. Correct for every type; not tuned.
-template <int N>
-__device__ __forceinline__ void mv_dot_generic(ggml_type type, const uint8_t *wr, const float *x, int64_t K, int lane, float (&acc)[N]) {
+// x value k of token t (times the gain with a fused norm, its square added to ss[t]).
+template <bool NORM>
+__device__ __forceinline__ float mv_x1(const float *x, const float *g, int64_t K, int t, int64_t k, float &ss) {
+    const float v = x[(size_t)t * K + k];
+    if (!NORM) return v;
+    ss = fmaf(v, v, ss);
+    return v * g[k];
+}
+
+template <int N, bool NORM>
+__device__ __forceinline__ void mv_dot_generic(ggml_type type, const uint8_t *wr, const float *x, const float *g, int64_t K, int lane,
+                                               float (&acc)[N], float (&ss)[N]) {
 #pragma unroll
-    for (int t = 0; t < N; t++) acc[t] = 0.0f;
+    for (int t = 0; t < N; t++) acc[t] = ss[t] = 0.0f;
     const bool float_type = type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
     const bool aligned = ((uintptr_t)wr % 16) == 0;
     if (float_type && (K % 16 != 0 || !aligned)) {
@@ -299,7 +405,7 @@ __device__ __forceinline__ void mv_dot_generic(ggml_type type, const uint8_t *wr
             else if (type == GGML_TYPE_F16) wv = dev_fp16_to_f32(reinterpret_cast<const uint16_t *>(wr)[k]);
             else wv = dev_bf16_to_f32(reinterpret_cast<const uint16_t *>(wr)[k]);
 #pragma unroll
-            for (int t = 0; t < N; t++) acc[t] = fmaf(wv, x[(size_t)t * K + k], acc[t]);
+            for (int t = 0; t < N; t++) acc[t] = fmaf(wv, mv_x1<NORM>(x, g, K, t, k, ss[t]), acc[t]);
         }
     } else {
         for (int64_t k0 = 16 * (int64_t)lane; k0 < K; k0 += 16 * 32) {
@@ -309,7 +415,7 @@ __device__ __forceinline__ void mv_dot_generic(ggml_type type, const uint8_t *wr
             for (int t = 0; t < N; t++) {
                 float v = acc[t];
 #pragma unroll
-                for (int j = 0; j < 16; j++) v = fmaf(wv[j], x[(size_t)t * K + k0 + j], v);
+                for (int j = 0; j < 16; j++) v = fmaf(wv[j], mv_x1<NORM>(x, g, K, t, k0 + j, ss[t]), v);
                 acc[t] = v;
             }
         }
@@ -318,26 +424,30 @@ __device__ __forceinline__ void mv_dot_generic(ggml_type type, const uint8_t *wr
 
 // Anything else (unaligned x, float rows of odd length): 16 values at a time (or one at a time),
 // through the shared decoder. Correct for every type; not tuned.
-template <int N>
+template <int N, bool NORM>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type type, const mv_params P) {
     const int lane = threadIdx.x & 31;
     const int64_t task = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     int m;
     int64_t row;
     if (!mv_task(P, task, m, row)) return;
-    float acc[N];
-    mv_dot_generic<N>(type, P.W[m] + (size_t)row * P.row_bytes, P.x, P.K, lane, acc);
+    int slot[N];
+    mv_load_slots<N>(P, m, slot);
+    float acc[N], ss[N], r[N];
+    mv_dot_generic<N, NORM>(type, P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
+    mv_norm_scale<N, NORM>(P, ss, r);
     if (P.swiglu_out) {
-        float up[N];
-        mv_dot_generic<N>(type, P.W[1] + (size_t)row * P.row_bytes, P.x, P.K, lane, up);
-        mv_epilogue_swiglu<N>(P, row, acc, up, lane);
+        float up[N], ss2[N];
+        mv_dot_generic<N, NORM>(type, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, up, ss2);
+        mv_epilogue_swiglu<N>(P, row, acc, up, r, lane);
     } else {
-        mv_epilogue<N>(P, m, row, acc, lane);
+        mv_epilogue<N>(P, m, row, acc, r, slot, lane);
     }
+    if (NORM) mv_write_norm<N>(P, task, r, lane);
 }
 
-template <int N>
-void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
+template <int N, bool NORM>
+void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
     mv_params P{};
     const weight &w0 = set.w[0];
     const int64_t K = w0.ne0;
@@ -348,35 +458,47 @@ void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stre
         P.bias[i] = set.bias[i];
         P.acc[i] = set.acc[i];
         P.M[i] = set.w[i].ne1;
+        P.kv[i] = set.kv_dst[i];
         P.row_start[i + 1] = P.row_start[i] + set.w[i].ne1;
         w16 = w16 && ((uintptr_t)P.W[i] % 16) == 0;
     }
     P.n_members = set.n_members;
     P.swiglu_out = set.swiglu_out;
-    P.x = x;
+    P.x = NORM ? set.norm_x : x;
+    P.norm_g = set.norm_g;
+    P.norm_out = const_cast<float *>(x);
+    P.norm_eps = set.norm_eps;
+    P.slots = set.kv_slots;
     P.K = K;
     P.row_bytes = cuda_row_bytes(w0.type, K);
     const int64_t tasks = set.swiglu_out ? w0.ne1 : P.row_start[set.n_members];
+    P.n_tasks = tasks;
+    x = P.x;  // the rows the kernel reads (alignment below)
     const dim3 grid(cuda_blocks((size_t)tasks, MV_WARPS)), block(MV_WARPS * 32);
-    const bool x_ok = ((uintptr_t)x % 16) == 0 && K % 4 == 0;
+    const bool x_ok = ((uintptr_t)x % 16) == 0 && K % 4 == 0 && (!NORM || ((uintptr_t)P.norm_g % 16) == 0);
     const bool float_ok = x_ok && w16 && K % 8 == 0;
     // the tuned kernel of the type when the shapes and alignment allow it, else the generic one
     void (*kernel)(const mv_params) = nullptr;
     switch (w0.type) {
-    case GGML_TYPE_F32: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F32> : nullptr; break;
-    case GGML_TYPE_F16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F16> : nullptr; break;
-    case GGML_TYPE_BF16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_BF16> : nullptr; break;
-    case GGML_TYPE_Q8_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q8_0> : nullptr; break;
-    case GGML_TYPE_Q4_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_0> : nullptr; break;
-    case GGML_TYPE_Q4_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_K> : nullptr; break;
-    case GGML_TYPE_Q6_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q6_K> : nullptr; break;
+    case GGML_TYPE_F32: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F32, NORM> : nullptr; break;
+    case GGML_TYPE_F16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F16, NORM> : nullptr; break;
+    case GGML_TYPE_BF16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_BF16, NORM> : nullptr; break;
+    case GGML_TYPE_Q8_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q8_0, NORM> : nullptr; break;
+    case GGML_TYPE_Q4_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_0, NORM> : nullptr; break;
+    case GGML_TYPE_Q4_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_K, NORM> : nullptr; break;
+    case GGML_TYPE_Q6_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q6_K, NORM> : nullptr; break;
     default: break;
     }
     if (kernel) {
         kernel<<<grid, block, 0, stream>>>(P);
         return;
     }
-    matvec_generic_kernel<N><<<grid, block, 0, stream>>>(w0.type, P);
+    matvec_generic_kernel<N, NORM><<<grid, block, 0, stream>>>(w0.type, P);
+}
+template <int N>
+void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
+    if (set.norm_x) matvec_launch_k<N, true>(set, x, stream);
+    else matvec_launch_k<N, false>(set, x, stream);
 }
 
 }  // namespace

@@ -1,0 +1,211 @@
+// Prefill products through cuBLAS, loaded with dlopen (see gemm_cublas.cuh for the why).
+//
+// Only the few entry points below are used, so their C declarations are written out here (the
+// cuBLAS headers need not exist where the engine is built; the values are cuBLAS's stable ABI:
+// the _v2 entry points, CUBLAS_OP_N/T = 0/1, CUBLAS_COMPUTE_32F = 68, CUBLAS_GEMM_DEFAULT = -1).
+//
+// Layout: y is [n tokens][M outputs] row-major, which column-major BLAS sees as an M x n matrix
+// with leading dimension M; W is [M][K] row-major = a K x M column-major matrix used transposed;
+// x is [n][K] = K x n column-major. So y = op_T(W) * x: cublasGemmEx(T, N, M, n, K, ...).
+#include "gemm_cublas.cuh"
+#include "cuda_common.cuh"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+
+namespace endless {
+
+namespace {
+
+using cublas_status = int;
+using cublas_handle = void *;
+using fn_create = cublas_status (*)(cublas_handle *);
+using fn_destroy = cublas_status (*)(cublas_handle);
+using fn_set_stream = cublas_status (*)(cublas_handle, cudaStream_t);
+using fn_set_workspace = cublas_status (*)(cublas_handle, void *, size_t);
+using fn_gemm_ex = cublas_status (*)(cublas_handle, int transa, int transb, int m, int n, int k, const void *alpha,
+                                     const void *A, cudaDataType_t Atype, int lda, const void *B, cudaDataType_t Btype,
+                                     int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc, int compute, int algo);
+constexpr int OP_N = 0, OP_T = 1, COMPUTE_32F = 68, GEMM_DEFAULT = -1;
+constexpr size_t WORKSPACE = (size_t)32 << 20;
+
+struct cublas_api {
+    bool ok = false;
+    std::string why;
+    fn_create create = nullptr;
+    fn_destroy destroy = nullptr;
+    fn_set_stream set_stream = nullptr;
+    fn_set_workspace set_workspace = nullptr;
+    fn_gemm_ex gemm_ex = nullptr;
+};
+
+const cublas_api &api() {
+    static cublas_api a;
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const char *off = std::getenv("ENDLESS_CUBLAS");
+        if (off && std::string(off) == "0") {
+            a.why = "ENDLESS_CUBLAS=0";
+            return;
+        }
+        // the toolkit this was built against first, then the loader's search path
+        const char *names[] = {
+#ifdef ENDLESS_CUBLAS_DIR
+            ENDLESS_CUBLAS_DIR "/libcublas.so.13", ENDLESS_CUBLAS_DIR "/libcublas.so.12", ENDLESS_CUBLAS_DIR "/libcublas.so",
+#endif
+            "libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+        void *lib = nullptr;
+        std::string errs;
+        for (const char *n : names) {
+            lib = dlopen(n, RTLD_NOW | RTLD_LOCAL);
+            if (lib) break;
+            const char *e = dlerror();
+            if (errs.empty() && e) errs = e;
+        }
+        if (!lib) {
+            a.why = "cuBLAS not found (" + errs + ")";
+            return;
+        }
+        a.create = (fn_create)dlsym(lib, "cublasCreate_v2");
+        a.destroy = (fn_destroy)dlsym(lib, "cublasDestroy_v2");
+        a.set_stream = (fn_set_stream)dlsym(lib, "cublasSetStream_v2");
+        a.set_workspace = (fn_set_workspace)dlsym(lib, "cublasSetWorkspace_v2");
+        a.gemm_ex = (fn_gemm_ex)dlsym(lib, "cublasGemmEx");
+        if (!a.create || !a.destroy || !a.set_stream || !a.set_workspace || !a.gemm_ex) {
+            a.why = "cuBLAS lacks an entry point this engine uses";
+            return;  // the library stays loaded: harmless
+        }
+        a.ok = true;
+    });
+    return a;
+}
+
+void cublas_check(cublas_status st, const char *what) {
+    if (st == 0) return;
+    fail(st == 3 ? ENDLESS_ERR_OUT_OF_MEMORY : ENDLESS_ERR_DEVICE,
+         std::string("cuBLAS ") + what + " failed with status " + std::to_string(st));
+}
+
+// x [n, K] f32 -> hi [n, K] bf16 (and lo = x - hi as bf16 when lo is set). Four values a thread.
+__global__ void gemm_convert_x_kernel(const float4 *x, size_t count4, uint2 *hi, uint2 *lo) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count4; i += (size_t)gridDim.x * blockDim.x) {
+        const float4 v = x[i];
+        const __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
+        uint2 h;
+        h.x = *reinterpret_cast<const uint32_t *>(&a);
+        h.y = *reinterpret_cast<const uint32_t *>(&b);
+        hi[i] = h;
+        if (lo) {
+            const float2 fa = __bfloat1622float2(a), fb = __bfloat1622float2(b);
+            const __nv_bfloat162 la = __floats2bfloat162_rn(v.x - fa.x, v.y - fa.y), lb = __floats2bfloat162_rn(v.z - fb.x, v.w - fb.y);
+            uint2 l;
+            l.x = *reinterpret_cast<const uint32_t *>(&la);
+            l.y = *reinterpret_cast<const uint32_t *>(&lb);
+            lo[i] = l;
+        }
+    }
+}
+
+// A quantized matrix [M][K] -> BF16 [M][K], 16 values a thread through the shared decoder.
+__global__ void gemm_dequant_kernel(ggml_type type, const uint8_t *W, size_t row_bytes, int64_t M, int64_t K, uint4 *out) {
+    const int64_t per_row = K / 16;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= M * per_row) return;
+    const int64_t r = i / per_row, k0 = (i - r * per_row) * 16;
+    float v[16];
+    dev_dequant16(type, W + (size_t)r * row_bytes, k0, v);
+    uint32_t p[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+        p[j] = *reinterpret_cast<const uint32_t *>(&h);
+    }
+    out[2 * i] = make_uint4(p[0], p[1], p[2], p[3]);
+    out[2 * i + 1] = make_uint4(p[4], p[5], p[6], p[7]);
+}
+
+size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+}  // namespace
+
+bool cuda_cublas_available(std::string *why) {
+    const cublas_api &a = api();
+    if (!a.ok && why) *why = a.why;
+    return a.ok;
+}
+
+cuda_gemm::cuda_gemm(cudaStream_t stream) : stream_(stream) {
+    const cublas_api &a = api();
+    if (!a.ok) fail(ENDLESS_ERR_UNSUPPORTED, "cuBLAS is not available: " + a.why);
+    cublas_handle h = nullptr;
+    cublas_check(a.create(&h), "create");
+    handle_ = h;
+    const cudaError_t err = cudaMalloc(&workspace_, WORKSPACE);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        a.destroy(h);
+        handle_ = nullptr;
+        fail(ENDLESS_ERR_OUT_OF_MEMORY, "CUDA out of memory allocating the cuBLAS workspace");
+    }
+    cublas_check(a.set_stream(h, stream_), "set stream");
+    cublas_check(a.set_workspace(h, workspace_, WORKSPACE), "set workspace");
+}
+
+cuda_gemm::~cuda_gemm() {
+    if (handle_) api().destroy(handle_);
+    if (workspace_) cudaFree(workspace_);
+}
+
+bool cuda_gemm::takes(const weight &w) {
+    if (w.ne0 % 16 != 0 || ((uintptr_t)w.data % 16) != 0 || w.ne0 > (1 << 30) || w.ne1 > (1 << 30)) return false;
+    switch (w.type) {
+    case GGML_TYPE_BF16:
+        return true;
+    case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_K: case GGML_TYPE_Q6_K:
+        return (size_t)w.ne0 * (size_t)w.ne1 * 2 <= GEMM_DEQUANT_MAX;
+    default:
+        return false;
+    }
+}
+
+size_t cuda_gemm::scratch_bytes(const weight &w, int n, bool precise) {
+    const size_t part = align256((size_t)n * (size_t)w.ne0 * 2);
+    const size_t wcopy = w.type == GGML_TYPE_BF16 ? 0 : align256((size_t)w.ne0 * (size_t)w.ne1 * 2);
+    return part * (precise ? 2 : 1) + wcopy;
+}
+
+void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready) {
+    const cublas_api &a = api();
+    const int64_t K = w.ne0, M = w.ne1;
+    uint8_t *s = (uint8_t *)scratch;
+    const size_t part = align256((size_t)n * (size_t)K * 2);
+    uint2 *xh = (uint2 *)s, *xl = precise ? (uint2 *)(s + part) : nullptr;
+    const void *wd = w.data;
+    if (w.type != GGML_TYPE_BF16) {
+        uint4 *wq = (uint4 *)(s + part * (precise ? 2 : 1));
+        const int64_t tasks = M * (K / 16);
+        gemm_dequant_kernel<<<cuda_blocks((size_t)tasks, 256), 256, 0, stream_>>>(w.type, (const uint8_t *)w.data,
+                                                                                cuda_row_bytes(w.type, K), M, K, wq);
+        CUDA_CHECK_LAUNCH("gemm dequantize");
+        wd = wq;
+    }
+    if (!x_ready) {
+        const size_t count4 = (size_t)n * (size_t)K / 4;
+        const unsigned blocks = (unsigned)std::min<size_t>(cuda_blocks(count4, 256), 4096);
+        gemm_convert_x_kernel<<<blocks, 256, 0, stream_>>>((const float4 *)x, count4, xh, xl);
+        CUDA_CHECK_LAUNCH("gemm convert");
+    }
+    const float one = 1.0f, zero = 0.0f;
+    cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)M, n, (int)K, &one, wd, CUDA_R_16BF, (int)K, xh, CUDA_R_16BF, (int)K,
+                           &zero, y, CUDA_R_32F, (int)M, COMPUTE_32F, GEMM_DEFAULT),
+                 "GemmEx");
+    if (precise)
+        cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)M, n, (int)K, &one, wd, CUDA_R_16BF, (int)K, xl, CUDA_R_16BF, (int)K,
+                               &one, y, CUDA_R_32F, (int)M, COMPUTE_32F, GEMM_DEFAULT),
+                     "GemmEx (low part)");
+}
+
+}  // namespace endless
