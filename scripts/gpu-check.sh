@@ -101,7 +101,8 @@ fi
 # ---- benchmark ----
 if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
   t=$(date +%s)
-  if ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_OUT="$OUT/cuda_bench.json" timeout 170 "$BUILD/test_cuda_bench" > "$OUT/bench.log" 2>&1; then
+  cmd="scripts/gpu-check.sh (GPU_CHECK_ALL=${GPU_CHECK_ALL:-0} GPU_CHECK_SKIP_TESTS=${GPU_CHECK_SKIP_TESTS:-0} GPU_CHECK_SKIP_ANCHOR=${GPU_CHECK_SKIP_ANCHOR:-0}) at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
+  if ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_OUT="$OUT/cuda_bench.json" ENDLESS_BENCH_COMMAND="$cmd" timeout 170 "$BUILD/test_cuda_bench" > "$OUT/bench.log" 2>&1; then
     note "bench: ok ($(( $(date +%s) - t )) s)"
   else
     note "bench: FAILED (rc $?, see bench.log)"

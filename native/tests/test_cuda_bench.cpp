@@ -205,9 +205,13 @@ struct synth_model {
         b.get_rows(emb, tokens, n, h);
         for (auto &L : layers) {
             b.rms_norm(h, L.n1, n, n_embd, 1e-6f, xn);
-            b.matmul(L.wq, xn, n, q); b.add_bias(q, L.bq, n, n_embd);
-            b.matmul(L.wk, xn, n, k); b.add_bias(k, L.bk, n, kv_row);
-            b.matmul(L.wv, xn, n, v); b.add_bias(v, L.bv, n, kv_row);
+            // the model's order (model.cpp): the three products, then the three biases
+            b.matmul(L.wq, xn, n, q);
+            b.matmul(L.wk, xn, n, k);
+            b.matmul(L.wv, xn, n, v);
+            b.add_bias(q, L.bq, n, n_embd);
+            b.add_bias(k, L.bk, n, kv_row);
+            b.add_bias(v, L.bv, n, kv_row);
             b.kv_store(L.kc, L.vc, k, v, slots, n, kv_row);
             attn_args a;
             a.q = q; a.k_cache = L.kc; a.v_cache = L.vc; a.out = att;
@@ -346,6 +350,14 @@ int main() {
         std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&tt));
         jadd("\"device\": \"" + b.name() + "\"");
         jadd("\"date\": \"" + std::string(date) + "\"");
+        if (const char *cmd = std::getenv("ENDLESS_BENCH_COMMAND")) {  // set by scripts/gpu-check.sh
+            std::string esc;
+            for (const char *c = cmd; *c; c++) {
+                if (*c == '"' || *c == '\\') esc += '\\';
+                esc += *c;
+            }
+            jadd("\"command\": \"" + esc + "\"");
+        }
         const double bw = copy_bandwidth(b);
         std::printf("device %s, %s\ncopy bandwidth (D2D 1 GiB, read+write): %.0f GB/s\n", b.name().c_str(), date, bw / 1e9);
         jadd("\"copy_bandwidth_gbps\": " + std::to_string(bw / 1e9));

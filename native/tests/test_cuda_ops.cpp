@@ -202,6 +202,47 @@ void check_fused_decode(ggml_type t, int n) {
     CHECK_MSG(test::rel_error(dgate.get().data(), rs.data(), rs.size()) < 4e-5, "fused swiglu, %s n %d", tn, n);
 }
 
+// The prefill fusions: an rms_norm or a swiglu followed by a cuBLAS product writes the product's
+// bf16 input in its own launch; the f32 outputs must still be exactly the separate ops' outputs.
+TEST(cuda_fused_prefill_ops) {
+    const int n = 64;
+    const int64_t d = 512, ff = 768;
+    test_weight w1(GGML_TYPE_BF16, d, ff), w2(GGML_TYPE_Q8_0, ff, d);
+    auto x = test::random_floats((size_t)n * d, -3, 3), g = test::random_floats(d, 0.5f, 1.5f);
+    auto gate = test::random_floats((size_t)n * ff, -6, 6), up = test::random_floats((size_t)n * ff);
+    dbuf dx(x), dg(g), dxn((size_t)n * d), dy((size_t)n * ff), dgate(gate), dup(up), dz((size_t)n * d);
+    be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
+    be().matmul(w1.w, dxn.f(), n, dy.f());
+    be().swiglu(dgate.f(), dup.f(), (size_t)n * ff, dgate.f());
+    be().matmul(w2.w, dgate.f(), n, dz.f());
+    std::vector<float> rxn((size_t)n * d), rs((size_t)n * ff);
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int64_t k = 0; k < d; k++) ss += (double)x[i * d + k] * x[i * d + k];
+        const double r = 1.0 / std::sqrt(ss / d + 1e-6);
+        for (int64_t k = 0; k < d; k++) rxn[i * d + k] = (float)(x[i * d + k] * r * g[k]);
+    }
+    for (size_t i = 0; i < rs.size(); i++) rs[i] = (float)((double)gate[i] / (1.0 + std::exp(-(double)gate[i])) * up[i]);
+    auto product = [&](test_weight &tw, const std::vector<float> &in, int64_t K, int64_t M) {
+        std::vector<float> out((size_t)n * M);
+        for (int64_t r = 0; r < M; r++) {
+            auto wr = tw.row(r);
+            for (int i = 0; i < n; i++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++) acc += (double)wr[k] * in[i * K + k];
+                out[i * M + r] = (float)acc;
+            }
+        }
+        return out;
+    };
+    const auto ry = product(w1, rxn, d, ff), rz = product(w2, rs, ff, d);
+    CHECK_MSG(test::rel_error(dxn.get().data(), rxn.data(), rxn.size()) < 1e-5, "rms_norm output beside a cuBLAS product");
+    CHECK_MSG(test::rel_error(dgate.get().data(), rs.data(), rs.size()) < 1e-6, "swiglu output beside a cuBLAS product");
+    // bf16 operands (and a Q8_0 weight decoded to bf16): ~2e-3
+    CHECK_MSG(test::rel_error(dy.get().data(), ry.data(), ry.size()) < 5e-3, "product of the normalized rows");
+    CHECK_MSG(test::rel_error(dz.get().data(), rz.data(), rz.size()) < 5e-3, "product of the swiglu output");
+}
+
 TEST(cuda_fused_decode_ops) {
     for (ggml_type t : ALL_TYPES)
         for (int n : {1, 3, 8}) check_fused_decode(t, n);
@@ -211,6 +252,32 @@ TEST(cuda_matmul_all_types_small_n) {
     for (ggml_type t : ALL_TYPES)
         for (int n : {1, 2, 3, 8})
             for (int64_t K : {256, 1536, 2304}) check_matmul(t, K, 67, n);
+    // long float rows: one block per row
+    for (ggml_type t : {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16})
+        for (int n : {1, 3, 8}) check_matmul(t, 8960, 37, n);
+    // ... with the residual add and a bias in its epilogue
+    {
+        const int64_t K = 4608, M = 53;
+        const int n = 2;
+        test_weight tw(GGML_TYPE_BF16, K, M);
+        auto x = test::random_floats((size_t)n * K), b = test::random_floats(M), h0 = test::random_floats((size_t)n * M);
+        dbuf dx(x), db(b), dy((size_t)n * M), dh(h0);
+        be().matmul(tw.w, dx.f(), n, dy.f());
+        be().add_bias(dy.f(), db.f(), n, (int)M);
+        be().add(dh.f(), dy.f(), (size_t)n * M);
+        std::vector<float> ry((size_t)n * M), rh = h0;
+        for (int64_t r = 0; r < M; r++) {
+            auto wr = tw.row(r);
+            for (int i = 0; i < n; i++) {
+                double acc = b[r];
+                for (int64_t k = 0; k < K; k++) acc += (double)wr[k] * x[(size_t)i * K + k];
+                ry[(size_t)i * M + r] = (float)acc;
+                rh[(size_t)i * M + r] += (float)acc;
+            }
+        }
+        CHECK_MSG(test::rel_error(dy.get().data(), ry.data(), ry.size()) < 2e-5, "long rows + bias");
+        CHECK_MSG(test::rel_error(dh.get().data(), rh.data(), rh.size()) < 2e-5, "long rows + bias + residual add");
+    }
     check_matmul(GGML_TYPE_F16, 40, 33, 3);   // rows not a multiple of 8 values
     check_matmul(GGML_TYPE_F32, 36, 20, 2);
     check_matmul(GGML_TYPE_BF16, 1000, 20, 1);
@@ -625,8 +692,9 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
         const bool quant = t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
         // the CPU quantizes activations to 8 bits for quantized weights (measured on an H100 host: up to
         // 0.08 after 2 layers and 30 steps); a staging or graph bug moves the outputs by O(1)
-        // by default the 20-token chunk's products and attention round operands to 16 bits (~1e-3 each)
-        const double tol = quant ? 0.12 : precise ? 2e-4 : 2e-2;
+        // by default the 20-token chunk's products and attention round operands to 16 bits (~1e-3 each;
+        // measured up to 0.0215 on an H100, the engine's CUDA tests allow 4e-2 for BF16)
+        const double tol = quant ? 0.12 : precise ? 2e-4 : 4e-2;
         // a prompt chunk (n = 20: tensor cores for n > 8), then single-token steps (graphs after the second),
         // then a 3-token chunk; sinks 0..3, window ring in slots 4..
         int pos = 0;

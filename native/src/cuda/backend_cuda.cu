@@ -220,7 +220,8 @@ public:
             grp->set.w[0] = w;
             grp->set.y[0] = y;
             const size_t x_bytes = (size_t)n * w.ne0 * 4;
-            if (norm_ && norm_->y == x && norm_->n == n && norm_->dim == w.ne0 && !ranges_overlap(y, y_bytes, norm_->x, x_bytes) &&
+            if (norm_ && norm_->n <= CUDA_MATVEC_MAX_N && norm_->y == x && norm_->n == n && norm_->dim == w.ne0 &&
+                !ranges_overlap(y, y_bytes, norm_->x, x_bytes) &&
                 !ranges_overlap(y, y_bytes, x, x_bytes)) {
                 // x is the output of the rms_norm just before: normalize inside this launch
                 grp->set.norm_x = norm_->x;
@@ -239,7 +240,22 @@ public:
             cuda_gemm *gm = gemm_.get();
             // the previous op converted this same x into the same scratch: use it as it is
             const gemm_input key{x, n, w.ne0, precise, ws};
-            const bool ready = last_gemm_input_ && *last_gemm_input_ == key;
+            bool ready = last_gemm_input_ && *last_gemm_input_ == key;
+            const size_t x_bytes = (size_t)n * w.ne0 * 4, y_bytes = (size_t)n * w.ne1 * 4;
+            if (!ready && !precise && !ranges_overlap(y, y_bytes, x, x_bytes)) {
+                // x is the output of the rms_norm or swiglu just before: that launch writes its bf16 copy
+                if (norm_ && norm_->y == x && norm_->n == n && norm_->dim == w.ne0) {
+                    const pending_norm p = *norm_;
+                    norm_.reset();
+                    queue_.push_back([=] { cuda_rms_norm(p.x, p.g, p.n, p.dim, p.eps, p.y, stream_, ws); });
+                    ready = true;
+                } else if (swiglu_ && swiglu_->y == x && swiglu_->count == (size_t)n * w.ne0) {
+                    const pending_swiglu p = *swiglu_;
+                    swiglu_.reset();
+                    queue_.push_back([=] { cuda_swiglu(p.gate, p.up, p.count, p.y, stream_, ws); });
+                    ready = true;
+                }
+            }
             push([=] { gm->matmul(wc, x, n, y, ws, precise, ready); });
             // after push, which forgets it; an output written over its own input ends the reuse
             if (!ranges_overlap(y, (size_t)n * w.ne1 * 4, x, (size_t)n * w.ne0 * 4)) last_gemm_input_ = key;
@@ -266,8 +282,9 @@ public:
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
         if (n == 0) return;
         sig({OP_RMS_NORM, ptr_bits(x), ptr_bits(g), (uint64_t)n, (uint64_t)dim, f32_bits(eps), ptr_bits(y)});
-        if (fuse_ && n <= CUDA_MATVEC_MAX_N && !ranges_overlap(x, (size_t)n * dim * 4, y, (size_t)n * dim * 4)) {
-            // held back: a matrix-vector product of y that follows normalizes inside its own launch
+        if (fuse_ && !ranges_overlap(x, (size_t)n * dim * 4, y, (size_t)n * dim * 4)) {
+            // held back: a matrix-vector product of y that follows normalizes inside its own launch;
+            // a cuBLAS product of y takes its bf16 copy from this op's launch
             close_open();
             norm_ = pending_norm{x, g, n, dim, eps, y};
             return;
@@ -307,6 +324,12 @@ public:
             !g->set.bias[0] && !g->set.bias[1] && !g->set.acc[0] && !g->set.acc[1] &&
             (y == gate || !overlaps_group(*g, y, count * 4))) {
             g->set.swiglu_out = y;  // gate and up rows of one warp, SwiGLU in the epilogue
+            return;
+        }
+        if (fuse_) {
+            // held back: a cuBLAS product of y that follows takes its bf16 copy from this launch
+            close_open();
+            swiglu_ = pending_swiglu{gate, up, count, y};
             return;
         }
         push([=] { cuda_swiglu(gate, up, count, y, stream_); });
@@ -455,13 +478,25 @@ private:
         float eps;
         float *y;
     };
-    // Ends any fusion in progress: a held-back rms_norm becomes its own launch; no launch stays open.
+    // A swiglu held back for the cuBLAS product that may follow (see swiglu).
+    struct pending_swiglu {
+        const float *gate, *up;
+        size_t count;
+        float *y;
+    };
+    // Ends any fusion in progress: a held-back rms_norm or swiglu becomes its own launch; no launch
+    // stays open.
     void close_open() {
         open_mm_.reset();
         if (norm_) {
             const pending_norm p = *norm_;
             norm_.reset();
             queue_.push_back([=] { cuda_rms_norm(p.x, p.g, p.n, p.dim, p.eps, p.y, stream_); });
+        }
+        if (swiglu_) {
+            const pending_swiglu p = *swiglu_;
+            swiglu_.reset();
+            queue_.push_back([=] { cuda_swiglu(p.gate, p.up, p.count, p.y, stream_); });
         }
     }
     void push(std::function<void()> fn) {
@@ -645,6 +680,7 @@ private:
     std::vector<std::function<void()>> queue_;
     std::shared_ptr<mm_group> open_mm_;
     std::optional<pending_norm> norm_;
+    std::optional<pending_swiglu> swiglu_;
     // The input the last queued op (a cuBLAS product) converted into the scratch.
     struct gemm_input {
         const float *x;

@@ -156,8 +156,9 @@ __device__ __forceinline__ void mv_fma8(float (&acc)[R][N], float (&ss)[N], cons
 
 // F16 / BF16 / F32 rows against x: chunk c holds 8 values (16 bytes for halves, 32 for f32).
 // R = 1 row, or R = 2 (a SwiGLU pair: gate and up rows, whose loads are in flight together).
-// U chunks per lane per row are requested at once. (Requesting the next U before using the
-// current ones, for long rows, measured no different on an H200, 2026-11-26: not kept.)
+// U chunks per lane per row are requested at once. (Tried for long rows, 2026-11-26, and not kept
+// as neither moved the decode step: requesting the next U chunks before using the current ones;
+// one block per row, its threads reading consecutive chunks. NOTES.md has the numbers.)
 template <int N, ggml_type T, bool NORM, int R>
 __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w1, const float *x, const float *g, int64_t K, int lane,
                                              float (&acc)[R][N], float (&ss)[N]) {

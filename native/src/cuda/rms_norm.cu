@@ -5,7 +5,8 @@
 namespace endless {
 
 namespace {
-__global__ void rms_norm_kernel(const float *x, const float *g, int dim, float eps, float *y) {
+// ybf (optional): the same rows rounded to bf16, for a following tensor-core product
+__global__ void rms_norm_kernel(const float *x, const float *g, int dim, float eps, float *y, __nv_bfloat16 *ybf) {
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *yr = y + (size_t)blockIdx.x * dim;
     float s = 0.0f;
@@ -21,14 +22,18 @@ __global__ void rms_norm_kernel(const float *x, const float *g, int dim, float e
     }
     __syncthreads();
     const float r = (float)(1.0 / sqrt((double)red[0] / dim + (double)eps));  // exact scale, once per row
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * r * g[i];
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        const float v = xr[i] * r * g[i];
+        yr[i] = v;
+        if (ybf) ybf[(size_t)blockIdx.x * dim + i] = __float2bfloat16_rn(v);
+    }
 }
 }  // namespace
 
-void cuda_rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y, cudaStream_t stream) {
+void cuda_rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y, cudaStream_t stream, void *y_bf16) {
     if (n <= 0 || dim <= 0) return;
     const int threads = dim >= 1024 ? 512 : dim >= 256 ? 256 : 128;
-    rms_norm_kernel<<<n, threads, 0, stream>>>(x, g, dim, eps, y);
+    rms_norm_kernel<<<n, threads, 0, stream>>>(x, g, dim, eps, y, (__nv_bfloat16 *)y_bf16);
     CUDA_CHECK_LAUNCH("rms_norm");
 }
 

@@ -1,6 +1,7 @@
-// rms_norm: y = x / rms(x) * g per row of dim (eps inside the root).
+// rms_norm: y = x / rms(x) * g per row of dim (eps inside the root); y_bf16 (optional): y rounded
+// to bf16 as well, the input of a following cuBLAS product (gemm_cublas.cuh).
 #pragma once
 #include <cuda_runtime.h>
 namespace endless {
-void cuda_rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y, cudaStream_t stream);
+void cuda_rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y, cudaStream_t stream, void *y_bf16 = nullptr);
 }
