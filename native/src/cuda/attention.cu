@@ -494,12 +494,22 @@ __global__ void __launch_bounds__(CB_THREADS) attention_combine_kernel(const flo
 //   wave 1: meta, windows, the block's key slots, the raw query rows (cp.async)
 //   wave 2: K and V rows of the visible keys, the RoPE rows of the chunk (cp.async, all at once)
 //   compute in shared memory, then the merge below.
+// A block that walks several chunks issues the next chunk's wave 2 (into a second K, V buffer) as
+// soon as the current chunk's queries are rotated, so its loads fly while the current one computes.
+// Compute per chunk (instructions and registers are what bound it: at one 256-thread block per
+// multiprocessor it was latency bound, so the 32-key variant is built for two blocks, <= 128
+// registers): queries rotated into shared memory; scores with the 8 lanes of a key splitting its
+// dims (vector path: each lane reads whole 16-byte pieces of K, its table rows and the 8 rows'
+// queries with no index math: K's dims are permuted on the way in, dc_kpos; the rope mode is a
+// template argument), then a transposing shuffle reduction (7 shuffles for 8 rows); softmax per
+// row (warp r: row r); P.V of the chunk in registers, summed over the warps into row r's running
+// output held by warp r.
 // RoPE: a key at list entry t = t0 + k (t0: the chunk's first entry) scores against a query at
 // position P as q^T R((t - P) theta) k = (R((P - t0) theta) q)^T (R(k theta) k): keys are rotated
 // by table rows 0..KB-1 (the same rows for every block: they stay in L2), the query by row P - t0
 // (P: the window or the fixed-key position of attn_args' RoPE trick, both < n_keys).
 // Split-K merge in the same launch: each block writes a record (o, m, l) per row; blocks are
-// grouped by DC_FAN consecutive splits, and the last block of a group to arrive (one atomic
+// grouped by dc_fan_of(n_split) consecutive splits, and the last block of a group to arrive (one atomic
 // counter per group, __threadfence before it) merges the group's records into a record one level
 // up, until one record is left, which becomes the output. The merging block sets its counter back
 // to zero, so counters are zero again after every launch (next layer, next graph replay).
@@ -507,7 +517,9 @@ constexpr int DC_THREADS = 256;
 constexpr int DC_WARPS = DC_THREADS / 32;
 constexpr int DC_RMAX = 8;          // rows per block; == DC_WARPS: warp r owns row r (softmax, sums, merge)
 constexpr int DC_SP = DC_RMAX + 4;  // floats per key in sS (the RMAX rows' scores, 16-byte aligned)
-constexpr int DC_FAN = 8;           // records merged per merge step
+constexpr int DC_FAN = 8;           // records whose loads a merging warp keeps in flight at once (8 dims a lane)
+constexpr int DC_QS = DC_RMAX * 8 + 4;  // vector path: floats per quad in sQ (8 rows x 8 dims; +4: the 8 lanes
+                                        // of a quarter warp read 8 quads from 8 different bank groups)
 constexpr int DC_MAX_CHUNKS = 16;   // chunks per block (their key slots are staged in shared memory)
 static_assert(DC_RMAX == DC_WARPS, "warp r owns row r");
 
@@ -525,25 +537,49 @@ struct dc_params {
     float scale;
 };
 
+// Records merged per merge step: the smallest power of two >= 8 that needs at most two levels
+// (each level costs a fence, an atomic and a load round trip).
+__host__ __device__ inline int dc_fan_of(int n_split) {
+    int fan = 8;
+    while ((int64_t)fan * fan < n_split) fan *= 2;
+    return fan;
+}
+// Floats per shared head row (K, V, queries) and per shared table row, for the largest head_dim of
+// a variant (32 DJ): compile-time strides and offsets, so shared addresses need no registers and no
+// index math. Table rows hold head_dim / 2 entries (>= n_rot / 2): the vector path pads entries
+// n_rot / 2.. with cos 1, sin 0, so the unrotated dims go through the same code as the rotated ones.
+// Head rows: a multiple of 4 floats whose quarter is odd, so 16-byte loads of 8 different keys hit 8
+// different bank groups.
+__host__ __device__ constexpr int dc_hs_of(int dj) { return 32 * dj + 4; }
+__host__ __device__ constexpr int dc_ts_of(int dj) { return 16 * dj + 4; }
+
 // Shared-memory layout in floats (host and device agree through this one function).
 struct dc_layout {
-    int k, v, tc, tsn, qraw, q, qt, s, a, ints;
+    int k, v, tc, tsn, qraw, q, qv, qt, s, ints;
     size_t bytes;
 };
-__host__ __device__ inline dc_layout dc_layout_of(int kb, int hs, int ts, int chunks) {
-    dc_layout L;
-    L.k = 0;                            // [KB][hs] keys as stored (not rotated)
+__host__ __device__ constexpr dc_layout dc_layout_of(int kb, int dj, int chunks) {
+    const int hs = dc_hs_of(dj), ts = dc_ts_of(dj);
+    dc_layout L{};
+    L.k = 0;                            // [KB][hs] keys as stored (not rotated; vector path: dims permuted, see dc_kpos)
     L.v = L.k + kb * hs;                // [KB][hs] values
     L.tc = L.v + kb * hs;               // [KB][ts] cos rows 0..KB-1
     L.tsn = L.tc + kb * ts;             // [KB][ts] sin rows 0..KB-1
     L.qraw = L.tsn + kb * ts;           // [RMAX][hs] queries as given
-    L.q = L.qraw + DC_RMAX * hs;        // [2][RMAX][hs] rotated for the chunk, scaled: 0 fixed keys, 1 window keys
-    L.qt = L.q + 2 * DC_RMAX * hs;      // [RMAX queries][2 versions][cos, sin][ts] the queries' table rows
+    // [2][...] rotated for the chunk, scaled: 0 fixed keys, 1 window keys; each [RMAX][hs], or in the
+    // vector path [head_dim / 8 quads][DC_QS]: quad u of the 8 rows side by side
+    L.qv = DC_RMAX * hs > 4 * dj * DC_QS ? DC_RMAX * hs : 4 * dj * DC_QS;
+    L.q = L.qraw + DC_RMAX * hs;
+    L.qt = L.q + 2 * L.qv;              // [RMAX queries][2 versions][cos, sin][ts] the queries' table rows
     L.s = L.qt + DC_RMAX * 4 * ts;      // [KB][DC_SP] scores, then probabilities
-    L.a = L.s + kb * DC_SP;             // [RMAX] rescale factor of the chunk
-    L.ints = L.a + DC_RMAX;             // int lo[RMAX], hi[RMAX], flag[4], slot[chunks * KB]
-    L.bytes = sizeof(float) * (size_t)L.ints + sizeof(int) * (2 * DC_RMAX + 4 + (size_t)chunks * kb);
+    L.ints = L.s + kb * DC_SP;          // int lo[RMAX], hi[RMAX], flag[4], slot[chunks * KB]
+    // then, when a block walks several chunks, a second [KB][hs] K, V pair at dc_kv1_of (16-byte aligned)
+    const size_t end = (size_t)L.ints + 2 * DC_RMAX + 4 + (size_t)chunks * kb;
+    L.bytes = sizeof(float) * (chunks > 1 ? (end + 3) / 4 * 4 + 2 * (size_t)kb * hs : end);
     return L;
+}
+__host__ __device__ constexpr int dc_kv1_of(const dc_layout &L, int kb, int chunks) {
+    return (L.ints + 2 * DC_RMAX + 4 + chunks * kb + 3) / 4 * 4;
 }
 
 // Asynchronous global -> shared copy of W floats (W = 4: 16 bytes, both addresses 16-byte aligned;
@@ -622,20 +658,27 @@ __device__ __forceinline__ void dc_store_dims(float *p, int hd, int lane, const 
     }
 }
 
-// Merges `count` records (rec0, rec0 + stride, ...) of one row into (o, m, l): DC_FAN records'
-// loads in flight at once, online rescaling between batches. A record with m = -inf (no visible
-// key) adds nothing, whatever its o holds.
+// Merges `count` records (rec0, rec0 + stride, ...) of one row into (o, m, l): B records' loads in
+// flight at once, online rescaling between batches. A record with m = -inf (no visible key) adds
+// nothing, whatever its o holds. B = 16 on sm_90 when a lane holds one float4 (one round trip for a
+// whole group of 16); else 8 (sm_80..89 would spill registers at 16 under two blocks per SM).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr int DC_MERGE_WIDE = 16;
+#else
+constexpr int DC_MERGE_WIDE = DC_FAN;
+#endif
 template <int DJ, bool VEC>
 __device__ __forceinline__ void dc_merge(const float *rec0, size_t stride, int count, int hd, int lane, float (&o)[DJ],
                                          float &m, float &l) {
+    constexpr int B = VEC && DJ <= 4 ? DC_MERGE_WIDE : DC_FAN;
     m = -INFINITY;
     l = 0.0f;
 #pragma unroll
     for (int j = 0; j < DJ; j++) o[j] = 0.0f;
-    for (int b = 0; b < count; b += DC_FAN) {
-        float ms[DC_FAN], ls[DC_FAN], x[DC_FAN][DJ];
+    for (int b = 0; b < count; b += B) {
+        float ms[B], ls[B], x[B][DJ];
 #pragma unroll
-        for (int s = 0; s < DC_FAN; s++) {
+        for (int s = 0; s < B; s++) {
             const bool ok = b + s < count;
             const float *rc = rec0 + (size_t)(ok ? b + s : 0) * stride;
             ms[s] = ok ? __ldcg(rc + hd) : -INFINITY;
@@ -648,13 +691,13 @@ __device__ __forceinline__ void dc_merge(const float *rec0, size_t stride, int c
         }
         float mb = m;
 #pragma unroll
-        for (int s = 0; s < DC_FAN; s++) mb = fmaxf(mb, ms[s]);
+        for (int s = 0; s < B; s++) mb = fmaxf(mb, ms[s]);
         const float a0 = m == -INFINITY ? 0.0f : __expf(m - mb);
         l *= a0;
 #pragma unroll
         for (int j = 0; j < DJ; j++) o[j] *= a0;
 #pragma unroll
-        for (int s = 0; s < DC_FAN; s++) {
+        for (int s = 0; s < B; s++) {
             const float w = ms[s] == -INFINITY ? 0.0f : __expf(ms[s] - mb);
             l = fmaf(w, ls[s], l);
 #pragma unroll
@@ -664,42 +707,71 @@ __device__ __forceinline__ void dc_merge(const float *rec0, size_t stride, int c
     }
 }
 
-// Rows of a block: row r = query i_first + r / HG, head h_first + r % HG.
+// Rows of a block: row r = query i_first + r / HG, head h_first + r % HG. The divisions are done
+// once here (valid and query read bit fields), not in the loops.
 struct dc_rows {
     int kvh, HG, h_first, n_h, i_first, n_i, gid;
+    unsigned vmask, qof;  // bit r: row r is a real (query, head); bits 4r..4r+3: r / HG
     __device__ dc_rows(const dc_params &P) {
         const int G = P.n_head / P.n_head_kv;
-        kvh = blockIdx.y / P.n_hchunk;
-        const int hc = blockIdx.y % P.n_hchunk;
+        kvh = P.n_hchunk == 1 ? (int)blockIdx.y : (int)blockIdx.y / P.n_hchunk;
+        const int hc = blockIdx.y - kvh * P.n_hchunk;
         HG = P.heads_per_block;
         h_first = kvh * G + hc * HG;
         n_h = min(HG, G - hc * HG);
         i_first = blockIdx.z * P.queries_per_block;
         n_i = min(P.queries_per_block, P.n_q - i_first);
         gid = blockIdx.z * gridDim.y + blockIdx.y;
+        // query a owns rows a HG .. a HG + HG - 1 (n_h of them real); a HG < DC_RMAX = 8, a < 8
+        const unsigned ones = HG >= 8 ? 0x11111111u : 0x11111111u & ((1u << (4 * HG)) - 1u);  // one 1 per row of a query
+        vmask = 0;
+        qof = 0;
+        for (int a = 0; a * HG < DC_RMAX; a++) {
+            if (a < n_i) vmask |= ((1u << n_h) - 1u) << (a * HG);
+            qof |= (unsigned)a * (ones << (4 * a * HG));
+        }
+        vmask &= (1u << DC_RMAX) - 1u;
     }
-    __device__ bool valid(int r) const { return r / HG < n_i && r % HG < n_h; }
+    __device__ bool valid(int r) const { return (vmask >> r) & 1u; }
+    __device__ int query(int r) const { return (qof >> (4 * r)) & 15u; }
     __device__ size_t out_off(const dc_params &P, int r) const {
-        return ((size_t)(i_first + r / HG) * P.n_head + h_first + r % HG) * P.head_dim;
+        const int a = query(r);
+        return ((size_t)(i_first + a) * P.n_head + h_first + r - a * HG) * P.head_dim;
     }
 };
 
-template <int KB, int DJ, bool VEC>
-__global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_params P) {
+// Vector path: where the 4 dims of K from d (a multiple of 4) go in its shared row. Quad u (pairs
+// 4u..4u+3, the dims of at_quad_dims) keeps its first float4 at 4u and its second at hd / 2 + 4u,
+// so the lanes of one key read consecutive 16-byte pieces (no bank conflict, no index math).
+__device__ __forceinline__ int dc_kpos(int d, int hd, int n_rot, bool neox) {
+    const int half = n_rot / 2;
+    if (neox && d < n_rot) return d < half ? d : hd / 2 + d - half;
+    const int base = neox ? n_rot : 0;  // from here on pairs are interleaved: 8 dims per quad
+    const int u = (neox ? half / 4 : 0) + (d - base) / 8;
+    return ((d - base) % 8 == 0 ? 0 : hd / 2) + 4 * u;
+}
+
+__host__ __device__ constexpr int dc_log2(int x) { return x <= 1 ? 0 : 1 + dc_log2(x / 2); }
+
+// NEOX: the vector path's RoPE mode (a template argument, so the score loop has no branch on it);
+// the scalar path reads P.mode.
+template <int KB, int DJ, bool VEC, bool NEOX>
+__global__ void __launch_bounds__(DC_THREADS, KB == 32 && DJ == 4 ? 2 : 1) attention_decode_kernel(dc_params P) {
     extern __shared__ __align__(16) float smem[];
     constexpr int W = VEC ? 4 : 1;       // floats per asynchronous copy
     constexpr int TPK = DC_THREADS / KB;  // threads per key (copies, scores)
     constexpr int KPW = 32 / TPK;         // keys per warp in the scores
     static_assert(TPK * KB == DC_THREADS && KPW * TPK == 32 && KB % 32 == 0 && KB % DC_WARPS == 0, "decode tile shape");
-    const dc_layout L = dc_layout_of(KB, P.hs, P.ts, P.chunks);
-    float *sK = smem + L.k, *sV = smem + L.v, *sTc = smem + L.tc, *sTs = smem + L.tsn;
-    float *sQraw = smem + L.qraw, *sQ = smem + L.q, *sQT = smem + L.qt, *sS = smem + L.s, *sA = smem + L.a;
+    static_assert(TPK <= DC_RMAX && (1 << dc_log2(TPK)) == TPK, "score reduction: TPK lanes share a key's rows");
+    constexpr int hs = dc_hs_of(DJ), ts = dc_ts_of(DJ);
+    constexpr dc_layout L = dc_layout_of(KB, DJ, 0);  // (chunks only moves L.bytes)
+    float *sK = smem + L.k, *sTc = smem + L.tc, *sTs = smem + L.tsn;  // (V: L.v = L.k + KB hs)
+    float *sQraw = smem + L.qraw, *sQ = smem + L.q, *sQT = smem + L.qt, *sS = smem + L.s;
     int *sLo = reinterpret_cast<int *>(smem + L.ints), *sHi = sLo + DC_RMAX, *sFlag = sHi + DC_RMAX, *sSlot = sFlag + 4;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int hd = P.head_dim, hs = P.hs, ts = P.ts, n_rot = P.n_rot, half = P.n_rot / 2, mode = P.mode;
+    const int hd = P.head_dim, n_rot = P.n_rot, half = P.n_rot / 2, mode = P.mode;
     const dc_rows R(P);
-    const int HG = R.HG;
     const int row_floats = P.n_head_kv * hd;
     const size_t kv_off = (size_t)R.kvh * hd;
     const int t_block = blockIdx.x * P.chunks * KB;  // the block's first key-list entry
@@ -716,13 +788,20 @@ __global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_para
         sSlot[e] = t < P.keys_bucket ? __ldg(P.keys + t) : 0;
     }
     {
-        const int per_row = hd / W;
-        for (int idx = tid; idx < DC_RMAX * per_row; idx += DC_THREADS) {
-            const int r = idx / per_row, d = (idx % per_row) * W;
+        for (int r = warp; r < DC_RMAX; r += DC_WARPS) {
             const bool ok = R.valid(r);
-            dc_cp_async<W>(sQraw + r * hs + d, ok ? P.q + R.out_off(P, r) + d : P.q, ok);
+            const float *src = ok ? P.q + R.out_off(P, r) : P.q;
+            for (int d = lane * W; d < hd; d += 32 * W) dc_cp_async<W>(sQraw + r * hs + d, src + d, ok);
         }
         dc_cp_commit();
+    }
+    if (VEC) {  // table entries n_rot / 2 .. hd / 2 - 1: cos 1, sin 0 (the dims RoPE leaves alone)
+        const int pad = hd / 2 - half;
+        for (int idx = tid; idx < KB * pad; idx += DC_THREADS) {
+            const int kk = idx / pad, p = half + idx % pad;
+            sTc[kk * ts + p] = 1.0f;
+            sTs[kk * ts + p] = 0.0f;
+        }
     }
     __syncthreads();
 
@@ -730,63 +809,76 @@ __global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_para
     for (int a = 0; a < R.n_i; a++) { jlo = min(jlo, sLo[a]); jhi = max(jhi, sHi[a]); }
     const int wlo = n_fixed + jlo, whi = n_fixed + jhi;  // as key-list entries
 
-    float acc[DC_RMAX][DJ];  // P.V sums of this warp's keys, lane's dims
+    // row `warp`'s running max, sum and P.V sums (lane's dims; every lane holds m and l). The P.V
+    // sums of a chunk live in registers only from the P.V loop to the end of the chunk: not across
+    // the score loop, which needs the registers.
+    float m_run = -INFINITY, l_run = 0.0f, o_run[DJ];
 #pragma unroll
-    for (int r = 0; r < DC_RMAX; r++)
-#pragma unroll
-        for (int j = 0; j < DJ; j++) acc[r][j] = 0.0f;
-    float m_run = -INFINITY, l_run = 0.0f;  // row `warp`'s running max and sum (every lane holds them)
-    bool tables_loaded = false;
-
-    for (int c = 0; c < P.chunks; c++) {
+    for (int j = 0; j < DJ; j++) o_run[j] = 0.0f;
+    // a chunk is seen when some row sees one of its keys (block-uniform)
+    auto seen = [&](int c) {
+        const int t0 = t_block + c * KB;
+        return t0 < n_fixed || max(t0, wlo) < min(t0 + KB, whi);
+    };
+    // ---- wave 2 of chunk c into the K, V pair at kbuf: K, V of the keys any row sees (zeros for
+    // the others), the queries' table rows, and the first time the keys' table rows
+    auto issue = [&](int c, float *kbuf, bool tables) {
+        const int t0 = t_block + c * KB;
+        const int kk = tid / TPK, sub = tid % TPK;
+        const int t = t0 + kk;
+        const bool vis = t < n_fixed || (t >= wlo && t < whi);
+        const size_t off = vis ? (size_t)sSlot[c * KB + kk] * row_floats + kv_off : 0;
+        float *vbuf = kbuf + KB * hs;
+        for (int d = sub * W; d < hd; d += TPK * W) {
+            dc_cp_async<W>(kbuf + kk * hs + (VEC ? dc_kpos(d, hd, n_rot, NEOX) : d), P.k_cache + off + d, vis);
+            dc_cp_async<W>(vbuf + kk * hs + d, P.v_cache + off + d, vis);
+        }
+        if (tables) {  // key rows 0..KB-1: the same for every chunk; rows past n_keys may not exist
+            const bool tv = kk < n_keys;
+            for (int p = sub * W; p < half; p += TPK * W) {
+                dc_cp_async<W>(sTc + kk * ts + p, P.rope_cos + (tv ? (size_t)kk * half + p : 0), tv);
+                dc_cp_async<W>(sTs + kk * ts + p, P.rope_sin + (tv ? (size_t)kk * half + p : 0), tv);
+            }
+        }
+        // the queries' rows: position - t0, for the fixed keys and for the window keys
+        for (int av = warp; av < 2 * R.n_i; av += DC_WARPS)
+        for (int p = lane * W; p < half; p += 32 * W) {
+            const int a = av >> 1, v = av & 1;
+            const int pos = v == 0 ? n_fixed + sHi[a] - sLo[a] - 1 : n_fixed + sHi[a] - 1;
+            const int row = min(max(pos - t0, 0), n_keys - 1);  // out of range only when no key of the chunk is seen
+            float *dst = sQT + (a * 2 + v) * 2 * ts + p;
+            dc_cp_async<W>(dst, P.rope_cos + (size_t)row * half + p, true);
+            dc_cp_async<W>(dst + ts, P.rope_sin + (size_t)row * half + p, true);
+        }
+        dc_cp_commit();
+    };
+    // K, V pairs: one, or two when the block walks several chunks: the next chunk's loads are
+    // issued once this chunk's queries are rotated (sQT is free again) and fly while it computes
+    float *const sK1 = smem + dc_kv1_of(L, KB, P.chunks);
+    int c = 0;
+    while (c < P.chunks && !seen(c)) c++;
+    if (c < P.chunks) issue(c, sK, true);
+    bool buf1 = false;  // chunk c sits in the second pair
+    while (c < P.chunks) {
+        int next = c + 1;
+        while (next < P.chunks && !seen(next)) next++;
         const int t0 = t_block + c * KB;
         const bool any_fixed = t0 < n_fixed;
         const bool any_win = max(t0, wlo) < min(t0 + KB, whi);
-        if (!any_fixed && !any_win) continue;  // block-uniform
-
-        // ---- wave 2: K, V of the keys any row sees (zeros for the others); RoPE rows
-        {
-            const int kk = tid / TPK, sub = tid % TPK;
-            const int t = t0 + kk;
-            const bool vis = t < n_fixed || (t >= wlo && t < whi);
-            const size_t off = vis ? (size_t)sSlot[c * KB + kk] * row_floats + kv_off : 0;
-            for (int d = sub * W; d < hd; d += TPK * W) {
-                dc_cp_async<W>(sK + kk * hs + d, P.k_cache + off + d, vis);
-                dc_cp_async<W>(sV + kk * hs + d, P.v_cache + off + d, vis);
-            }
-            if (!tables_loaded) {  // key rows 0..KB-1: the same for every chunk; rows past n_keys may not exist
-                const bool tv = kk < n_keys;
-                for (int p = sub * W; p < half; p += TPK * W) {
-                    dc_cp_async<W>(sTc + kk * ts + p, P.rope_cos + (tv ? (size_t)kk * half + p : 0), tv);
-                    dc_cp_async<W>(sTs + kk * ts + p, P.rope_sin + (tv ? (size_t)kk * half + p : 0), tv);
-                }
-            }
-            // the queries' rows: position - t0, for the fixed keys and for the window keys
-            const int per = half / W;
-            for (int idx = tid; idx < R.n_i * 2 * per; idx += DC_THREADS) {
-                const int a = idx / (2 * per), v = (idx / per) % 2, p = (idx % per) * W;
-                const int pos = v == 0 ? n_fixed + sHi[a] - sLo[a] - 1 : n_fixed + sHi[a] - 1;
-                const int row = min(max(pos - t0, 0), n_keys - 1);  // out of range only when no key of the chunk is seen
-                float *dst = sQT + (a * 2 + v) * 2 * ts + p;
-                dc_cp_async<W>(dst, P.rope_cos + (size_t)row * half + p, true);
-                dc_cp_async<W>(dst + ts, P.rope_sin + (size_t)row * half + p, true);
-            }
-            dc_cp_commit();
-            dc_cp_wait_all();
-        }
-        tables_loaded = true;
+        float *const cK = buf1 ? sK1 : sK, *const cV = cK + KB * hs;
+        dc_cp_wait_all();  // (only chunk c's copies are in flight)
         __syncthreads();
 
         // ---- queries rotated by (position - t0), scaled; version 0 for fixed keys, 1 for window keys
         {
             const int n_units = VEC ? hd / 8 : hd / 2;  // quads of pairs, or pairs
-            for (int idx = tid; idx < 2 * DC_RMAX * n_units; idx += DC_THREADS) {
-                const int v = idx / (DC_RMAX * n_units), r = (idx / n_units) % DC_RMAX, u = idx % n_units;
+            const int r = tid % DC_RMAX;  // the rows of one quad side by side (vector path: as in sQ)
+            for (int v = 0; v < 2; v++)
+            for (int u = tid / DC_RMAX; u < n_units; u += DC_THREADS / DC_RMAX) {
                 if (v == 0 ? !any_fixed : !any_win) continue;
                 const bool ok = R.valid(r);
                 const float *qr = sQraw + r * hs;
-                float *qd = sQ + (v * DC_RMAX + r) * hs;
-                const float *tc = sQT + ((ok ? r / HG : 0) * 2 + v) * 2 * ts, *tsn = tc + ts;
+                const float *tc = sQT + ((ok ? R.query(r) : 0) * 2 + v) * 2 * ts, *tsn = tc + ts;
                 if (VEC) {
                     int da, db;
                     bool rot;
@@ -797,9 +889,11 @@ __global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_para
                         at_rot_quad(mode, rot, ld4s(qr + da), ld4s(qr + db), rot ? ld4s(tc + 4 * u) : zero,
                                     rot ? ld4s(tsn + 4 * u) : zero, P.scale, oa, ob);
                     }
-                    st4(qd + da, oa);
-                    st4(qd + db, ob);
+                    float *qd = sQ + v * L.qv + u * DC_QS + 8 * r;
+                    st4(qd, oa);
+                    st4(qd + 4, ob);
                 } else {
+                    float *qd = sQ + v * L.qv + r * hs;
                     int d0, d1;
                     const bool rot = dc_pair_dims(n_rot, mode, u, d0, d1);
                     float x0 = 0.0f, x1 = 0.0f;
@@ -819,36 +913,51 @@ __global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_para
             }
         }
         __syncthreads();
+        if (next < P.chunks) issue(next, buf1 ? sK : sK1, false);
 
-        // ---- scores: TPK lanes per key split its dims (RoPE of K on the fly), every row; then summed
+        // ---- scores: the TPK lanes of a key split its dims (RoPE of K on the fly), every row; then
+        // a transposing reduction over those lanes leaves each lane DC_RMAX / TPK rows' full sums
         {
-            const int part = lane / KPW, kk = warp * KPW + lane % KPW;
+            const int part = lane % TPK, kk = warp * KPW + lane / TPK;
             const int t = t0 + kk;
             const bool fixed = t < n_fixed;
-            const float *qv = sQ + (fixed ? 0 : DC_RMAX) * hs;
-            const float *kr = sK + kk * hs, *cr = sTc + kk * ts, *sr = sTs + kk * ts;
+            const float *kr = cK + kk * hs, *cr = sTc + kk * ts, *sr = sTs + kk * ts;
             float s[DC_RMAX];
 #pragma unroll
             for (int r = 0; r < DC_RMAX; r++) s[r] = 0.0f;
             if (VEC) {
-                for (int u = part; u < hd / 8; u += TPK) {
-                    int da, db;
-                    bool rot;
-                    at_quad_dims(n_rot, mode, 4 * u, da, db, rot);
-                    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                    float4 ka, kb;
-                    at_rot_quad(mode, rot, ld4s(kr + da), ld4s(kr + db), rot ? ld4s(cr + 4 * u) : zero, rot ? ld4s(sr + 4 * u) : zero,
-                                1.0f, ka, kb);
+                // quad u: K at 4u and hd / 2 + 4u (dc_kpos), its table entries at 4u (identity past
+                // n_rot / 2), the 8 rows' query dims at u * DC_QS, side by side
+                constexpr int NQT = 4 * DJ / TPK;  // quads per lane for head_dim 32 DJ
+                const int n_quads = hd / 8, h2 = hd / 2;
+                const float *qb = sQ + (fixed ? 0 : L.qv);
 #pragma unroll
-                    for (int r = 0; r < DC_RMAX; r++) {
-                        const float4 qa = ld4s(qv + r * hs + da), qb = ld4s(qv + r * hs + db);
-                        float x = s[r];
-                        x = fmaf(qa.x, ka.x, fmaf(qa.y, ka.y, fmaf(qa.z, ka.z, fmaf(qa.w, ka.w, x))));
-                        x = fmaf(qb.x, kb.x, fmaf(qb.y, kb.y, fmaf(qb.z, kb.z, fmaf(qb.w, kb.w, x))));
-                        s[r] = x;
+                for (int i = 0; i < NQT; i++) {
+                    const int u = part + TPK * i;
+                    if (u < n_quads) {
+                        const float4 a = ld4s(kr + 4 * u), b = ld4s(kr + h2 + 4 * u);
+                        const float4 c = ld4s(cr + 4 * u), sn = ld4s(sr + 4 * u);
+                        float4 ka, kb;
+                        if (NEOX) {  // a: first halves of pairs 4u..4u+3, b: second halves
+                            ka = make_float4(a.x * c.x - b.x * sn.x, a.y * c.y - b.y * sn.y, a.z * c.z - b.z * sn.z, a.w * c.w - b.w * sn.w);
+                            kb = make_float4(a.x * sn.x + b.x * c.x, a.y * sn.y + b.y * c.y, a.z * sn.z + b.z * c.z, a.w * sn.w + b.w * c.w);
+                        } else {  // a: pairs 4u, 4u+1 interleaved; b: pairs 4u+2, 4u+3
+                            ka = make_float4(a.x * c.x - a.y * sn.x, a.x * sn.x + a.y * c.x, a.z * c.y - a.w * sn.y, a.z * sn.y + a.w * c.y);
+                            kb = make_float4(b.x * c.z - b.y * sn.z, b.x * sn.z + b.y * c.z, b.z * c.w - b.w * sn.w, b.z * sn.w + b.w * c.w);
+                        }
+                        const float *qu = qb + u * DC_QS;
+#pragma unroll
+                        for (int r = 0; r < DC_RMAX; r++) {
+                            const float4 qa = ld4s(qu + 8 * r), qc = ld4s(qu + 8 * r + 4);
+                            float x = s[r];
+                            x = fmaf(qa.x, ka.x, fmaf(qa.y, ka.y, fmaf(qa.z, ka.z, fmaf(qa.w, ka.w, x))));
+                            x = fmaf(qc.x, kb.x, fmaf(qc.y, kb.y, fmaf(qc.z, kb.z, fmaf(qc.w, kb.w, x))));
+                            s[r] = x;
+                        }
                     }
                 }
             } else {
+                const float *qv = sQ + (fixed ? 0 : L.qv);
                 for (int p = part; p < hd / 2; p += TPK) {
                     int d0, d1;
                     const bool rot = dc_pair_dims(n_rot, mode, p, d0, d1);
@@ -863,17 +972,26 @@ __global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_para
                     for (int r = 0; r < DC_RMAX; r++) s[r] = fmaf(qv[r * hs + d0], k0, fmaf(qv[r * hs + d1], k1, s[r]));
                 }
             }
+            // level o: the lanes with bit o set keep the upper half of their n values and send the
+            // lower half to the partner (lane ^ o), which does the opposite; n halves each level
+            int row0 = 0;
 #pragma unroll
-            for (int o = KPW; o < 32; o <<= 1)
+            for (int lv = 0; lv < dc_log2(TPK); lv++) {
+                const int o = TPK >> (lv + 1), n = DC_RMAX >> lv;
+                const bool up = (lane & o) != 0;
 #pragma unroll
-                for (int r = 0; r < DC_RMAX; r++) s[r] += __shfl_xor_sync(0xffffffffu, s[r], o);
+                for (int i = 0; i < n / 2; i++) {
+                    const float send = up ? s[i] : s[i + n / 2], keep = up ? s[i + n / 2] : s[i];
+                    s[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+                }
+                if (up) row0 += n / 2;
+            }
 #pragma unroll
-            for (int r = 0; r < DC_RMAX; r++) {
-                if (r % TPK != part) continue;
-                const int a = r / HG;
+            for (int i = 0; i < DC_RMAX / TPK; i++) {
+                const int r = row0 + i, a = R.query(r);
                 bool vis = R.valid(r);
                 if (vis && !fixed) vis = t >= n_fixed + sLo[a] && t < n_fixed + sHi[a];
-                sS[kk * DC_SP + r] = vis ? s[r] : -INFINITY;
+                sS[kk * DC_SP + r] = vis ? s[i] : -INFINITY;
             }
         }
         __syncthreads();
@@ -897,54 +1015,60 @@ __global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_para
             const float alpha = m_new == -INFINITY ? 1.0f : __expf(m_run - m_new);
             l_run = l_run * alpha + sum;
             m_run = m_new;
-            if (lane == 0) sA[r] = alpha;
+#pragma unroll
+            for (int j = 0; j < DJ; j++) o_run[j] *= alpha;
         }
         __syncthreads();
 
-        // ---- P.V: warp w takes keys w, w + 8, ...; lane its dims; every row
-        {
+        // ---- P.V of the chunk: warp w takes keys w, w + 8, ...; lane its dims; every row
+        float acc[DC_RMAX][DJ];
 #pragma unroll
-            for (int r = 0; r < DC_RMAX; r++) {
-                const float alpha = sA[r];
+        for (int r = 0; r < DC_RMAX; r++)
 #pragma unroll
-                for (int j = 0; j < DJ; j++) acc[r][j] *= alpha;
-            }
+            for (int j = 0; j < DJ; j++) acc[r][j] = 0.0f;
 #pragma unroll 2
-            for (int u = 0; u < KB / DC_WARPS; u++) {
-                const int kk = warp + DC_WARPS * u;
-                const float4 p0 = ld4s(sS + kk * DC_SP), p1 = ld4s(sS + kk * DC_SP + 4);
-                const float pr[DC_RMAX] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
-                float v[DJ];
-                dc_load_dims<DJ, VEC, false>(sV + kk * hs, hd, lane, v);
+        for (int u = 0; u < KB / DC_WARPS; u++) {
+            const int kk = warp + DC_WARPS * u;
+            const float4 p0 = ld4s(sS + kk * DC_SP), p1 = ld4s(sS + kk * DC_SP + 4);
+            const float pr[DC_RMAX] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+            float v[DJ];
+            dc_load_dims<DJ, VEC, false>(cV + kk * hs, hd, lane, v);
 #pragma unroll
-                for (int r = 0; r < DC_RMAX; r++)
+            for (int r = 0; r < DC_RMAX; r++)
 #pragma unroll
-                    for (int j = 0; j < DJ; j++) acc[r][j] = fmaf(pr[r], v[j], acc[r][j]);
-            }
+                for (int j = 0; j < DJ; j++) acc[r][j] = fmaf(pr[r], v[j], acc[r][j]);
         }
         __syncthreads();
+
+        // ---- the chunk's sums over the warps, into row `warp`'s o_run (red aliases the chunk's K, V:
+        // 2 KB hs >= DC_WARPS * DC_RMAX * hd)
+        {
+            float *red = cK;
+#pragma unroll
+            for (int r = 0; r < DC_RMAX; r++) dc_store_dims<DJ, VEC, false>(red + (warp * DC_RMAX + r) * hd, hd, lane, acc[r], 1.0f);
+            __syncthreads();
+#pragma unroll
+            for (int w = 0; w < DC_WARPS; w++) {
+                float x[DJ];
+                dc_load_dims<DJ, VEC, false>(red + (w * DC_RMAX + warp) * hd, hd, lane, x);
+#pragma unroll
+                for (int j = 0; j < DJ; j++) o_run[j] += x[j];
+            }
+        }
+        __syncthreads();  // red is read: the chunk after next may land in this pair
+        c = next;
+        buf1 = !buf1;
     }
     dc_cp_wait_all();  // (the query rows are still in flight when every chunk was skipped)
-
-    // ---- the rows' sums over the warps (red aliases sK, sV: 2 KB hs >= DC_WARPS * DC_RMAX * hd)
-    float *red = smem;
-#pragma unroll
-    for (int r = 0; r < DC_RMAX; r++) dc_store_dims<DJ, VEC, false>(red + (warp * DC_RMAX + r) * hd, hd, lane, acc[r], 1.0f);
-    __syncthreads();
     const int r = warp;
     float o[DJ];
-    dc_load_dims<DJ, VEC, false>(red + r * hd, hd, lane, o);
 #pragma unroll
-    for (int w = 1; w < DC_WARPS; w++) {
-        float x[DJ];
-        dc_load_dims<DJ, VEC, false>(red + (w * DC_RMAX + r) * hd, hd, lane, x);
-#pragma unroll
-        for (int j = 0; j < DJ; j++) o[j] += x[j];
-    }
+    for (int j = 0; j < DJ; j++) o[j] = o_run[j];
     float m = m_run, l = l_run;
     const bool row_ok = R.valid(r);
 
-    // ---- merge: level by level, the last block of each group of DC_FAN merges it
+    // ---- merge: level by level, the last block of each group of `fan` merges it
+    const int fan = dc_fan_of(P.n_split);
     int n_level = P.n_split, idx = blockIdx.x, rec_off = 0, cnt_off = 0;
     while (n_level > 1) {
         const size_t group_rec = (size_t)R.gid * P.rec_per_group;
@@ -954,8 +1078,8 @@ __global__ void __launch_bounds__(DC_THREADS, 1) attention_decode_kernel(dc_para
             if (lane == 0) { __stcg(rec + hd, m); __stcg(rec + hd + 1, l); }
         }
         if (!P.counters) return;  // attention_decode_merge_kernel merges the level-0 records
-        const int grp = idx / DC_FAN, first = grp * DC_FAN, cnt = min(DC_FAN, n_level - first);
-        const int n_next = (n_level + DC_FAN - 1) / DC_FAN;
+        const int grp = idx / fan, first = grp * fan, cnt = min(fan, n_level - first);
+        const int n_next = (n_level + fan - 1) / fan;
         __threadfence();  // this thread's record writes are visible device-wide before the count says so
         __syncthreads();
         if (tid == 0) {
@@ -1024,12 +1148,19 @@ void at_launch(const at_params &P, const cuda_attn_plan &plan, cudaStream_t stre
     attention_kernel<RMAX, KT, DJ, VEC><<<grid, AT_THREADS, plan.smem, stream>>>(P);
 }
 
-template <int KB, int DJ, bool VEC>
+template <int KB, int DJ, bool VEC, bool NEOX = false>
 void dc_launch(const dc_params &P, const cuda_attn_plan &plan, cudaStream_t stream) {
     static size_t configured = 0;
-    at_configure(attention_decode_kernel<KB, DJ, VEC>, plan.smem, configured, P.head_dim);
+    if (plan.smem > configured) {
+        // two blocks per multiprocessor need the largest shared-memory carveout (the default may
+        // pick the smallest that fits one block); the kernel reads global memory around L1 anyway
+        if (cudaFuncSetAttribute(attention_decode_kernel<KB, DJ, VEC, NEOX>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                 (int)cudaSharedmemCarveoutMaxShared) != cudaSuccess)
+            cudaGetLastError();  // only a preference
+    }
+    at_configure(attention_decode_kernel<KB, DJ, VEC, NEOX>, plan.smem, configured, P.head_dim);
     const dim3 grid(plan.n_split, P.n_head_kv * plan.n_hchunk, plan.n_qtiles);
-    attention_decode_kernel<KB, DJ, VEC><<<grid, DC_THREADS, plan.smem, stream>>>(P);
+    attention_decode_kernel<KB, DJ, VEC, NEOX><<<grid, DC_THREADS, plan.smem, stream>>>(P);
     CUDA_CHECK_LAUNCH("attention (decode)");
     if (plan.n_split > 1 && !P.counters) {
         attention_decode_merge_kernel<DJ, VEC><<<dim3(1, grid.y, grid.z), DC_THREADS, 0, stream>>>(P);
@@ -1089,14 +1220,19 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     p.keys_bucket = keys_bucket;
     const bool few_rows = (int64_t)a.n_q * G <= 16;
     if (smem_limit == 0) smem_limit = at_device_smem_limit();
-    const int ts = (a.n_rot / 2 + 3) / 4 * 4 + 4;
-    // decode: 64-key chunks (head_dim <= 128), else 32-key chunks, as far as shared memory allows;
-    // else (consumer cards, head_dim > 128) the split-K kernel with a separate combine
+    // decode: 32-key chunks (two 256-thread blocks per multiprocessor for head_dim <= 128), as far as
+    // shared memory allows; else (consumer cards, head_dim > 128) the split-K kernel with a separate
+    // combine. (Variant 0, 64-key chunks at one block per multiprocessor, stays for the benchmark
+    // knob ENDLESS_CUDA_ATTN_KB64=1.)
     int dc_variant = -1;
     if (few_rows) {
+        static const bool want64 = [] {
+            const char *e = std::getenv("ENDLESS_CUDA_ATTN_KB64");
+            return e && e[0] == '1';
+        }();
         for (int v : {0, 4, 3}) {
             const int kb = v == 0 ? 64 : 32;
-            if ((v != 3 && a.head_dim > 128) || dc_layout_of(kb, hs, ts, 1).bytes > smem_limit) continue;
+            if ((v == 0 && !want64) || (v != 3 && a.head_dim > 128) || dc_layout_of(kb, v == 3 ? 8 : 4, 1).bytes > smem_limit) continue;
             dc_variant = v;
             break;
         }
@@ -1110,26 +1246,27 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
         p.n_qtiles = (a.n_q + p.queries_per_block - 1) / p.queries_per_block;
         const int64_t groups = (int64_t)p.n_qtiles * a.n_head_kv * p.n_hchunk;
         const int64_t n_chunks = (keys_bucket + p.kb - 1) / p.kb;
-        // one chunk per block while the blocks fit two waves of the device's multiprocessors
-        // (one 256-thread block per multiprocessor by shared memory); more chunks per block beyond
+        // one chunk per block while the blocks fit two waves of the device's multiprocessors (one
+        // wave where two blocks fit a multiprocessor); more chunks per block beyond
         int64_t cpb = g_decode_chunks;
         if (cpb <= 0) {
             cpb = 1;
             while (cpb < DC_MAX_CHUNKS && groups * ((n_chunks + cpb - 1) / cpb) > 2 * (int64_t)n_sm) cpb++;
         }
-        while (cpb > 1 && dc_layout_of(p.kb, hs, ts, (int)cpb).bytes > smem_limit) cpb--;  // the slots of its chunks
+        const int dj = p.variant == 3 ? 8 : 4;
+        while (cpb > 1 && dc_layout_of(p.kb, dj, (int)cpb).bytes > smem_limit) cpb--;  // the slots of its chunks
         p.chunks = (int)cpb;
         p.n_split = (int)((n_chunks + cpb - 1) / cpb);
         int rec = 0, cnt = 0;
         for (int n = p.n_split; n > 1;) {
             rec += n;
-            n = (n + DC_FAN - 1) / DC_FAN;
+            n = (n + dc_fan_of(p.n_split) - 1) / dc_fan_of(p.n_split);
             cnt += n;
         }
         p.rec_per_group = rec;
         p.cnt_per_group = cnt;
         const int rs = (a.head_dim + 2 + 3) / 4 * 4;
-        p.smem = dc_layout_of(p.kb, hs, ts, p.chunks).bytes;
+        p.smem = dc_layout_of(p.kb, dj, p.chunks).bytes;
         p.scratch_bytes = (size_t)groups * rec * DC_RMAX * rs * sizeof(float);
         p.counter_bytes = (size_t)groups * cnt * sizeof(uint32_t);
         return p;
@@ -1171,8 +1308,8 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
         P.counters = counters;
         P.n_q = a.n_q; P.n_head = a.n_head; P.n_head_kv = a.n_head_kv; P.head_dim = a.head_dim;
         P.n_rot = a.n_rot; P.mode = (int)a.mode;
-        P.hs = (a.head_dim + 3) / 4 * 4 + 4;
-        P.ts = (a.n_rot / 2 + 3) / 4 * 4 + 4;
+        P.hs = dc_hs_of(plan.variant == 3 ? 8 : 4);  // (the kernel uses the same constants)
+        P.ts = dc_ts_of(plan.variant == 3 ? 8 : 4);
         P.rs = (a.head_dim + 2 + 3) / 4 * 4;
         P.heads_per_block = plan.heads_per_block; P.queries_per_block = plan.queries_per_block;
         P.n_hchunk = plan.n_hchunk; P.n_split = plan.n_split; P.chunks = plan.chunks; P.keys_bucket = plan.keys_bucket;
@@ -1182,13 +1319,14 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
             fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: the decode plan needs " + std::to_string(plan.scratch_bytes) +
                  " bytes of scratch");
         const bool dvec = vec && a16(a.out);  // the decode kernel also writes its output as float4
+        const bool neox = a.mode == ROPE_MODE_NEOX;
         switch ((plan.variant == 0 ? 0 : plan.variant == 4 ? 2 : 4) + (dvec ? 1 : 0)) {
         case 0: dc_launch<64, 4, false>(P, plan, stream); break;
-        case 1: dc_launch<64, 4, true>(P, plan, stream); break;
+        case 1: neox ? dc_launch<64, 4, true, true>(P, plan, stream) : dc_launch<64, 4, true, false>(P, plan, stream); break;
         case 2: dc_launch<32, 4, false>(P, plan, stream); break;
-        case 3: dc_launch<32, 4, true>(P, plan, stream); break;
+        case 3: neox ? dc_launch<32, 4, true, true>(P, plan, stream) : dc_launch<32, 4, true, false>(P, plan, stream); break;
         case 4: dc_launch<32, 8, false>(P, plan, stream); break;
-        default: dc_launch<32, 8, true>(P, plan, stream); break;
+        default: neox ? dc_launch<32, 8, true, true>(P, plan, stream) : dc_launch<32, 8, true, false>(P, plan, stream); break;
         }
         return;
     }

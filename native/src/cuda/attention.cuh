@@ -12,7 +12,8 @@ namespace endless {
 // on keys_bucket (n_keys rounded up), so a captured graph stays valid while n_keys grows.
 struct cuda_attn_plan {
     // decode (queries x heads per KV head <= 16), one launch with the split-K merge in it:
-    //   0: head_dim <= 128, 64-key chunks; 4: head_dim <= 128, 32-key chunks (less shared memory);
+    //   4: head_dim <= 128, 32-key chunks (two blocks per multiprocessor); 0: head_dim <= 128,
+    //      64-key chunks (one block per multiprocessor; only with ENDLESS_CUDA_ATTN_KB64=1, to compare);
     //   3: head_dim <= 256, 32-key chunks;
     //   5: decode where shared memory is too small for those (sm_86/89 with head_dim > 128):
     //      the split-K kernel + a combine launch;

@@ -217,7 +217,9 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
     }
 }
 
-template <int N, ggml_type T, bool NORM>
+// SW: the SwiGLU launch (two rows a warp). A separate instantiation: its 16 loads in flight per
+// lane need ~128 registers, the one-row kernel half that (twice the warps per multiprocessor).
+template <int N, ggml_type T, bool NORM, bool SW>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
     const int lane = threadIdx.x & 31;
     const int64_t task = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
@@ -227,7 +229,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_pa
     int slot[N];
     mv_load_slots<N>(P, m, slot);
     float ss[N], r[N];
-    if (P.swiglu_out) {
+    if (SW) {
         float acc[2][N];
         mv_dot_float<N, T, NORM, 2>(P.W[0] + (size_t)row * P.row_bytes, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
         mv_norm_scale<N, NORM>(P, ss, r);
@@ -478,12 +480,13 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     const dim3 grid(cuda_blocks((size_t)tasks, MV_WARPS)), block(MV_WARPS * 32);
     const bool x_ok = ((uintptr_t)x % 16) == 0 && K % 4 == 0 && (!NORM || ((uintptr_t)P.norm_g % 16) == 0);
     const bool float_ok = x_ok && w16 && K % 8 == 0;
+    const bool sw = set.swiglu_out != nullptr;
     // the tuned kernel of the type when the shapes and alignment allow it, else the generic one
     void (*kernel)(const mv_params) = nullptr;
     switch (w0.type) {
-    case GGML_TYPE_F32: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F32, NORM> : nullptr; break;
-    case GGML_TYPE_F16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_F16, NORM> : nullptr; break;
-    case GGML_TYPE_BF16: kernel = float_ok ? matvec_float_kernel<N, GGML_TYPE_BF16, NORM> : nullptr; break;
+    case GGML_TYPE_F32: kernel = float_ok ? (sw ? matvec_float_kernel<N, GGML_TYPE_F32, NORM, true> : matvec_float_kernel<N, GGML_TYPE_F32, NORM, false>) : nullptr; break;
+    case GGML_TYPE_F16: kernel = float_ok ? (sw ? matvec_float_kernel<N, GGML_TYPE_F16, NORM, true> : matvec_float_kernel<N, GGML_TYPE_F16, NORM, false>) : nullptr; break;
+    case GGML_TYPE_BF16: kernel = float_ok ? (sw ? matvec_float_kernel<N, GGML_TYPE_BF16, NORM, true> : matvec_float_kernel<N, GGML_TYPE_BF16, NORM, false>) : nullptr; break;
     case GGML_TYPE_Q8_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q8_0, NORM> : nullptr; break;
     case GGML_TYPE_Q4_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_0, NORM> : nullptr; break;
     case GGML_TYPE_Q4_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_K, NORM> : nullptr; break;
