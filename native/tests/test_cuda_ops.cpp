@@ -691,10 +691,11 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
         mini_model mg(be(), t, 24), mc(*cpu, t, 24);
         const bool quant = t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16;
         // the CPU quantizes activations to 8 bits for quantized weights (measured on an H100 host: up to
-        // 0.08 after 2 layers and 30 steps); a staging or graph bug moves the outputs by O(1)
+        // 0.08 after 2 layers and 30 steps, once 0.146 for Q4_K at step 29 over the ~40 runs of
+        // 2026-11-26); a staging or graph bug moves the outputs by O(1)
         // by default the 20-token chunk's products and attention round operands to 16 bits (~1e-3 each;
         // measured up to 0.0215 on an H100, the engine's CUDA tests allow 4e-2 for BF16)
-        const double tol = quant ? 0.12 : precise ? 2e-4 : 4e-2;
+        const double tol = quant ? 0.2 : precise ? 2e-4 : 4e-2;
         // a prompt chunk (n = 20: tensor cores for n > 8), then single-token steps (graphs after the second),
         // then a 3-token chunk; sinks 0..3, window ring in slots 4..
         int pos = 0;
