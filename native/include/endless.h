@@ -75,7 +75,8 @@ typedef struct endless_model_desc {
     const char *device;       /* "cpu" or "cuda:<name>" */
     const char *fingerprint;  /* sha-256 (hex) over the tensor data and hyper-parameters */
     const char *file_type;    /* dominant weight type, e.g. "Q8_0" */
-    const char *notice;       /* "" or why the requested device was not used (fell back to CPU) */
+    const char *notice;       /* "" or what to know about the device: why the requested one was not used
+                                 (fell back to CPU), a slower path it takes (no cuBLAS), ... */
     int32_t n_vocab;          /* rows of the output matrix (may exceed the tokenizer's tokens) */
     int32_t n_ctx_train;
     int32_t n_embd;

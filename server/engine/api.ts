@@ -20,7 +20,7 @@ export interface ModelInfo {
   architecture: string;
   name: string;
   device: string;              // 'cpu' or 'cuda:<name>'
-  notice: string;              // '' or why the requested device was not used (fell back to the CPU)
+  notice: string;              // '' or what to know about the device: why it was not used (CPU fallback), a slower path (no cuBLAS)
   fingerprint: string;         // hex sha-256
   fileType: string;
   nVocab: number;
