@@ -725,8 +725,6 @@ std::unique_ptr<backend> backend_cuda_create(int device_index) {
     return std::make_unique<cuda_backend>(device_index);
 }
 
-void backend_cuda_set_mma_min_blocks(int blocks) { cuda_mma_set_min_blocks(blocks); }
-
 void backend_cuda_set_precise(backend &b, bool on) {
     if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->set_precise(on);
 }

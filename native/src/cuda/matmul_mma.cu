@@ -238,17 +238,14 @@ void mma_launch_k(const weight &w, const uint16_t *xh, const uint16_t *xl, const
     matmul_mma_kernel<BF, SPLIT, MINB><<<grid, THREADS, smem, stream>>>(w.type, (const uint8_t *)w.data, cuda_row_bytes(w.type, w.ne0),
                                                                         xh, xl, inv_scale, y, w.ne1, w.ne0, n);
 }
-// Blocks per multiprocessor the kernel is compiled for: 2 (128 registers) or 1 (~154 registers).
-int g_mma_min_blocks = 2;
+// Compiled for 2 blocks per multiprocessor (128 registers): as fast as or faster than 1 block
+// (~154 registers) on an H100 (NOTES.md, 2026-11-26 08:09).
 template <bool BF, bool SPLIT>
 void mma_launch(const weight &w, const uint16_t *xh, const uint16_t *xl, const float *inv_scale, float *y, int n,
                 cudaStream_t stream) {
-    if (g_mma_min_blocks == 1) mma_launch_k<BF, SPLIT, 1>(w, xh, xl, inv_scale, y, n, stream);
-    else mma_launch_k<BF, SPLIT, 2>(w, xh, xl, inv_scale, y, n, stream);
+    mma_launch_k<BF, SPLIT, 2>(w, xh, xl, inv_scale, y, n, stream);
 }
 }  // namespace
-
-void cuda_mma_set_min_blocks(int b) { g_mma_min_blocks = b == 1 ? 1 : 2; }
 
 size_t cuda_mma_scratch_bytes(const weight &w, int n, bool precise) {
     return mma_part_bytes(w, n) * (mma_split(w, precise) ? 2 : 1) + (size_t)n * 4 + 16;

@@ -9,8 +9,6 @@ bool cuda_mma_supported(const weight &w);
 // Scratch bytes the call needs for n tokens (the activations converted to 16-bit, plus scales).
 // precise: F16/BF16 activations as two 16-bit parts (fp32-accurate products, twice the work).
 size_t cuda_mma_scratch_bytes(const weight &w, int n, bool precise);
-// scratch: device memory of cuda_mma_scratch_bytes(w, n) bytes, 16-byte aligned.
-// Tuning for benchmarks: the kernel variant for 1 or 2 blocks per multiprocessor (default 2).
-void cuda_mma_set_min_blocks(int blocks);
+// scratch: device memory of cuda_mma_scratch_bytes(w, n, precise) bytes, 16-byte aligned.
 void cuda_matmul_mma(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, cudaStream_t stream);
 }
