@@ -362,8 +362,20 @@ int main() {
         std::printf("device %s, %s\ncopy bandwidth (D2D 1 GiB, read+write): %.0f GB/s\n", b.name().c_str(), date, bw / 1e9);
         jadd("\"copy_bandwidth_gbps\": " + std::to_string(bw / 1e9));
 
-        // ENDLESS_BENCH_ONLY=decode|prefill: only that part, BF16, for a profiler (nsys) run
-        if (const char *only = std::getenv("ENDLESS_BENCH_ONLY")) {
+        // ENDLESS_BENCH_ONLY=decode|prefill: only that part, BF16, for a profiler (nsys) run;
+        // =matvec: the decode products alone (one token), BF16 and Q8_0
+        const char *only = std::getenv("ENDLESS_BENCH_ONLY");
+        if (only && std::strcmp(only, "matvec") == 0) {
+            const int64_t mshapes[][2] = {{1536, 1536}, {2048, 1536}, {8960, 1536}, {1536, 8960}, {151936, 1536}};
+            for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0})
+                for (auto s : mshapes) {
+                    const mv_result r = bench_matmul(b, t, s[1], s[0], 1);
+                    std::printf("  matvec %-5s %6lldx%-6lld n=1 %9.2f us %7.0f GB/s %6.1f%%\n", ggml_type_info(t).name, (long long)s[0],
+                                (long long)s[1], r.us, r.gbps, 100.0 * r.gbps * 1e9 / bw);
+                }
+            return 0;
+        }
+        if (only) {
             synth_model m(b, GGML_TYPE_BF16, 4096);
             if (std::strcmp(only, "decode") == 0) {
                 const decode_result d = bench_decode(m, 200, 4096);

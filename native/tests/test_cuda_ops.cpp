@@ -487,12 +487,17 @@ TEST(cuda_attention_decode) {
     check_attention({1, 32, 2, 40, 24, ROPE_MODE_NORM, 0, 9, false, 0});          // partial rotary, 16 heads a group, no sinks
     check_attention({2, 6, 1, 256, 256, ROPE_MODE_NEOX, 3, 1500, true, 0});       // two queries, head_dim 256
     check_attention({1, 4, 2, 6, 6, ROPE_MODE_NEOX, 2, 1, false, 0});             // tiny: the query sees only itself + sinks
-    // the single-query warp kernel (head_dim <= 128, <= 8 heads a group): partial rotary NEOX,
-    // 3 heads a group, a window shorter than the key list, no fixed keys, 40000 keys (kpw grows)
+    // one query, head_dim 64 / 128 fully rotated, <= 8 heads a group: attention_decode1.cu's warp
+    // kernel (partial rotary and head_dim 96 stay on attention_decode_kernel): 3 heads a group, a
+    // window shorter than the key list, no fixed keys, 40000 keys (more rounds per block), 8 heads
+    // a group with 5 fixed keys (a warp's keys both fixed and window), no GQA
     check_attention({1, 8, 2, 128, 64, ROPE_MODE_NEOX, 4, 1000, false, 0});
     check_attention({1, 6, 2, 64, 64, ROPE_MODE_NORM, 1, 3000, false, 1020});
     check_attention({1, 6, 3, 96, 32, ROPE_MODE_NEOX, 0, 500, false, 100});
     check_attention({1, 4, 1, 128, 128, ROPE_MODE_NORM, 4, 40000, false, 0});
+    check_attention({1, 16, 2, 128, 128, ROPE_MODE_NEOX, 5, 700, false, 300});
+    check_attention({1, 4, 4, 128, 128, ROPE_MODE_NORM, 4, 200, false, 0});
+    check_attention({1, 12, 2, 64, 64, ROPE_MODE_NEOX, 0, 64, false, 0});
 }
 
 TEST(cuda_attention_prefill) {

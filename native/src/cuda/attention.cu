@@ -15,6 +15,7 @@
 // one launch; every block's loads issued at once; the split-K merge done by the last block of
 // each group of blocks.
 #include "attention.cuh"
+#include "attention_decode1.cuh"
 #include "cuda_common.cuh"
 
 #include <algorithm>
@@ -1219,6 +1220,19 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     cuda_attn_plan p;
     p.keys_bucket = keys_bucket;
     const bool few_rows = (int64_t)a.n_q * G <= 16;
+    // one query (the token step): the warp kernel of attention_decode1.cu where its shapes fit
+    // (ENDLESS_CUDA_ATTN_DECODE1=0 keeps attention_decode_kernel, to compare)
+    static const bool decode1 = [] {
+        const char *e = std::getenv("ENDLESS_CUDA_ATTN_DECODE1");
+        return !(e && e[0] == '0');
+    }();
+    if (decode1 && cuda_attention_decode1_fits(a)) {
+        p.variant = 6;
+        cuda_attention_decode1_shape(keys_bucket, a.n_head_kv, n_sm, p.rounds, p.n_split);
+        p.scratch_bytes = cuda_attention_decode1_scratch_bytes(a, p.n_split);
+        p.counter_bytes = p.n_split > 1 ? (size_t)a.n_head_kv * sizeof(uint32_t) : 0;
+        return p;
+    }
     if (smem_limit == 0) smem_limit = at_device_smem_limit();
     // decode: 32-key chunks (two 256-thread blocks per multiprocessor for head_dim <= 128), as far as
     // shared memory allows; else (consumer cards, head_dim > 128) the split-K kernel with a separate
@@ -1299,6 +1313,11 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
     auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
     const bool vec = a.head_dim % 8 == 0 && a.n_rot % 8 == 0 && a16(a.q) && a16(a.k_cache) && a16(a.v_cache) &&
                      (a.n_rot == 0 || (a16(a.rope_cos) && a16(a.rope_sin)));
+    if (plan.variant == 6) {
+        cuda_attention_decode1(a, plan.keys_bucket, plan.rounds, plan.n_split, keys, win_lo, win_hi, meta, (float *)scratch, counters,
+                               stream);
+        return;
+    }
     if (plan.variant == 0 || plan.variant == 3 || plan.variant == 4) {
         dc_params P{};
         P.q = a.q; P.k_cache = a.k_cache; P.v_cache = a.v_cache; P.out = a.out;

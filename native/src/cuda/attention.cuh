@@ -17,8 +17,11 @@ struct cuda_attn_plan {
     //   3: head_dim <= 256, 32-key chunks;
     //   5: decode where shared memory is too small for those (sm_86/89 with head_dim > 128):
     //      the split-K kernel + a combine launch;
+    //   6: one query, head_dim 64 or 128 fully rotated, <= 8 heads per KV head: the warp kernel of
+    //      attention_decode1.cu (split-K merge in the launch; `rounds` of 64 keys per block)
     // 1, 2: many rows, head_dim <= 128 / 256 (+ a combine launch)
     int variant = 0;
+    int rounds = 1;
     int heads_per_block = 1;
     int queries_per_block = 1;
     int n_hchunk = 1;

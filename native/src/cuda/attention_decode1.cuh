@@ -1,0 +1,31 @@
+// Decode attention for one query (the token step): warps that work alone over 8 keys at a time,
+// the heads of one KV head (GQA) together, one block-level merge and one split-K merge by the
+// last block of each KV head. Used by cuda_attention (attention.cu) when its shapes fit
+// (cuda_attention_decode1_fits); attention_decode_kernel takes the rest.
+#pragma once
+#include <cuda_runtime.h>
+#include <cstdint>
+#include "backend.h"
+
+namespace endless {
+
+constexpr int CUDA_A1_KEYS_PER_BLOCK = 64;  // keys a block takes per round (8 warps x 8 keys)
+constexpr int CUDA_A1_MAX_ROUNDS = 4;       // rounds per block (a warp's key slots fit its 32 lanes)
+
+// One query, head_dim 64 or 128, fully rotated, at most 8 heads per KV head.
+bool cuda_attention_decode1_fits(const attn_args &a);
+
+// Rounds per block and blocks per KV head for a key list of keys_bucket entries: one round while
+// the blocks fit two per multiprocessor, more beyond.
+void cuda_attention_decode1_shape(int keys_bucket, int n_head_kv, int n_sm, int &rounds, int &n_split);
+
+// Merge records (floats per record row) and counters (one per KV head) the launch needs.
+size_t cuda_attention_decode1_scratch_bytes(const attn_args &a, int n_split);
+
+// keys/win_lo/win_hi/meta: device arrays as for cuda_attention; scratch: the merge records;
+// counters: n_head_kv zeros, left zero again.
+void cuda_attention_decode1(const attn_args &a, int keys_bucket, int rounds, int n_split, const int32_t *keys,
+                            const int32_t *win_lo, const int32_t *win_hi, const int32_t *meta, float *scratch,
+                            uint32_t *counters, cudaStream_t stream);
+
+}  // namespace endless
