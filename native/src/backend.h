@@ -85,6 +85,25 @@ public:
     virtual void add(float *y, const float *x, size_t count) = 0;
     // y[i] = silu(gate[i]) * up[i]
     virtual void swiglu(const float *gate, const float *up, size_t count, float *y) = 0;
+    // y[n, w.ne1] += x[n, w.ne0] * W^T (a product and its residual add); tmp ([n, w.ne1]) is
+    // scratch. The default runs matmul then add; a backend may add inside the product.
+    virtual void matmul_add(const weight &w, const float *x, int n, float *y, float *tmp) {
+        matmul(w, x, n, tmp);
+        add(y, tmp, (size_t)n * w.ne1);
+    }
+    // x[n, d] += down(silu(h gate^T) * (h up^T)), d = gate.ne0 = down.ne1, n_ff = gate.ne1 =
+    // up.ne1 = down.ne0: the SwiGLU feed-forward block with its residual add. gate_buf and up_buf
+    // ([n, n_ff]) and out_buf ([n, d], may be h) are scratch: their contents afterwards are
+    // unspecified. This default runs the ops above; a backend may fuse them (CUDA: the prefill
+    // products keep the intermediates in bf16 and add into x inside the last product).
+    virtual void ffn_swiglu_add(float *x, const float *h, const weight &gate, const weight &up, const weight &down, int n,
+                                float *gate_buf, float *up_buf, float *out_buf) {
+        matmul(gate, h, n, gate_buf);
+        matmul(up, h, n, up_buf);
+        swiglu(gate_buf, up_buf, (size_t)n * gate.ne1, gate_buf);
+        matmul(down, gate_buf, n, out_buf);
+        add(x, out_buf, (size_t)n * down.ne1);
+    }
     // Writes k[i], v[i] ([n, n_head_kv*head_dim]) into cache slots slots[i].
     virtual void kv_store(float *k_cache, float *v_cache, const float *k, const float *v,
                           const int32_t *slots /* host */, int n, int row) = 0;

@@ -353,14 +353,10 @@ void model::forward(const int32_t *tokens, int n, const cache_view &view,
         a.scale = 1.0f / std::sqrt((float)hd);
         be.attention(a);
 
-        be.matmul(L.wo, att_, n, h_);  // x = x + att Wo^T
-        be.add(x_, h_, (size_t)n * d);
+        be.matmul_add(L.wo, att_, n, x_, h_);  // x = x + att Wo^T (h_ as scratch)
         be.rms_norm(x_, L.ffn_norm, n, d, hp_.norm_eps, h_);
-        be.matmul(L.ffn_gate, h_, n, gate_);  // SwiGLU: down(silu(gate(h)) * up(h))
-        be.matmul(L.ffn_up, h_, n, up_);
-        be.swiglu(gate_, up_, (size_t)n * hp_.n_ff, gate_);
-        be.matmul(L.ffn_down, gate_, n, h_);
-        be.add(x_, h_, (size_t)n * d);
+        // x = x + down(silu(gate(h)) * up(h)) (gate_, up_ and h_ as scratch)
+        be.ffn_swiglu_add(x_, h_, L.ffn_gate, L.ffn_up, L.ffn_down, n, gate_, up_, h_);
     }
     if (logits_rows > 0) {
         const float *last = x_ + (size_t)(n - logits_rows) * d;

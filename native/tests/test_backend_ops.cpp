@@ -427,6 +427,85 @@ TEST(elementwise_ops) {
     });
 }
 
+// The SwiGLU feed-forward block with its residual add (backend::ffn_swiglu_add), and a product
+// with its residual add (backend::matmul_add). The block runs after an
+// rms_norm of x as the model issues it (so a backend's norm fusion is in play): decode-sized and
+// prefill-sized n, BF16 and Q8_0 weights, against double precision on the stored weights. The
+// error is measured on what the op adds to x.
+TEST(fused_residual_ops_match_reference) {
+    for_each_backend([](backend &b, const std::string &label) {
+        const int64_t d = 256, ff = 704;
+        for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0}) {
+            const std::vector<uint8_t> wg = make_weight(t, d, ff), wu = make_weight(t, d, ff), wd = make_weight(t, ff, d);
+            dev_buf dwg(b, wg), dwu(b, wu), dwd(b, wd);
+            auto as_weight = [t](const dev_buf &buf, int64_t k, int64_t m) {
+                weight w;
+                w.type = t;
+                w.ne0 = k;
+                w.ne1 = m;
+                w.data = buf.p;
+                w.nbytes = buf.bytes;
+                return w;
+            };
+            const weight gate = as_weight(dwg, d, ff), up = as_weight(dwu, d, ff), down = as_weight(dwd, ff, d);
+            std::vector<float> Wg((size_t)ff * d), Wu((size_t)ff * d), Wd((size_t)d * ff);
+            for (int64_t r = 0; r < ff; r++) {
+                dequantize_row(t, wg.data() + r * type_row_bytes(t, d), Wg.data() + r * d, d);
+                dequantize_row(t, wu.data() + r * type_row_bytes(t, d), Wu.data() + r * d, d);
+            }
+            for (int64_t r = 0; r < d; r++) dequantize_row(t, wd.data() + r * type_row_bytes(t, ff), Wd.data() + r * ff, ff);
+            for (int n : {3, 40}) {
+                std::vector<float> x = test::random_floats((size_t)n * d, -2, 2), g = test::random_floats(d, 0.5f, 1.5f);
+                dev_buf dx(b, x), dg(b, g), dh(b, x.size() * 4), dgate(b, (size_t)n * ff * 4), dup(b, (size_t)n * ff * 4);
+                b.rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dh.f());
+                b.ffn_swiglu_add(dx.f(), dh.f(), gate, up, down, n, dgate.f(), dup.f(), dh.f());
+                const std::vector<float> y = dx.get<float>(x.size());
+                std::vector<float> got(x.size()), ref(x.size());
+                std::vector<double> h(d), sv(ff);
+                for (int i = 0; i < n; i++) {
+                    const float *xi = x.data() + (size_t)i * d;
+                    double ss = 0;
+                    for (int64_t j = 0; j < d; j++) ss += (double)xi[j] * xi[j];
+                    const double rr = 1.0 / std::sqrt(ss / d + 1e-6);
+                    for (int64_t j = 0; j < d; j++) h[j] = xi[j] * rr * g[j];
+                    for (int64_t r = 0; r < ff; r++) {
+                        double a = 0, c = 0;
+                        for (int64_t j = 0; j < d; j++) { a += Wg[r * d + j] * h[j]; c += Wu[r * d + j] * h[j]; }
+                        sv[r] = a / (1.0 + std::exp(-a)) * c;
+                    }
+                    for (int64_t r = 0; r < d; r++) {
+                        double o = 0;
+                        for (int64_t j = 0; j < ff; j++) o += Wd[r * ff + j] * sv[j];
+                        ref[(size_t)i * d + r] = (float)o;
+                        got[(size_t)i * d + r] = y[(size_t)i * d + r] - xi[r];
+                    }
+                }
+                // 16-bit operands (CUDA's default mode for prefill) and 8-bit activations
+                // (quantized weights on the CPU) both stay within ~1e-2 through the two products
+                const double tol = t == GGML_TYPE_BF16 && !(rounds_to_16bit(label) && n > 8) ? 1e-4 : 3e-2;
+                const double e = test::rel_error(got.data(), ref.data(), got.size());
+                CHECK_MSG(e <= tol, "%s ffn_swiglu_add %s n=%d: relative error %g (tol %g)", label.c_str(), type_name(t), n, e, tol);
+
+                // matmul_add: y += W_down s on the same shapes (s: fresh values)
+                std::vector<float> sx = test::random_floats((size_t)n * ff), y0 = test::random_floats((size_t)n * d, -2, 2);
+                dev_buf ds(b, sx), dy(b, y0), dtmp(b, (size_t)n * d * 4);
+                b.matmul_add(down, ds.f(), n, dy.f(), dtmp.f());
+                const std::vector<float> y1 = dy.get<float>(y0.size());
+                for (int i = 0; i < n; i++)
+                    for (int64_t r = 0; r < d; r++) {
+                        double o = 0;
+                        for (int64_t j = 0; j < ff; j++) o += (double)Wd[r * ff + j] * sx[(size_t)i * ff + j];
+                        ref[(size_t)i * d + r] = (float)o;
+                        got[(size_t)i * d + r] = y1[(size_t)i * d + r] - y0[(size_t)i * d + r];
+                    }
+                const matmul_tol mt = matmul_tolerance(t, label, n);
+                const double e2 = test::rel_error(got.data(), ref.data(), got.size());
+                CHECK_MSG(e2 <= mt.rel, "%s matmul_add %s n=%d: relative error %g (tol %g)", label.c_str(), type_name(t), n, e2, mt.rel);
+            }
+        }
+    });
+}
+
 TEST(kv_store_writes_slots) {
     for_each_backend([](backend &b, const std::string &label) {
         const int n_slots = 13, row = 2 * 24, n = 4;

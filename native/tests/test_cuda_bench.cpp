@@ -220,14 +220,9 @@ struct synth_model {
             a.n_head = n_head; a.n_head_kv = n_head_kv; a.head_dim = head_dim; a.n_rot = head_dim;
             a.mode = ROPE_MODE_NEOX; a.rope_cos = rope_cos; a.rope_sin = rope_sin; a.scale = 1.0f / std::sqrt((float)head_dim);
             b.attention(a);
-            b.matmul(L.wo, att, n, tmp);
-            b.add(h, tmp, (size_t)n * n_embd);
+            b.matmul_add(L.wo, att, n, h, tmp);
             b.rms_norm(h, L.n2, n, n_embd, 1e-6f, xn);
-            b.matmul(L.wg, xn, n, g);
-            b.matmul(L.wu, xn, n, u);
-            b.swiglu(g, u, (size_t)n * n_ff, g);
-            b.matmul(L.wd, g, n, tmp);
-            b.add(h, tmp, (size_t)n * n_embd);
+            b.ffn_swiglu_add(h, xn, L.wg, L.wu, L.wd, n, g, u, tmp);  // as model.cpp issues it
         }
         b.rms_norm(h + (size_t)(n - 1) * n_embd, out_norm, 1, n_embd, 1e-6f, xn);
         b.matmul(emb, xn, 1, logits);

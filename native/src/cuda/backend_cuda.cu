@@ -47,7 +47,7 @@ constexpr size_t GRAPH_CACHE = 8;
 constexpr int ATTN_MMA_MIN_QUERIES = 16;  // fewer queries per call: the fp32 kernels (decode, short chunks)
 
 enum op_code : uint64_t {
-    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION,
+    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD,
 };
 
 inline uint64_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
@@ -333,6 +333,67 @@ public:
             return;
         }
         push([=] { cuda_swiglu(gate, up, count, y, stream_); });
+    }
+    // Prefill on cuBLAS (n > 8, fusions on): the add inside the product (beta = 1), tmp untouched.
+    // Otherwise matmul then add (decode: the matrix-vector epilogue adds).
+    void matmul_add(const weight &w, const float *x, int n, float *y, float *tmp) override {
+        const size_t xb = (size_t)n * w.ne0 * 4, yb = (size_t)n * w.ne1 * 4;
+        if (!(fuse_ && n > CUDA_MATVEC_MAX_N && cuda_type_supported(w.type) && ((uintptr_t)y % 16) == 0 &&
+              !ranges_overlap(x, xb, y, yb) && gemm_usable(w, x))) {
+            backend::matmul_add(w, x, n, y, tmp);
+            return;
+        }
+        check_weight(w, "matmul_add");
+        const bool precise = precise_ && w.type == GGML_TYPE_BF16;
+        void *ws = scratch(cuda_gemm::scratch_bytes(w, n, precise));
+        sig({OP_MATMUL_ADD, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y),
+             ptr_bits(ws), precise});
+        cuda_gemm *gm = gemm_.get();
+        const weight wc = w;
+        push([=] { gm->matmul(wc, x, n, y, ws, precise, false, true); });
+    }
+    // Prefill (n > 8, cuBLAS, default mode, fusions on): the products keep the FFN intermediates in
+    // bf16 (cuda_gemm::ffn_swiglu) and add into x inside the down product; 16-bit gate/up values
+    // are what transformers and llama.cpp compute too. Otherwise (decode, precise mode) the ops of
+    // the default, whose matrix-vector fusions apply.
+    void ffn_swiglu_add(float *x, const float *h, const weight &gate, const weight &up, const weight &down, int n, float *gate_buf,
+                        float *up_buf, float *out_buf) override {
+        const int64_t d = gate.ne0, ff = gate.ne1;
+        const size_t xb = (size_t)n * d * 4, fb = (size_t)n * ff * 4;
+        auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
+        static const bool ffn_on = [] {  // ENDLESS_CUDA_FFN=0: the separate ops (to compare)
+            const char *e = std::getenv("ENDLESS_CUDA_FFN");
+            return !(e && e[0] == '0');
+        }();
+        const bool fused = ffn_on && fuse_ && !precise_ && n > CUDA_MATVEC_MAX_N && up.ne0 == d && up.ne1 == ff && down.ne0 == ff &&
+                           down.ne1 == d && ff % 16 == 0 && a16(x) && a16(gate_buf) && a16(up_buf) && !ranges_overlap(x, xb, h, xb) &&
+                           !ranges_overlap(x, xb, gate_buf, fb) && !ranges_overlap(x, xb, up_buf, fb) &&
+                           !ranges_overlap(gate_buf, fb, up_buf, fb) && !ranges_overlap(h, xb, gate_buf, fb) &&
+                           !ranges_overlap(h, xb, up_buf, fb) && cuda_type_supported(gate.type) && cuda_type_supported(up.type) &&
+                           cuda_type_supported(down.type) && gemm_usable(gate, h) && gemm_usable(up, h) && gemm_usable(down, gate_buf);
+        if (!fused) {
+            backend::ffn_swiglu_add(x, h, gate, up, down, n, gate_buf, up_buf, out_buf);
+            return;
+        }
+        check_weight(gate, "ffn (gate)");
+        check_weight(up, "ffn (up)");
+        check_weight(down, "ffn (down)");
+        // scratch first: growing it flushes the queue
+        void *ws = scratch(cuda_gemm::ffn_scratch_bytes(gate, up, down, n));
+        sig({OP_FFN, ptr_bits(x), ptr_bits(h), ptr_bits(gate.data), gate.type, ptr_bits(up.data), up.type, ptr_bits(down.data),
+             down.type, (uint64_t)d, (uint64_t)ff, (uint64_t)n, ptr_bits(gate_buf), ptr_bits(up_buf), ptr_bits(ws)});
+        // h is the output of the rms_norm just before: that launch writes its bf16 copy
+        bool ready = false;
+        if (norm_ && norm_->y == h && norm_->n == n && norm_->dim == d && !ranges_overlap(norm_->x, xb, gate_buf, fb) &&
+            !ranges_overlap(norm_->x, xb, up_buf, fb)) {
+            const pending_norm p = *norm_;
+            norm_.reset();
+            queue_.push_back([=] { cuda_rms_norm(p.x, p.g, p.n, p.dim, p.eps, p.y, stream_, ws); });
+            ready = true;
+        }
+        cuda_gemm *gm = gemm_.get();
+        const weight g = gate, u = up, dn = down;
+        push([=] { gm->ffn_swiglu(g, u, dn, h, n, x, gate_buf, up_buf, ws, ready); });
     }
     void kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n, int row) override {
         if (n < 0 || row <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda kv_store: bad shape");

@@ -66,6 +66,20 @@ __global__ void swiglu4_kernel(const float4 *gate, const float4 *up, size_t coun
         }
     }
 }
+// bf16 in, bf16 out: 4 values (8 bytes) per step, or one at a time
+__global__ void swiglu_bf16x4_kernel(const uint2 *gate, const uint2 *up, size_t count4, uint2 *y) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count4; i += (size_t)gridDim.x * blockDim.x) {
+        const uint2 g = gate[i], u = up[i];
+        const float2 g0 = dev_bf162_to_f32(g.x), g1 = dev_bf162_to_f32(g.y), u0 = dev_bf162_to_f32(u.x), u1 = dev_bf162_to_f32(u.y);
+        const __nv_bfloat162 a = __floats2bfloat162_rn(ew_swiglu(g0.x, u0.x), ew_swiglu(g0.y, u0.y));
+        const __nv_bfloat162 b = __floats2bfloat162_rn(ew_swiglu(g1.x, u1.x), ew_swiglu(g1.y, u1.y));
+        y[i] = make_uint2(*reinterpret_cast<const uint32_t *>(&a), *reinterpret_cast<const uint32_t *>(&b));
+    }
+}
+__global__ void swiglu_bf16_kernel(const uint16_t *gate, const uint16_t *up, size_t count, __nv_bfloat16 *y) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16_rn(ew_swiglu(dev_bf16_to_f32(gate[i]), dev_bf16_to_f32(up[i])));
+}
 // enough blocks to fill the device a few times over; the loops stride over the rest
 unsigned ew_grid(size_t count) {
     const size_t b = (count + 255) / 256;
@@ -98,6 +112,16 @@ void cuda_swiglu(const float *gate, const float *up, size_t count, float *y, cud
     else
         swiglu_kernel<<<ew_grid(count), 256, 0, stream>>>(gate, up, count, y, (__nv_bfloat16 *)y_bf16);
     CUDA_CHECK_LAUNCH("swiglu");
+}
+
+void cuda_swiglu_bf16(const void *gate, const void *up, size_t count, void *y, cudaStream_t stream) {
+    if (!count) return;
+    auto a8 = [](const void *p) { return ((uintptr_t)p % 8) == 0; };
+    if (count % 4 == 0 && a8(gate) && a8(up) && a8(y))
+        swiglu_bf16x4_kernel<<<ew_grid(count / 4), 256, 0, stream>>>((const uint2 *)gate, (const uint2 *)up, count / 4, (uint2 *)y);
+    else
+        swiglu_bf16_kernel<<<ew_grid(count), 256, 0, stream>>>((const uint16_t *)gate, (const uint16_t *)up, count, (__nv_bfloat16 *)y);
+    CUDA_CHECK_LAUNCH("swiglu (bf16)");
 }
 
 }  // namespace endless

@@ -9,6 +9,7 @@
 // x is [n][K] = K x n column-major. So y = op_T(W) * x: cublasGemmEx(T, N, M, n, K, ...).
 #include "gemm_cublas.cuh"
 #include "cuda_common.cuh"
+#include "elementwise.cuh"
 
 #include <dlfcn.h>
 
@@ -177,7 +178,49 @@ size_t cuda_gemm::scratch_bytes(const weight &w, int n, bool precise) {
     return part * (precise ? 2 : 1) + wcopy;
 }
 
-void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready) {
+size_t cuda_gemm::ffn_scratch_bytes(const weight &gate, const weight &up, const weight &down, int n) {
+    size_t wcopy = 0;
+    for (const weight *w : {&gate, &up, &down})
+        if (w->type != GGML_TYPE_BF16) wcopy = std::max(wcopy, align256((size_t)w->ne0 * (size_t)w->ne1 * 2));
+    return align256((size_t)n * (size_t)gate.ne0 * 2) + align256((size_t)n * (size_t)down.ne0 * 2) + wcopy;
+}
+
+void cuda_gemm::ffn_swiglu(const weight &gate, const weight &up, const weight &down, const float *h, int n, float *x, void *gate_bf,
+                           void *up_bf, void *scratch, bool h_ready) {
+    const cublas_api &a = api();
+    const int64_t d = gate.ne0, ff = gate.ne1;
+    uint8_t *s = (uint8_t *)scratch;
+    uint2 *hh = (uint2 *)s, *sh = (uint2 *)(s + align256((size_t)n * d * 2));
+    uint4 *wq = (uint4 *)(s + align256((size_t)n * d * 2) + align256((size_t)n * ff * 2));
+    if (!h_ready) {
+        const size_t count4 = (size_t)n * (size_t)d / 4;
+        const unsigned blocks = (unsigned)std::min<size_t>(cuda_blocks(count4, 256), 4096);
+        gemm_convert_x_kernel<<<blocks, 256, 0, stream_>>>((const float4 *)h, count4, hh, nullptr);
+        CUDA_CHECK_LAUNCH("gemm convert");
+    }
+    // the weight as BF16: as stored, or decoded into the scratch (one at a time, in stream order)
+    auto bf16_of = [&](const weight &w) -> const void * {
+        if (w.type == GGML_TYPE_BF16) return w.data;
+        const int64_t tasks = w.ne1 * (w.ne0 / 16);
+        gemm_dequant_kernel<<<cuda_blocks((size_t)tasks, 256), 256, 0, stream_>>>(w.type, (const uint8_t *)w.data,
+                                                                                cuda_row_bytes(w.type, w.ne0), w.ne1, w.ne0, wq);
+        CUDA_CHECK_LAUNCH("gemm dequantize");
+        return wq;
+    };
+    const float one = 1.0f, zero = 0.0f;
+    cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)ff, n, (int)d, &one, bf16_of(gate), CUDA_R_16BF, (int)d, hh, CUDA_R_16BF, (int)d,
+                           &zero, gate_bf, CUDA_R_16BF, (int)ff, COMPUTE_32F, GEMM_DEFAULT),
+                 "GemmEx (ffn gate)");
+    cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)ff, n, (int)d, &one, bf16_of(up), CUDA_R_16BF, (int)d, hh, CUDA_R_16BF, (int)d,
+                           &zero, up_bf, CUDA_R_16BF, (int)ff, COMPUTE_32F, GEMM_DEFAULT),
+                 "GemmEx (ffn up)");
+    cuda_swiglu_bf16(gate_bf, up_bf, (size_t)n * (size_t)ff, sh, stream_);
+    cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)d, n, (int)ff, &one, bf16_of(down), CUDA_R_16BF, (int)ff, sh, CUDA_R_16BF, (int)ff,
+                           &one, x, CUDA_R_32F, (int)d, COMPUTE_32F, GEMM_DEFAULT),
+                 "GemmEx (ffn down + residual)");
+}
+
+void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready, bool accumulate) {
     const cublas_api &a = api();
     const int64_t K = w.ne0, M = w.ne1;
     uint8_t *s = (uint8_t *)scratch;
@@ -200,7 +243,7 @@ void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *s
     }
     const float one = 1.0f, zero = 0.0f;
     cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)M, n, (int)K, &one, wd, CUDA_R_16BF, (int)K, xh, CUDA_R_16BF, (int)K,
-                           &zero, y, CUDA_R_32F, (int)M, COMPUTE_32F, GEMM_DEFAULT),
+                           accumulate ? &one : &zero, y, CUDA_R_32F, (int)M, COMPUTE_32F, GEMM_DEFAULT),
                  "GemmEx");
     if (precise)
         cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)M, n, (int)K, &one, wd, CUDA_R_16BF, (int)K, xl, CUDA_R_16BF, (int)K,

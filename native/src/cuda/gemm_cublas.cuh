@@ -36,7 +36,17 @@ public:
     // y[n, w.ne1] = x[n, w.ne0] * W^T; scratch: scratch_bytes(w, n, precise) bytes, 256-aligned.
     // x_ready: the scratch already holds x converted by the previous call (same x, n, K, mode),
     // as for q/k/v or gate/up, which share their input.
-    void matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready);
+    // accumulate: y += x * W^T (beta = 1) instead of y = x * W^T.
+    void matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready, bool accumulate = false);
+
+    // The SwiGLU feed-forward block of backend::ffn_swiglu_add with bf16 between its products:
+    // g = gate h and u = up h written as bf16 into gate_bf and up_bf ([n, n_ff] each), s = silu(g) *
+    // u as bf16 into the scratch, then x += down s (beta = 1: the residual add inside the product).
+    // scratch: ffn_scratch_bytes bytes: [h in bf16][s in bf16][a BF16 copy of a quantized weight];
+    // h_ready: the scratch already holds h in bf16 (written by the rms_norm launch before).
+    static size_t ffn_scratch_bytes(const weight &gate, const weight &up, const weight &down, int n);
+    void ffn_swiglu(const weight &gate, const weight &up, const weight &down, const float *h, int n, float *x, void *gate_bf,
+                    void *up_bf, void *scratch, bool h_ready);
 
 private:
     void *handle_ = nullptr;
