@@ -450,12 +450,12 @@ int main() {
             synth_model m(b, t, max_n);
             const double att_us = bench_attention_decode_us(m);
             std::printf("  %s: attention alone, 1 query x 4096 keys, 12/2 heads: %.2f us per layer\n", ggml_type_info(t).name, att_us);
-            if (t == GGML_TYPE_BF16) {  // split-K shape: 64-key chunks walked per decode block (default: one)
-                for (int tiles : {2, 4, 8, 16}) {
-                    backend_cuda_set_attn_decode_tiles(tiles);
-                    std::printf("    with %d key chunks per block: %.2f us per layer\n", tiles, bench_attention_decode_us(m));
-                }
-                backend_cuda_set_attn_decode_tiles(1);
+            double att_old_us = 0;
+            if (t == GGML_TYPE_BF16) {  // the same on attention_decode_kernel (before attention_decode1.cu)
+                backend_cuda_set_attn_decode1(false);
+                att_old_us = bench_attention_decode_us(m);
+                backend_cuda_set_attn_decode1(true);
+                std::printf("    on attention_decode_kernel instead: %.2f us per layer\n", att_old_us);
             }
             // per-token time and the device's free memory at stream positions 4k, 64k, 1M, 4M
             auto free_mib = [] { size_t fr = 0, tot = 0; cudaMemGetInfo(&fr, &tot); return (double)(fr >> 20); };
@@ -508,14 +508,14 @@ int main() {
             std::printf("        per-token decode at stream positions 4k / 64k / 1M / 4M: %.3f / %.3f / %.3f / %.3f ms; device free MiB %.0f / %.0f / %.0f / %.0f\n",
                         d.ms, d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m);
             std::fflush(stdout);
-            char j[800];
+            char j[1000];
             std::snprintf(j, sizeof j,
                           "{\"type\": \"%s\", \"weight_bytes\": %llu, \"decode_ms\": %.4f, \"decode_tok_s\": %.1f, "
                           "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, \"decode_ms_pos4m\": %.4f, \"device_free_mib_pos4k_64k_1m_4m\": [%.0f, %.0f, %.0f, %.0f], "
                           "\"prefill_16k_chunk1024_tok_s\": %.0f, \"prefill_chunk4096_tok_s\": {\"4k\": %.0f, \"8k\": %.0f, \"16k\": %.0f, \"32k\": %.0f}, "
-                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"decode_ms_unfused\": %.4f}",
+                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f}",
                           ggml_type_info(t).name, (unsigned long long)m.weight_bytes, d.ms, d.tok_s, roof, d.graph_launches,
-                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, d_unfused.ms);
+                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms);
             jd += (jd.empty() ? "" : ", ") + std::string(j);
         }
         jadd("\"model_1p5b\": [" + jd + "]");

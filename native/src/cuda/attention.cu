@@ -1169,7 +1169,18 @@ void dc_launch(const dc_params &P, const cuda_attn_plan &plan, cudaStream_t stre
     }
 }
 
-int g_decode_chunks = 0;  // key chunks per decode block (benchmark knob; 0: automatic)
+// One-query decode on attention_decode1.cu's kernel: -1 until set (then ENDLESS_CUDA_ATTN_DECODE1,
+// default on); the benchmark sets it to time both kernels in one run.
+std::atomic<int> g_decode1{-1};
+bool at_decode1_on() {
+    int v = g_decode1.load(std::memory_order_relaxed);
+    if (v < 0) {
+        const char *e = std::getenv("ENDLESS_CUDA_ATTN_DECODE1");
+        v = e && e[0] == '0' ? 0 : 1;
+        g_decode1.store(v, std::memory_order_relaxed);
+    }
+    return v == 1;
+}
 
 // The current device's opt-in shared memory per block, cached per device. ENDLESS_CUDA_ATTN_SMEM
 // (bytes) lowers it, so the paths of cards with less shared memory (sm_86/89: 99 KiB) can be
@@ -1198,7 +1209,7 @@ size_t at_device_smem_limit() {
 
 }  // namespace
 
-void cuda_attention_set_decode_tiles(int tiles) { g_decode_chunks = tiles <= 1 ? 0 : std::min(tiles, DC_MAX_CHUNKS); }
+void cuda_attention_set_decode1(bool on) { g_decode1.store(on ? 1 : 0, std::memory_order_relaxed); }
 
 cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm, size_t smem_limit) {
     if (a.n_head <= 0 || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0)
@@ -1221,12 +1232,8 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     p.keys_bucket = keys_bucket;
     const bool few_rows = (int64_t)a.n_q * G <= 16;
     // one query (the token step): the warp kernel of attention_decode1.cu where its shapes fit
-    // (ENDLESS_CUDA_ATTN_DECODE1=0 keeps attention_decode_kernel, to compare)
-    static const bool decode1 = [] {
-        const char *e = std::getenv("ENDLESS_CUDA_ATTN_DECODE1");
-        return !(e && e[0] == '0');
-    }();
-    if (decode1 && cuda_attention_decode1_fits(a)) {
+    // (ENDLESS_CUDA_ATTN_DECODE1=0 or cuda_attention_set_decode1(false): attention_decode_kernel)
+    if (at_decode1_on() && cuda_attention_decode1_fits(a)) {
         p.variant = 6;
         cuda_attention_decode1_shape(keys_bucket, a.n_head_kv, n_sm, p.rounds, p.n_split);
         p.scratch_bytes = cuda_attention_decode1_scratch_bytes(a, p.n_split);
@@ -1262,11 +1269,8 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
         const int64_t n_chunks = (keys_bucket + p.kb - 1) / p.kb;
         // one chunk per block while the blocks fit two waves of the device's multiprocessors (one
         // wave where two blocks fit a multiprocessor); more chunks per block beyond
-        int64_t cpb = g_decode_chunks;
-        if (cpb <= 0) {
-            cpb = 1;
-            while (cpb < DC_MAX_CHUNKS && groups * ((n_chunks + cpb - 1) / cpb) > 2 * (int64_t)n_sm) cpb++;
-        }
+        int64_t cpb = 1;
+        while (cpb < DC_MAX_CHUNKS && groups * ((n_chunks + cpb - 1) / cpb) > 2 * (int64_t)n_sm) cpb++;
         const int dj = p.variant == 3 ? 8 : 4;
         while (cpb > 1 && dc_layout_of(p.kb, dj, (int)cpb).bytes > smem_limit) cpb--;  // the slots of its chunks
         p.chunks = (int)cpb;

@@ -37,9 +37,9 @@ struct cuda_attn_plan {
     size_t counter_bytes = 0;  // merge counters: see cuda_attention
 };
 
-// Benchmark knob: 64-key (head_dim <= 128) or 32-key chunks walked by each decode block; 0 or 1:
-// automatic (one chunk per block while the blocks fit two waves of the multiprocessors).
-void cuda_attention_set_decode_tiles(int tiles);
+// One-query decode attention on attention_decode1.cu's kernel (default, where its shapes fit) or on
+// attention_decode_kernel (for comparison in the benchmark). Applies to plans made after the call.
+void cuda_attention_set_decode1(bool on);
 
 // Fails with a clear error for shapes the kernels do not take (head_dim > 256, odd, ...).
 // smem_limit: the device's opt-in shared memory per block (0: asked of the current device).

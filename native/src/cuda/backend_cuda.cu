@@ -477,7 +477,7 @@ public:
         sig({OP_ATTENTION, ptr_bits(a.q), ptr_bits(a.k_cache), ptr_bits(a.v_cache), ptr_bits(a.out), (uint64_t)bucket,
              (uint64_t)a.n_q, (uint64_t)a.n_head, (uint64_t)a.n_head_kv, (uint64_t)a.head_dim, (uint64_t)a.n_rot,
              (uint64_t)a.mode, ptr_bits(a.rope_cos), ptr_bits(a.rope_sin), f32_bits(a.scale), off_meta, off_keys, off_lo,
-             off_hi, ptr_bits(ws), (uint64_t)plan.n_split, (uint64_t)tc});
+             off_hi, ptr_bits(ws), (uint64_t)plan.n_split, (uint64_t)plan.variant, (uint64_t)tc});
         const uint8_t *d = stage_dev_;
         if (tc) {
             push([=] {
@@ -802,7 +802,7 @@ std::string backend_cuda_gemm_engine(backend &b) {
     auto *c = dynamic_cast<cuda_backend *>(&b);
     return c ? c->gemm_engine() : "not a CUDA backend";
 }
-void backend_cuda_set_attn_decode_tiles(int tiles) { cuda_attention_set_decode_tiles(tiles); }
+void backend_cuda_set_attn_decode1(bool on) { cuda_attention_set_decode1(on); }
 
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures) {
     const auto *c = dynamic_cast<const cuda_backend *>(&b);

@@ -18,5 +18,5 @@ void backend_cuda_set_cublas(backend &b, bool on);
 // What runs the prefill products: "cublas" or "own kernels (<why>)".
 std::string backend_cuda_gemm_engine(backend &b);
 // Benchmark tuning: key tiles per split-K block of the decode attention (default 1).
-void backend_cuda_set_attn_decode_tiles(int tiles);
+void backend_cuda_set_attn_decode1(bool on);
 }
