@@ -21,10 +21,11 @@ export { findAddonPath } from './native';
 const DEVICES: Record<Device, 0 | 1 | 2> = { auto: 0, cpu: 1, cuda: 2 };
 const LOGITS_MODES: Record<LogitsMode, 0 | 1 | 2> = { none: 0, last: 1, all: 2 };
 const DEFAULT_BATCH = 256; // endless_session_default_params().n_batch
-// On a CUDA device prefill runs on tensor cores, which want long chunks: 16k tokens went at 77k
-// tok/s in chunks of 1024 against ~95k in chunks of 4096 (H200, bench/results/cuda-*); 1024 keeps
-// the ring's extra slots and a cancelled chunk's latency small.
-const CUDA_DEFAULT_BATCH = 1024;
+// On a CUDA device prefill runs on tensor cores, which want long chunks: 16k tokens of the 1.5B
+// shape went at 87k / 104k / 109k tok/s in chunks of 1024 / 2048 / 4096 (H100, 2026-11-26,
+// bench/results/cuda-nvidia-h100-80gb-hbm3-2026-11-26T1500-chunks.json); 2048 takes most of the
+// gain while keeping the ring's extra slots and a cancelled chunk's latency (~20 ms) small.
+const CUDA_DEFAULT_BATCH = 2048;
 const MAX_TOKENS_PER_CALL = 1 << 30;
 const MAX_LOGITS_FLOATS = 2 ** 30; // 4 GiB of logits in one call
 
