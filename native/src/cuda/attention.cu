@@ -530,7 +530,7 @@ struct dc_params {
     const int32_t *keys, *win_lo, *win_hi, *meta;
     const float *rope_cos, *rope_sin;
     float *rec;          // merge records: [group][record][DC_RMAX][rs]: o[hd], m, l
-    uint32_t *counters;  // [group][cnt_per_group]; null: level-0 records only, merged by a second kernel
+    uint32_t *counters;  // [group][cnt_per_group]
     int n_q, n_head, n_head_kv, head_dim, n_rot, mode;
     int hs, ts, rs;      // floats per shared head row, per shared table row, per record row
     int heads_per_block, queries_per_block, n_hchunk, n_split, chunks, keys_bucket;
@@ -1078,7 +1078,6 @@ __global__ void __launch_bounds__(DC_THREADS, KB == 32 && DJ == 4 ? 2 : 1) atten
             dc_store_dims<DJ, VEC, true>(rec, hd, lane, o, 1.0f);
             if (lane == 0) { __stcg(rec + hd, m); __stcg(rec + hd + 1, l); }
         }
-        if (!P.counters) return;  // attention_decode_merge_kernel merges the level-0 records
         const int grp = idx / fan, first = grp * fan, cnt = min(fan, n_level - first);
         const int n_next = (n_level + fan - 1) / fan;
         __threadfence();  // this thread's record writes are visible device-wide before the count says so
@@ -1103,23 +1102,11 @@ __global__ void __launch_bounds__(DC_THREADS, KB == 32 && DJ == 4 ? 2 : 1) atten
     if (row_ok) dc_store_dims<DJ, VEC, false>(P.out + R.out_off(P, r), hd, lane, o, l > 0.0f ? 1.0f / l : 0.0f);
 }
 
-// Without counters: one block per group merges the n_split level-0 records of its rows.
-template <int DJ, bool VEC>
-__global__ void __launch_bounds__(DC_THREADS) attention_decode_merge_kernel(dc_params P) {
-    const dc_rows R(P);
-    const int lane = threadIdx.x & 31, r = threadIdx.x >> 5;
-    if (!R.valid(r)) return;
-    float o[DJ], m, l;
-    dc_merge<DJ, VEC>(P.rec + ((size_t)R.gid * P.rec_per_group * DC_RMAX + r) * P.rs, (size_t)DC_RMAX * P.rs, P.n_split,
-                      P.head_dim, lane, o, m, l);
-    dc_store_dims<DJ, VEC, false>(P.out + R.out_off(P, r), P.head_dim, lane, o, l > 0.0f ? 1.0f / l : 0.0f);
-}
-
 struct at_variant {
     int rmax, kt, dj;
 };
 // attention_kernel's shapes by plan variant: 1, 2 many rows; 5 the split-K decode fallback for
-// devices whose shared memory is too small for attention_decode_kernel (0, 3, 4: no entry here).
+// devices whose shared memory is too small for attention_decode_kernel (3, 4, 6: no entry here).
 constexpr at_variant AT_VARIANTS[6] = {{0, 0, 0}, {64, 32, 4}, {32, 32, 8}, {0, 0, 0}, {0, 0, 0}, {8, 32, 8}};
 
 size_t at_smem_bytes(int v, int hs) {
@@ -1163,10 +1150,6 @@ void dc_launch(const dc_params &P, const cuda_attn_plan &plan, cudaStream_t stre
     const dim3 grid(plan.n_split, P.n_head_kv * plan.n_hchunk, plan.n_qtiles);
     attention_decode_kernel<KB, DJ, VEC, NEOX><<<grid, DC_THREADS, plan.smem, stream>>>(P);
     CUDA_CHECK_LAUNCH("attention (decode)");
-    if (plan.n_split > 1 && !P.counters) {
-        attention_decode_merge_kernel<DJ, VEC><<<dim3(1, grid.y, grid.z), DC_THREADS, 0, stream>>>(P);
-        CUDA_CHECK_LAUNCH("attention (decode merge)");
-    }
 }
 
 // One-query decode on attention_decode1.cu's kernel: -1 until set (then ENDLESS_CUDA_ATTN_DECODE1,
@@ -1243,24 +1226,18 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     if (smem_limit == 0) smem_limit = at_device_smem_limit();
     // decode: 32-key chunks (two 256-thread blocks per multiprocessor for head_dim <= 128), as far as
     // shared memory allows; else (consumer cards, head_dim > 128) the split-K kernel with a separate
-    // combine. (Variant 0, 64-key chunks at one block per multiprocessor, stays for the benchmark
-    // knob ENDLESS_CUDA_ATTN_KB64=1.)
+    // combine
     int dc_variant = -1;
     if (few_rows) {
-        static const bool want64 = [] {
-            const char *e = std::getenv("ENDLESS_CUDA_ATTN_KB64");
-            return e && e[0] == '1';
-        }();
-        for (int v : {0, 4, 3}) {
-            const int kb = v == 0 ? 64 : 32;
-            if ((v == 0 && !want64) || (v != 3 && a.head_dim > 128) || dc_layout_of(kb, v == 3 ? 8 : 4, 1).bytes > smem_limit) continue;
+        for (int v : {4, 3}) {
+            if ((v == 4 && a.head_dim > 128) || dc_layout_of(32, v == 3 ? 8 : 4, 1).bytes > smem_limit) continue;
             dc_variant = v;
             break;
         }
     }
     if (dc_variant >= 0) {
         p.variant = dc_variant;
-        p.kb = p.variant == 0 ? 64 : 32;
+        p.kb = 32;
         p.heads_per_block = G < DC_RMAX ? G : DC_RMAX;
         p.queries_per_block = DC_RMAX / p.heads_per_block;
         p.n_hchunk = (G + p.heads_per_block - 1) / p.heads_per_block;
@@ -1322,7 +1299,7 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
                                stream);
         return;
     }
-    if (plan.variant == 0 || plan.variant == 3 || plan.variant == 4) {
+    if (plan.variant == 3 || plan.variant == 4) {
         dc_params P{};
         P.q = a.q; P.k_cache = a.k_cache; P.v_cache = a.v_cache; P.out = a.out;
         P.keys = keys; P.win_lo = win_lo; P.win_hi = win_hi; P.meta = meta;
@@ -1338,14 +1315,12 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
         P.n_hchunk = plan.n_hchunk; P.n_split = plan.n_split; P.chunks = plan.chunks; P.keys_bucket = plan.keys_bucket;
         P.rec_per_group = plan.rec_per_group; P.cnt_per_group = plan.cnt_per_group;
         P.scale = a.scale;
-        if (plan.n_split > 1 && !scratch)
+        if (plan.n_split > 1 && (!scratch || !counters))
             fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: the decode plan needs " + std::to_string(plan.scratch_bytes) +
-                 " bytes of scratch");
+                 " bytes of scratch and " + std::to_string(plan.counter_bytes) + " bytes of zeroed counters");
         const bool dvec = vec && a16(a.out);  // the decode kernel also writes its output as float4
         const bool neox = a.mode == ROPE_MODE_NEOX;
-        switch ((plan.variant == 0 ? 0 : plan.variant == 4 ? 2 : 4) + (dvec ? 1 : 0)) {
-        case 0: dc_launch<64, 4, false>(P, plan, stream); break;
-        case 1: neox ? dc_launch<64, 4, true, true>(P, plan, stream) : dc_launch<64, 4, true, false>(P, plan, stream); break;
+        switch ((plan.variant == 4 ? 2 : 4) + (dvec ? 1 : 0)) {
         case 2: dc_launch<32, 4, false>(P, plan, stream); break;
         case 3: neox ? dc_launch<32, 4, true, true>(P, plan, stream) : dc_launch<32, 4, true, false>(P, plan, stream); break;
         case 4: dc_launch<32, 8, false>(P, plan, stream); break;

@@ -12,8 +12,7 @@ namespace endless {
 // on keys_bucket (n_keys rounded up), so a captured graph stays valid while n_keys grows.
 struct cuda_attn_plan {
     // decode (queries x heads per KV head <= 16), one launch with the split-K merge in it:
-    //   4: head_dim <= 128, 32-key chunks (two blocks per multiprocessor); 0: head_dim <= 128,
-    //      64-key chunks (one block per multiprocessor; only with ENDLESS_CUDA_ATTN_KB64=1, to compare);
+    //   4: head_dim <= 128, 32-key chunks (two blocks per multiprocessor);
     //   3: head_dim <= 256, 32-key chunks;
     //   5: decode where shared memory is too small for those (sm_86/89 with head_dim > 128):
     //      the split-K kernel + a combine launch;
@@ -49,10 +48,8 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
 // whatever n_keys is; those past n_keys are not used). scratch: plan.scratch_bytes.
 // counters: plan.counter_bytes of device memory that is ZERO when the launch starts, private to
 // this launch while it runs (not shared with a launch that may run at the same time, e.g. on
-// another stream); the kernel leaves it zero again. Null: the decode kernel's split-K records are
-// merged by a second launch instead (same results, one launch more).
+// another stream); the kernel leaves it zero again. Required when plan.counter_bytes > 0.
 void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_t *keys, const int32_t *win_lo,
-                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream,
-                    uint32_t *counters = nullptr);
+                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream, uint32_t *counters);
 
 }  // namespace endless

@@ -361,11 +361,7 @@ public:
         const int64_t d = gate.ne0, ff = gate.ne1;
         const size_t xb = (size_t)n * d * 4, fb = (size_t)n * ff * 4;
         auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
-        static const bool ffn_on = [] {  // ENDLESS_CUDA_FFN=0: the separate ops (to compare)
-            const char *e = std::getenv("ENDLESS_CUDA_FFN");
-            return !(e && e[0] == '0');
-        }();
-        const bool fused = ffn_on && fuse_ && !precise_ && n > CUDA_MATVEC_MAX_N && up.ne0 == d && up.ne1 == ff && down.ne0 == ff &&
+        const bool fused = fuse_ && !precise_ && n > CUDA_MATVEC_MAX_N && up.ne0 == d && up.ne1 == ff && down.ne0 == ff &&
                            down.ne1 == d && ff % 16 == 0 && a16(x) && a16(gate_buf) && a16(up_buf) && !ranges_overlap(x, xb, h, xb) &&
                            !ranges_overlap(x, xb, gate_buf, fb) && !ranges_overlap(x, xb, up_buf, fb) &&
                            !ranges_overlap(gate_buf, fb, up_buf, fb) && !ranges_overlap(h, xb, gate_buf, fb) &&

@@ -130,6 +130,24 @@ __global__ void gemm_dequant_kernel(ggml_type type, const uint8_t *W, size_t row
 
 size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
+// x [n][K] f32 -> bf16 hi (and, for precise mode, the remainder lo) in the scratch.
+void gemm_convert_x(const float *x, int n, int64_t K, uint2 *hi, uint2 *lo, cudaStream_t stream) {
+    const size_t count4 = (size_t)n * (size_t)K / 4;
+    const unsigned blocks = (unsigned)std::min<size_t>(cuda_blocks(count4, 256), 4096);
+    gemm_convert_x_kernel<<<blocks, 256, 0, stream>>>((const float4 *)x, count4, hi, lo);
+    CUDA_CHECK_LAUNCH("gemm convert");
+}
+
+// The weight as BF16 for GemmEx: as stored, or a quantized weight decoded into wq.
+const void *gemm_weight_bf16(const weight &w, uint4 *wq, cudaStream_t stream) {
+    if (w.type == GGML_TYPE_BF16) return w.data;
+    const int64_t tasks = w.ne1 * (w.ne0 / 16);
+    gemm_dequant_kernel<<<cuda_blocks((size_t)tasks, 256), 256, 0, stream>>>(w.type, (const uint8_t *)w.data,
+                                                                           cuda_row_bytes(w.type, w.ne0), w.ne1, w.ne0, wq);
+    CUDA_CHECK_LAUNCH("gemm dequantize");
+    return wq;
+}
+
 }  // namespace
 
 bool cuda_cublas_available(std::string *why) {
@@ -192,21 +210,9 @@ void cuda_gemm::ffn_swiglu(const weight &gate, const weight &up, const weight &d
     uint8_t *s = (uint8_t *)scratch;
     uint2 *hh = (uint2 *)s, *sh = (uint2 *)(s + align256((size_t)n * d * 2));
     uint4 *wq = (uint4 *)(s + align256((size_t)n * d * 2) + align256((size_t)n * ff * 2));
-    if (!h_ready) {
-        const size_t count4 = (size_t)n * (size_t)d / 4;
-        const unsigned blocks = (unsigned)std::min<size_t>(cuda_blocks(count4, 256), 4096);
-        gemm_convert_x_kernel<<<blocks, 256, 0, stream_>>>((const float4 *)h, count4, hh, nullptr);
-        CUDA_CHECK_LAUNCH("gemm convert");
-    }
-    // the weight as BF16: as stored, or decoded into the scratch (one at a time, in stream order)
-    auto bf16_of = [&](const weight &w) -> const void * {
-        if (w.type == GGML_TYPE_BF16) return w.data;
-        const int64_t tasks = w.ne1 * (w.ne0 / 16);
-        gemm_dequant_kernel<<<cuda_blocks((size_t)tasks, 256), 256, 0, stream_>>>(w.type, (const uint8_t *)w.data,
-                                                                                cuda_row_bytes(w.type, w.ne0), w.ne1, w.ne0, wq);
-        CUDA_CHECK_LAUNCH("gemm dequantize");
-        return wq;
-    };
+    if (!h_ready) gemm_convert_x(h, n, d, hh, nullptr, stream_);
+    // quantized weights are decoded into the same scratch one at a time, in stream order
+    auto bf16_of = [&](const weight &w) { return gemm_weight_bf16(w, wq, stream_); };
     const float one = 1.0f, zero = 0.0f;
     cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)ff, n, (int)d, &one, bf16_of(gate), CUDA_R_16BF, (int)d, hh, CUDA_R_16BF, (int)d,
                            &zero, gate_bf, CUDA_R_16BF, (int)ff, COMPUTE_32F, GEMM_DEFAULT),
@@ -226,21 +232,8 @@ void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *s
     uint8_t *s = (uint8_t *)scratch;
     const size_t part = align256((size_t)n * (size_t)K * 2);
     uint2 *xh = (uint2 *)s, *xl = precise ? (uint2 *)(s + part) : nullptr;
-    const void *wd = w.data;
-    if (w.type != GGML_TYPE_BF16) {
-        uint4 *wq = (uint4 *)(s + part * (precise ? 2 : 1));
-        const int64_t tasks = M * (K / 16);
-        gemm_dequant_kernel<<<cuda_blocks((size_t)tasks, 256), 256, 0, stream_>>>(w.type, (const uint8_t *)w.data,
-                                                                                cuda_row_bytes(w.type, K), M, K, wq);
-        CUDA_CHECK_LAUNCH("gemm dequantize");
-        wd = wq;
-    }
-    if (!x_ready) {
-        const size_t count4 = (size_t)n * (size_t)K / 4;
-        const unsigned blocks = (unsigned)std::min<size_t>(cuda_blocks(count4, 256), 4096);
-        gemm_convert_x_kernel<<<blocks, 256, 0, stream_>>>((const float4 *)x, count4, xh, xl);
-        CUDA_CHECK_LAUNCH("gemm convert");
-    }
+    const void *wd = gemm_weight_bf16(w, (uint4 *)(s + part * (precise ? 2 : 1)), stream_);
+    if (!x_ready) gemm_convert_x(x, n, K, xh, xl, stream_);
     const float one = 1.0f, zero = 0.0f;
     cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)M, n, (int)K, &one, wd, CUDA_R_16BF, (int)K, xh, CUDA_R_16BF, (int)K,
                            accumulate ? &one : &zero, y, CUDA_R_32F, (int)M, COMPUTE_32F, GEMM_DEFAULT),

@@ -8,7 +8,6 @@
 #include "matvec.cuh"
 #include "cuda_common.cuh"
 
-#include <cstdlib>
 
 namespace endless {
 
@@ -38,7 +37,6 @@ struct mv_params {
     float *norm_out;
     float norm_eps;
     int64_t n_tasks;
-    bool stream;  // weight loads around L1 (mv_ld_weight)
     // fused K/V store: kv[m][slots[t] * M + row] = output
     float *kv[CUDA_MATVEC_MAX_SET];
     const int32_t *slots;
@@ -46,10 +44,9 @@ struct mv_params {
 
 // Weight loads: every weight byte is read once per call, so they go around L1
 // (L1::no_allocate) and leave it to x, which every warp of a multiprocessor reads again; L2 is
-// asked for 256 bytes at a time (a lane's neighbours want the rest). stream = false: plain __ldg
-// (ENDLESS_CUDA_MV_LDG=1, for comparison).
-__device__ __forceinline__ uint4 mv_ld_weight(const void *p, bool stream) {
-    if (!stream) return __ldg(reinterpret_cast<const uint4 *>(p));
+// asked for 256 bytes at a time (a lane's neighbours want the rest). (H100: decode step 2.37 vs
+// 2.48 ms with __ldg, NOTES.md.)
+__device__ __forceinline__ uint4 mv_ld_weight(const void *p) {
     uint4 v;
     asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
@@ -177,7 +174,7 @@ __device__ __forceinline__ void mv_fma8(float (&acc)[R][N], float (&ss)[N], cons
 // one block per row, its threads reading consecutive chunks. NOTES.md has the numbers.)
 template <int N, ggml_type T, bool NORM, int R>
 __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w1, const float *x, const float *g, int64_t K, int lane,
-                                             bool stream, float (&acc)[R][N], float (&ss)[N]) {
+                                             float (&acc)[R][N], float (&ss)[N]) {
     constexpr int ES = T == GGML_TYPE_F32 ? 4 : 2;
     constexpr int U = ES == 4 ? 4 : 8;
     const int64_t chunks = K / 8;
@@ -197,7 +194,7 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
                 for (int r = 0; r < R; r++)
 #pragma unroll
                     for (int h = 0; h < ES / 2; h++)
-                        buf[r][u][h] = mv_ld_weight(reinterpret_cast<const uint4 *>(rows[r] + (size_t)c * 8 * ES) + h, stream);
+                        buf[r][u][h] = mv_ld_weight(reinterpret_cast<const uint4 *>(rows[r] + (size_t)c * 8 * ES) + h);
             }
         }
     };
@@ -247,12 +244,12 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_pa
     float ss[N], r[N];
     if (SW) {
         float acc[2][N];
-        mv_dot_float<N, T, NORM, 2>(P.W[0] + (size_t)row * P.row_bytes, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, P.stream, acc, ss);
+        mv_dot_float<N, T, NORM, 2>(P.W[0] + (size_t)row * P.row_bytes, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
         mv_norm_scale<N, NORM>(P, ss, r);
         mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
     } else {
         float acc[1][N];
-        mv_dot_float<N, T, NORM, 1>(P.W[m] + (size_t)row * P.row_bytes, nullptr, P.x, P.norm_g, P.K, lane, P.stream, acc, ss);
+        mv_dot_float<N, T, NORM, 1>(P.W[m] + (size_t)row * P.row_bytes, nullptr, P.x, P.norm_g, P.K, lane, acc, ss);
         mv_norm_scale<N, NORM>(P, ss, r);
         mv_epilogue<N>(P, m, row, acc[0], r, slot, lane);
     }
@@ -316,7 +313,7 @@ template <> struct mvq<GGML_TYPE_Q6_K> {
 
 template <int N, ggml_type T, bool NORM>
 __device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, const float *g, int64_t K, uint8_t *sm, int lane,
-                                             bool stream, float (&acc)[N], float (&ss)[N]) {
+                                             float (&acc)[N], float (&ss)[N]) {
     using Q = mvq<T>;
     constexpr int STRETCH_BYTES = MV_ITER / Q::BLOCK_VALUES * Q::BLOCK_BYTES;
     static_assert(STRETCH_BYTES + 32 <= MV_SMEM, "stretch fits the warp's shared memory");
@@ -338,7 +335,7 @@ __device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, 
 #pragma unroll
         for (int i = 0; i < MV_LOADS; i++) {
             const int c = lane + 32 * i;
-            if (c < n16) regs[i] = mv_ld_weight(reinterpret_cast<const uint4 *>(p16) + c, stream);
+            if (c < n16) regs[i] = mv_ld_weight(reinterpret_cast<const uint4 *>(p16) + c);
         }
         return n16;
     };
@@ -387,11 +384,11 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
     int slot[N];
     mv_load_slots<N>(P, m, slot);
     float acc[N], ss[N], r[N];
-    mv_dot_quant<N, T, NORM>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, P.stream, acc, ss);
+    mv_dot_quant<N, T, NORM>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, acc, ss);
     mv_norm_scale<N, NORM>(P, ss, r);
     if (P.swiglu_out) {
         float up[N], ss2[N];
-        mv_dot_quant<N, T, NORM>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, P.stream, up, ss2);
+        mv_dot_quant<N, T, NORM>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, up, ss2);
         mv_epilogue_swiglu<N>(P, row, acc, up, r, lane);
     } else {
         mv_epilogue<N>(P, m, row, acc, r, slot, lane);
@@ -492,11 +489,6 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     P.row_bytes = cuda_row_bytes(w0.type, K);
     const int64_t tasks = set.swiglu_out ? w0.ne1 : P.row_start[set.n_members];
     P.n_tasks = tasks;
-    static const bool ldg = [] {
-        const char *e = std::getenv("ENDLESS_CUDA_MV_LDG");
-        return e && e[0] == '1';
-    }();
-    P.stream = !ldg;
     x = P.x;  // the rows the kernel reads (alignment below)
     const dim3 grid(cuda_blocks((size_t)tasks, MV_WARPS)), block(MV_WARPS * 32);
     const bool x_ok = ((uintptr_t)x % 16) == 0 && K % 4 == 0 && (!NORM || ((uintptr_t)P.norm_g % 16) == 0);
