@@ -143,6 +143,9 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
     int slot = 0;  // lane i: slot of entry t_warp + i (i < 8 rounds)
     if (lane < A1_KW * P.rounds && t_warp + lane < P.keys_bucket) slot = __ldg(P.keys + t_warp + lane);
     const int wlo = n_fixed + lo, whi = min(n_fixed + hi, n_keys);  // visible window entries
+    // (the above is staged; the cache rows and the query come from the kernels before)
+    dev_pdl_wait();
+    dev_pdl_release();
     const int pos_fixed = n_fixed + hi - lo - 1, pos_win = n_fixed + hi - 1;
     const float *q0 = P.q + (size_t)kvh * G * HD;
 
@@ -371,7 +374,7 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
 
 template <int PPL, bool NEOX>
 void a1_launch(const a1_params &P, cudaStream_t stream) {
-    attention_decode1_kernel<PPL, NEOX><<<dim3(P.n_split, P.n_head_kv), A1_THREADS, 0, stream>>>(P);
+    cuda_launch(true, attention_decode1_kernel<PPL, NEOX>, dim3(P.n_split, P.n_head_kv), dim3(A1_THREADS), 0, stream, P);
 }
 
 bool a1_aligned(const void *p, size_t n) { return ((uintptr_t)p % n) == 0; }

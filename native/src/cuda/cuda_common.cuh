@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "error.h"
 #include "ggml_types.h"
@@ -68,6 +69,31 @@ inline const char *cuda_type_name(ggml_type t) {
 
 inline unsigned cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
+// Programmatic dependent launch (sm_90 and newer) for the decode kernels: a kernel launched with
+// cuda_launch(pdl = true) may start while the kernel before it is finishing, so its weight loads
+// (which depend on nothing) overlap the other kernel's tail and its own launch. Such a kernel
+// calls dev_pdl_wait() before it reads anything an earlier kernel wrote, and dev_pdl_release()
+// after it, which lets the next kernel start early in turn. On by default where the device has
+// it; ENDLESS_CUDA_PDL=0 turns it off (then the two calls do nothing).
+bool cuda_pdl_enabled();
+
+template <class... P, class... A>
+void cuda_launch(bool pdl, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A &&...args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    if (pdl && cuda_pdl_enabled()) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+    }
+    cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), "kernel launch", __FILE__, __LINE__);
+}
+
 #ifdef __CUDACC__
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -87,6 +113,16 @@ __device__ __forceinline__ float2 dev_half2_to_f32(uint32_t w) {
 }
 __device__ __forceinline__ float2 dev_bf162_to_f32(uint32_t w) {
     return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+__device__ __forceinline__ void dev_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void dev_pdl_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 // Byte k (0..3) of w as a signed int8 turned into float without the quarter-rate I2F:
 // 0x4B000000 | u is the float 2^23 + u, so (byte ^ 0x80) placed there gives 2^23 + q + 128.

@@ -8,6 +8,10 @@
 #include "matvec.cuh"
 #include "cuda_common.cuh"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 
 namespace endless {
 
@@ -172,11 +176,10 @@ __device__ __forceinline__ void mv_fma8(float (&acc)[R][N], float (&ss)[N], cons
 // U chunks per lane per row are requested at once. (Tried for long rows, 2026-11-26, and not kept
 // as neither moved the decode step: requesting the next U chunks before using the current ones;
 // one block per row, its threads reading consecutive chunks. NOTES.md has the numbers.)
-template <int N, ggml_type T, bool NORM, int R>
+template <int N, ggml_type T, bool NORM, int R, int U>
 __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w1, const float *x, const float *g, int64_t K, int lane,
                                              float (&acc)[R][N], float (&ss)[N]) {
     constexpr int ES = T == GGML_TYPE_F32 ? 4 : 2;
-    constexpr int U = ES == 4 ? 4 : 8;
     const int64_t chunks = K / 8;
 #pragma unroll
     for (int t = 0; t < N; t++) {
@@ -223,16 +226,23 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
             mv_fma8<N, NORM, R>(acc, ss, wv, x, g, K, c * 8);
         }
     };
+    // the first loads go out before the wait for the kernel before (weights depend on nothing)
     uint4 a[R][U][ES / 2];
+    load(a, lane);
+    dev_pdl_wait();
+    dev_pdl_release();
     for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-        load(a, c0);
+        if (c0 != lane) load(a, c0);
         use(a, c0);
     }
 }
 
 // SW: the SwiGLU launch (two rows a warp). A separate instantiation: its 16 loads in flight per
 // lane need ~128 registers, the one-row kernel half that (twice the warps per multiprocessor).
-template <int N, ggml_type T, bool NORM, bool SW>
+// U: 16-byte loads in flight per lane and row. A one-token SwiGLU pair of 16-bit rows takes 4 (72
+// registers instead of 124, so 28 warps per multiprocessor instead of 16: decode step 2.22 / 2.30
+// vs 2.24 / 2.33 ms, H100, NOTES.md); 16 for long single rows was slower (1536x8960: 19.1 vs 16.0 us).
+template <int N, ggml_type T, bool NORM, bool SW, int U = (T == GGML_TYPE_F32 ? 4 : (SW && N == 1) ? 4 : 8)>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
     const int lane = threadIdx.x & 31;
     const int64_t task = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
@@ -244,12 +254,12 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_pa
     float ss[N], r[N];
     if (SW) {
         float acc[2][N];
-        mv_dot_float<N, T, NORM, 2>(P.W[0] + (size_t)row * P.row_bytes, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
+        mv_dot_float<N, T, NORM, 2, U>(P.W[0] + (size_t)row * P.row_bytes, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
         mv_norm_scale<N, NORM>(P, ss, r);
         mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
     } else {
         float acc[1][N];
-        mv_dot_float<N, T, NORM, 1>(P.W[m] + (size_t)row * P.row_bytes, nullptr, P.x, P.norm_g, P.K, lane, acc, ss);
+        mv_dot_float<N, T, NORM, 1, U>(P.W[m] + (size_t)row * P.row_bytes, nullptr, P.x, P.norm_g, P.K, lane, acc, ss);
         mv_norm_scale<N, NORM>(P, ss, r);
         mv_epilogue<N>(P, m, row, acc[0], r, slot, lane);
     }
@@ -340,6 +350,8 @@ __device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, 
         return n16;
     };
     int n16 = load(0);
+    dev_pdl_wait();  // (the first stretch is in flight: weights depend on no earlier kernel)
+    dev_pdl_release();
     for (int64_t it = 0; it < n_iter; it++) {
         __syncwarp();  // every lane is done with the previous stretch
 #pragma unroll
@@ -447,6 +459,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type
     int m;
     int64_t row;
     if (!mv_task(P, task, m, row)) return;
+    dev_pdl_wait();
+    dev_pdl_release();
     int slot[N];
     mv_load_slots<N>(P, m, slot);
     float acc[N], ss[N], r[N];
@@ -507,10 +521,10 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     default: break;
     }
     if (kernel) {
-        kernel<<<grid, block, 0, stream>>>(P);
+        cuda_launch(true, kernel, grid, block, 0, stream, P);
         return;
     }
-    matvec_generic_kernel<N, NORM><<<grid, block, 0, stream>>>(w0.type, P);
+    cuda_launch(true, matvec_generic_kernel<N, NORM>, grid, block, 0, stream, w0.type, P);
 }
 template <int N>
 void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
@@ -519,6 +533,24 @@ void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stre
 }
 
 }  // namespace
+
+bool cuda_pdl_enabled() {
+    static const bool allowed = [] {
+        const char *v = std::getenv("ENDLESS_CUDA_PDL");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
+    if (!allowed) return false;
+    static std::atomic<int> cache[64];  // per device: 0 unknown, 1 no, 2 yes
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
+    int c = cache[dev].load(std::memory_order_relaxed);
+    if (c == 0) {
+        int major = 0;
+        c = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 ? 2 : 1;
+        cache[dev].store(c, std::memory_order_relaxed);
+    }
+    return c == 2;
+}
 
 void cuda_matvec_set_run(const cuda_matvec_set &set, const float *x, int n, cudaStream_t stream) {
     switch (n) {
