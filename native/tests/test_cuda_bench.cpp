@@ -374,7 +374,7 @@ int main() {
             synth_model m(b, GGML_TYPE_BF16, 4096);
             if (std::strcmp(only, "decode") == 0) {
                 const decode_result d = bench_decode(m, 200, 4096);
-                std::printf("decode only: %.3f ms/token\n", d.ms);
+                std::printf("decode only: %.3f ms/token; attention alone %.2f us per layer\n", d.ms, bench_attention_decode_us(m));
             } else {
                 // ENDLESS_BENCH_CHUNK: the chunk length (default 4096, at most the model's 4096 spare slots)
                 int chunk = 4096;

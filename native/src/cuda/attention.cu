@@ -1220,7 +1220,6 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
         p.variant = 6;
         cuda_attention_decode1_shape(keys_bucket, a.n_head_kv, n_sm, p.rounds, p.n_split);
         p.scratch_bytes = cuda_attention_decode1_scratch_bytes(a, p.n_split);
-        p.counter_bytes = p.n_split > 1 ? (size_t)a.n_head_kv * sizeof(uint32_t) : 0;
         return p;
     }
     if (smem_limit == 0) smem_limit = at_device_smem_limit();
@@ -1295,8 +1294,7 @@ void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_
     const bool vec = a.head_dim % 8 == 0 && a.n_rot % 8 == 0 && a16(a.q) && a16(a.k_cache) && a16(a.v_cache) &&
                      (a.n_rot == 0 || (a16(a.rope_cos) && a16(a.rope_sin)));
     if (plan.variant == 6) {
-        cuda_attention_decode1(a, plan.keys_bucket, plan.rounds, plan.n_split, keys, win_lo, win_hi, meta, (float *)scratch, counters,
-                               stream);
+        cuda_attention_decode1(a, plan.keys_bucket, plan.rounds, plan.n_split, keys, win_lo, win_hi, meta, (float *)scratch, stream);
         return;
     }
     if (plan.variant == 3 || plan.variant == 4) {

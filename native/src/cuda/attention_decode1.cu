@@ -10,16 +10,16 @@
 //     with one (key, head) score of a group of 4 keys), and keeps an online softmax and the P.V
 //     sums of every head in registers;
 //   - the 8 warps' (m, l, o) merge once in shared memory, into one record per head;
-//   - the last block of a KV head to finish (an atomic counter; counters are zero again after every
-//     launch) merges the records of all blocks and writes the output.
+//   - a second launch merges the blocks' records (attention_decode1_merge_kernel).
 // RoPE (keys stored before rotation): a key at list entry t = t0 + k (t0: the warp's first entry
 // of the round) scores against a query at position P as (R((P - t0) theta) q)^T (R(k theta) k),
 // the same relative trick as attention_decode_kernel: keys use table rows 0..7 (shared by every
 // warp, so they stay in L1), the query row P - t0. P is the window or the fixed-key position of
 // attn_args (both below n_keys).
 // Measured (H100, NOTES.md, fourth session): 18.3 vs 20.7 us per layer for attention_decode_kernel,
-// both alone in one run. What is left: 8 warps per SM at 205 registers, and the last block's merge
-// of the 64 records of its KV head (four dependent batches of loads) while the other SMs idle.
+// both alone in one run; with the merge as its own launch (fifth session) 15.6-17.0 us, of which the
+// attention kernel ~12 (measured without a merge). What is left: 8 warps per SM at ~205 registers,
+// and ~12 us for ~3 us of K/V bytes.
 // A version staging K/V in shared memory (4 lanes per key, no shuffle tree) ran fewer instructions
 // but was slower (three barriers per round at 8 warps per SM).
 #include "attention_decode1.cuh"
@@ -44,7 +44,6 @@ struct a1_params {
     const int32_t *keys, *win_lo, *win_hi, *meta;
     const float *rope_cos, *rope_sin;
     float *rec;          // [n_head_kv][n_split][G][rs]: o[head_dim], m, l
-    uint32_t *counters;  // [n_head_kv]
     int n_head_kv, G, keys_bucket, n_split, rounds, rs;
     float scale;
 };
@@ -130,7 +129,6 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
     __shared__ __align__(16) float sP[A1_WARPS][A1_KW][A1_HP];  // a round's probabilities, [key][head]
     __shared__ float sA[A1_WARPS][A1_HP];                    // a round's rescale factor per head
     __shared__ float sM[A1_WARPS][A1_HP], sL[A1_WARPS][A1_HP];
-    __shared__ int sLast;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int kvh = blockIdx.y, G = P.G, split = blockIdx.x;
@@ -323,35 +321,40 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
             if (lane == 0) { __stcg(rec + HD, m); __stcg(rec + HD + 1, l); }
         }
     }
-    if (P.n_split == 1) return;
+}
 
-    // ---- split-K merge: the last block of this KV head merges every block's records
-    __threadfence();  // this thread's record writes are visible device-wide before the count says so
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const uint32_t prev = atomicAdd(P.counters + kvh, 1u);
-        const bool last = prev == (uint32_t)(P.n_split - 1);
-        if (last) atomicExch(P.counters + kvh, 0u);  // every block has counted: zero for the next launch
-        sLast = last ? 1 : 0;
-    }
-    __syncthreads();
-    if (!sLast || h >= G) return;
-    __threadfence();  // acquire: the records are read through L2 (__ldcg), never a stale L1 line
-    const float *rec0 = P.rec + ((size_t)kvh * P.n_split * G + h) * P.rs;
-    const size_t stride = (size_t)G * P.rs;
-    m = -INFINITY;
-    l = 0.0f;
-    o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int b = 0; b < P.n_split; b += A1_MERGE) {
+// The split-K merge, its own launch (programmatic dependent launch: it starts while the attention
+// kernel finishes and waits for its records): A1_MQ lanes per 4 output dims of a head, each
+// merging every A1_MQ-th record (all its loads in flight at once), then a shuffle merge of the
+// A1_MQ partial results. (It replaced a merge by the last block of each KV head to finish, which
+// waited on a fence and an atomic and then merged 64 records alone: attention + merge 15.6-17.0
+// vs 18.0-19.5 us per layer, decode step 2.14-2.19 vs 2.21-2.31 ms, H100, NOTES.md.)
+constexpr int A1_MQ = 8;
+template <int HD>
+__global__ void __launch_bounds__(128) attention_decode1_merge_kernel(const a1_params P) {
+    dev_pdl_wait();
+    dev_pdl_release();
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    const int q = t % A1_MQ, item = t / A1_MQ;  // item: (kv head, head, 4 dims)
+    const int per_head = HD / 4;
+    const bool on = item < P.n_head_kv * P.G * per_head;
+    const int it = on ? item : 0;
+    const int d = (it % per_head) * 4, hg = it / per_head, kvh = hg / P.G, h = hg % P.G;
+    const float *rec0 = P.rec + ((size_t)kvh * P.n_split * P.G + h) * P.rs;
+    const size_t stride = (size_t)P.G * P.rs;
+    float m = -INFINITY, l = 0.0f;
+    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int b = q; b < P.n_split; b += A1_MQ * A1_MERGE) {
         float ms[A1_MERGE], ls[A1_MERGE];
         float4 xs[A1_MERGE];
 #pragma unroll
         for (int s = 0; s < A1_MERGE; s++) {
-            const bool ok = b + s < P.n_split;
-            const float *rc = rec0 + (size_t)(ok ? b + s : 0) * stride;
+            const int r = b + s * A1_MQ;
+            const bool ok = on && r < P.n_split;
+            const float *rc = rec0 + (size_t)(ok ? r : 0) * stride;
             ms[s] = ok ? __ldcg(rc + HD) : -INFINITY;
             ls[s] = ok ? __ldcg(rc + HD + 1) : 0.0f;
-            xs[s] = ok && d < HD ? __ldcg(reinterpret_cast<const float4 *>(rc + d)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            xs[s] = ok ? __ldcg(reinterpret_cast<const float4 *>(rc + d)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
         float mb = m;
 #pragma unroll
@@ -367,14 +370,31 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
         }
         m = mb;
     }
+    // the A1_MQ partial merges of an item sit in consecutive lanes
+#pragma unroll
+    for (int off = 1; off < A1_MQ; off <<= 1) {
+        const float mo = __shfl_xor_sync(0xffffffffu, m, off), lo = __shfl_xor_sync(0xffffffffu, l, off);
+        float4 oo;
+        oo.x = __shfl_xor_sync(0xffffffffu, o.x, off); oo.y = __shfl_xor_sync(0xffffffffu, o.y, off);
+        oo.z = __shfl_xor_sync(0xffffffffu, o.z, off); oo.w = __shfl_xor_sync(0xffffffffu, o.w, off);
+        const float mn = fmaxf(m, mo);
+        const float a = m == -INFINITY ? 0.0f : __expf(m - mn), b = mo == -INFINITY ? 0.0f : __expf(mo - mn);
+        l = a * l + b * lo;
+        o.x = a * o.x + b * oo.x; o.y = a * o.y + b * oo.y; o.z = a * o.z + b * oo.z; o.w = a * o.w + b * oo.w;
+        m = mn;
+    }
+    if (!on || q != 0) return;
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    if (d < HD)
-        *reinterpret_cast<float4 *>(P.out + ((size_t)kvh * G + h) * HD + d) = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+    *reinterpret_cast<float4 *>(P.out + ((size_t)kvh * P.G + h) * HD + d) = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
 }
 
 template <int PPL, bool NEOX>
 void a1_launch(const a1_params &P, cudaStream_t stream) {
     cuda_launch(true, attention_decode1_kernel<PPL, NEOX>, dim3(P.n_split, P.n_head_kv), dim3(A1_THREADS), 0, stream, P);
+    if (P.n_split > 1) {
+        const int threads = P.n_head_kv * P.G * (64 * PPL / 4) * A1_MQ;
+        cuda_launch(true, attention_decode1_merge_kernel<64 * PPL>, dim3(cuda_blocks((size_t)threads, 128)), dim3(128), 0, stream, P);
+    }
 }
 
 bool a1_aligned(const void *p, size_t n) { return ((uintptr_t)p % n) == 0; }
@@ -405,16 +425,15 @@ size_t cuda_attention_decode1_scratch_bytes(const attn_args &a, int n_split) {
 
 void cuda_attention_decode1(const attn_args &a, int keys_bucket, int rounds, int n_split, const int32_t *keys,
                             const int32_t *win_lo, const int32_t *win_hi, const int32_t *meta, float *scratch,
-                            uint32_t *counters, cudaStream_t stream) {
+                            cudaStream_t stream) {
     if (!cuda_attention_decode1_fits(a)) fail(ENDLESS_ERR_INTERNAL, "cuda attention (decode1): shapes do not fit this kernel");
-    if (n_split > 1 && (!scratch || !counters))
-        fail(ENDLESS_ERR_INTERNAL, "cuda attention (decode1): " + std::to_string(n_split) + " splits need merge records and counters");
+    if (n_split > 1 && !scratch)
+        fail(ENDLESS_ERR_INTERNAL, "cuda attention (decode1): " + std::to_string(n_split) + " splits need merge records");
     a1_params P{};
     P.q = a.q; P.k_cache = a.k_cache; P.v_cache = a.v_cache; P.out = a.out;
     P.keys = keys; P.win_lo = win_lo; P.win_hi = win_hi; P.meta = meta;
     P.rope_cos = a.rope_cos; P.rope_sin = a.rope_sin;
     P.rec = scratch;
-    P.counters = counters;
     P.n_head_kv = a.n_head_kv;
     P.G = a.n_head / a.n_head_kv;
     P.keys_bucket = keys_bucket;

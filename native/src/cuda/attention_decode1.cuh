@@ -1,6 +1,6 @@
 // Decode attention for one query (the token step): warps that work alone over 8 keys at a time,
-// the heads of one KV head (GQA) together, one block-level merge and one split-K merge by the
-// last block of each KV head. Used by cuda_attention (attention.cu) when its shapes fit
+// the heads of one KV head (GQA) together, one block-level merge, and the split-K merge as a
+// second launch. Used by cuda_attention (attention.cu) when its shapes fit
 // (cuda_attention_decode1_fits); attention_decode_kernel takes the rest.
 #pragma once
 #include <cuda_runtime.h>
@@ -19,13 +19,12 @@ bool cuda_attention_decode1_fits(const attn_args &a);
 // the blocks fit two per multiprocessor, more beyond.
 void cuda_attention_decode1_shape(int keys_bucket, int n_head_kv, int n_sm, int &rounds, int &n_split);
 
-// Merge records (floats per record row) and counters (one per KV head) the launch needs.
+// Bytes of the merge records the launch needs.
 size_t cuda_attention_decode1_scratch_bytes(const attn_args &a, int n_split);
 
-// keys/win_lo/win_hi/meta: device arrays as for cuda_attention; scratch: the merge records;
-// counters: n_head_kv zeros, left zero again.
+// keys/win_lo/win_hi/meta: device arrays as for cuda_attention; scratch: the merge records.
 void cuda_attention_decode1(const attn_args &a, int keys_bucket, int rounds, int n_split, const int32_t *keys,
                             const int32_t *win_lo, const int32_t *win_hi, const int32_t *meta, float *scratch,
-                            uint32_t *counters, cudaStream_t stream);
+                            cudaStream_t stream);
 
 }  // namespace endless
