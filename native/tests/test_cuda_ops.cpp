@@ -765,7 +765,20 @@ int main() {
         return 0;
     }
     std::printf("device: %s\n", be().name().c_str());
+    // ENDLESS_TEST_ONLY=a,b: only the tests whose names contain one of these (for compute-sanitizer runs)
+    const char *only = std::getenv("ENDLESS_TEST_ONLY");
+    auto wanted = [&](const std::string &name) {
+        if (!only || !*only) return true;
+        std::string list = only;
+        for (size_t p = 0; p <= list.size();) {
+            const size_t q = std::min(list.find(',', p), list.size());
+            if (q > p && name.find(list.substr(p, q - p)) != std::string::npos) return true;
+            p = q + 1;
+        }
+        return false;
+    };
     for (auto &t : test::registry()) {
+        if (!wanted(t.first)) continue;
         int before = test::failures();
         try {
             t.second();
