@@ -237,8 +237,8 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
     }
 }
 
-// SW: the SwiGLU launch (two rows a warp). A separate instantiation: its 16 loads in flight per
-// lane need ~128 registers, the one-row kernel half that (twice the warps per multiprocessor).
+// SW: the SwiGLU launch (two rows a warp), a separate instantiation (twice the loads in flight per
+// lane, so more registers than the one-row kernel).
 // U: 16-byte loads in flight per lane and row. A one-token SwiGLU pair of 16-bit rows takes 4 (72
 // registers instead of 124, so 28 warps per multiprocessor instead of 16: decode step 2.22 / 2.30
 // vs 2.24 / 2.33 ms, H100, NOTES.md); 16 for long single rows was slower (1536x8960: 19.1 vs 16.0 us).
