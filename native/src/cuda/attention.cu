@@ -1169,24 +1169,14 @@ bool at_decode1_on() {
 // (bytes) lowers it, so the paths of cards with less shared memory (sm_86/89: 99 KiB) can be
 // tested on any card.
 size_t at_device_smem_limit() {
-    static std::atomic<int> cache[64];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
-        cudaGetLastError();
-        return 48 << 10;
-    }
-    int v = cache[dev].load(std::memory_order_relaxed);
-    if (v == 0) {
-        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess || v <= 0) {
-            cudaGetLastError();
-            v = 48 << 10;
-        }
-        if (const char *e = std::getenv("ENDLESS_CUDA_ATTN_SMEM")) {
-            const long lim = std::strtol(e, nullptr, 10);
-            if (lim > 0 && lim < v) v = (int)lim;
-        }
-        cache[dev].store(v, std::memory_order_relaxed);
-    }
+    static const int lim = [] {  // ENDLESS_CUDA_ATTN_SMEM (0: unset)
+        const char *e = std::getenv("ENDLESS_CUDA_ATTN_SMEM");
+        const long v = e ? std::strtol(e, nullptr, 10) : 0;
+        return v > 0 && v < (1 << 30) ? (int)v : 0;
+    }();
+    int v = cuda_device_attr<cudaDevAttrMaxSharedMemoryPerBlockOptin>(48 << 10);
+    if (v <= 0) v = 48 << 10;
+    if (lim > 0 && lim < v) v = lim;
     return (size_t)v;
 }
 

@@ -390,10 +390,10 @@ __global__ void __launch_bounds__(128) attention_decode1_merge_kernel(const a1_p
 
 template <int PPL, bool NEOX>
 void a1_launch(const a1_params &P, cudaStream_t stream) {
-    cuda_launch(true, attention_decode1_kernel<PPL, NEOX>, dim3(P.n_split, P.n_head_kv), dim3(A1_THREADS), 0, stream, P);
+    cuda_launch_pdl(attention_decode1_kernel<PPL, NEOX>, dim3(P.n_split, P.n_head_kv), dim3(A1_THREADS), 0, stream, P);
     if (P.n_split > 1) {
         const int threads = P.n_head_kv * P.G * (64 * PPL / 4) * A1_MQ;
-        cuda_launch(true, attention_decode1_merge_kernel<64 * PPL>, dim3(cuda_blocks((size_t)threads, 128)), dim3(128), 0, stream, P);
+        cuda_launch_pdl(attention_decode1_merge_kernel<64 * PPL>, dim3(cuda_blocks((size_t)threads, 128)), dim3(128), 0, stream, P);
     }
 }
 

@@ -5,7 +5,10 @@
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -69,23 +72,51 @@ inline const char *cuda_type_name(ggml_type t) {
 
 inline unsigned cuda_blocks(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
+// A device attribute of the current device, asked once per device (fallback if it cannot be read).
+template <cudaDeviceAttr A>
+int cuda_device_attr(int fallback) {
+    static std::atomic<int> cache[64];  // value + 1; 0: not asked yet
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+        cudaGetLastError();
+        return fallback;
+    }
+    int c = cache[dev].load(std::memory_order_relaxed);
+    if (c == 0) {
+        int v = 0;
+        if (cudaDeviceGetAttribute(&v, A, dev) != cudaSuccess) {
+            cudaGetLastError();
+            v = fallback;
+        }
+        c = v + 1;
+        cache[dev].store(c, std::memory_order_relaxed);
+    }
+    return c - 1;
+}
+
 // Programmatic dependent launch (sm_90 and newer) for the decode kernels: a kernel launched with
-// cuda_launch(pdl = true) may start while the kernel before it is finishing, so its weight loads
-// (which depend on nothing) overlap the other kernel's tail and its own launch. Such a kernel
-// calls dev_pdl_wait() before it reads anything an earlier kernel wrote, and dev_pdl_release()
-// after it, which lets the next kernel start early in turn. On by default where the device has
-// it; ENDLESS_CUDA_PDL=0 turns it off (then the two calls do nothing).
-bool cuda_pdl_enabled();
+// cuda_launch_pdl may start while the kernel before it is finishing, so its weight loads (which
+// depend on nothing) overlap the other kernel's tail and its own launch. Such a kernel calls
+// dev_pdl_wait() before it reads anything an earlier kernel wrote, and dev_pdl_release() after it,
+// which lets the next kernel start early in turn. On by default where the device has it;
+// ENDLESS_CUDA_PDL=0 turns it off (then it is a plain launch and the two calls do nothing).
+inline bool cuda_pdl_enabled() {
+    static const bool allowed = [] {
+        const char *v = std::getenv("ENDLESS_CUDA_PDL");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
+    return allowed && cuda_device_attr<cudaDevAttrComputeCapabilityMajor>(0) >= 9;
+}
 
 template <class... P, class... A>
-void cuda_launch(bool pdl, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A &&...args) {
+void cuda_launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A &&...args) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
-    if (pdl && cuda_pdl_enabled()) {
+    if (cuda_pdl_enabled()) {
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;

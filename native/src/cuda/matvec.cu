@@ -8,10 +8,6 @@
 #include "matvec.cuh"
 #include "cuda_common.cuh"
 
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
-
 
 namespace endless {
 
@@ -521,10 +517,10 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     default: break;
     }
     if (kernel) {
-        cuda_launch(true, kernel, grid, block, 0, stream, P);
+        cuda_launch_pdl(kernel, grid, block, 0, stream, P);
         return;
     }
-    cuda_launch(true, matvec_generic_kernel<N, NORM>, grid, block, 0, stream, w0.type, P);
+    cuda_launch_pdl(matvec_generic_kernel<N, NORM>, grid, block, 0, stream, w0.type, P);
 }
 template <int N>
 void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
@@ -533,24 +529,6 @@ void matvec_launch(const cuda_matvec_set &set, const float *x, cudaStream_t stre
 }
 
 }  // namespace
-
-bool cuda_pdl_enabled() {
-    static const bool allowed = [] {
-        const char *v = std::getenv("ENDLESS_CUDA_PDL");
-        return !(v && std::strcmp(v, "0") == 0);
-    }();
-    if (!allowed) return false;
-    static std::atomic<int> cache[64];  // per device: 0 unknown, 1 no, 2 yes
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
-    int c = cache[dev].load(std::memory_order_relaxed);
-    if (c == 0) {
-        int major = 0;
-        c = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 ? 2 : 1;
-        cache[dev].store(c, std::memory_order_relaxed);
-    }
-    return c == 2;
-}
 
 void cuda_matvec_set_run(const cuda_matvec_set &set, const float *x, int n, cudaStream_t stream) {
     switch (n) {
