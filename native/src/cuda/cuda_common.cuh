@@ -155,6 +155,23 @@ __device__ __forceinline__ void dev_pdl_release() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+// e^x to ~3e-7 relative in float, independent of --use_fast_math (which turns expf into the
+// approximate __expf: ~1e-5 off near |x| = 88): e^x = 2^k e^r with k = rint(x / ln 2) and
+// r = x - k ln 2 taken in two parts (the high part has 11 trailing zero bits, so k * hi is exact),
+// |r| <= ln 2 / 2, and e^r = 2^(r / ln 2) through the hardware exp2 (~2 ulp on that range).
+__device__ __forceinline__ float dev_exp(float x) {
+    x = fminf(fmaxf(x, -104.0f), 89.0f);  // past these e^x is 0 or inf in float anyway
+    const float k = rintf(x * 1.44269504f);
+    const float r = fmaf(k, -1.428606820e-06f, fmaf(k, -0.693145752f, x));
+    return ldexpf(exp2f(r * 1.44269504f), (int)k);
+}
+// silu(g) * u with round-to-nearest division and product (fast math would approximate them)
+__device__ __forceinline__ float dev_swiglu(float g, float u) { return __fmul_rn(__fdiv_rn(g, 1.0f + dev_exp(-g)), u); }
+// The RMS norm's scale 1 / sqrt(ss / n + eps), each step rounded to nearest (fast math would
+// approximate the division and the square root): within an ulp or two of the double computation.
+__device__ __forceinline__ float dev_rms_scale(float ss, float n, float eps) {
+    return __frsqrt_rn(__fadd_rn(__fdiv_rn(ss, n), eps));
+}
 // Byte k (0..3) of w as a signed int8 turned into float without the quarter-rate I2F:
 // 0x4B000000 | u is the float 2^23 + u, so (byte ^ 0x80) placed there gives 2^23 + q + 128.
 __device__ __forceinline__ float dev_i8_to_f32(uint32_t w_xor80, int k) {

@@ -8,19 +8,6 @@ namespace endless {
 
 namespace {
 
-// e^x to ~3e-7 relative in float, independent of --use_fast_math (which turns expf into the
-// approximate __expf: ~1e-5 off near |x| = 88): e^x = 2^k e^r with k = rint(x / ln 2) and
-// r = x - k ln 2 taken in two parts (the high part has 11 trailing zero bits, so k * hi is exact),
-// |r| <= ln 2 / 2, and e^r = 2^(r / ln 2) through the hardware exp2 (~2 ulp on that range).
-__device__ __forceinline__ float ew_exp(float x) {
-    x = fminf(fmaxf(x, -104.0f), 89.0f);  // past these e^x is 0 or inf in float anyway
-    const float k = rintf(x * 1.44269504f);
-    const float r = fmaf(k, -1.428606820e-06f, fmaf(k, -0.693145752f, x));
-    return ldexpf(exp2f(r * 1.44269504f), (int)k);
-}
-// silu(g) * u with round-to-nearest division and product (fast math would approximate them)
-__device__ __forceinline__ float ew_swiglu(float g, float u) { return __fmul_rn(__fdiv_rn(g, 1.0f + ew_exp(-g)), u); }
-
 bool aligned16(const void *p) { return ((uintptr_t)p % 16) == 0; }
 
 __global__ void add_bias_kernel(float *y, const float *b, size_t total, int dim) {
@@ -50,7 +37,7 @@ __global__ void add4_kernel(float4 *y, const float4 *x, size_t count4) {
 }
 __global__ void swiglu_kernel(const float *gate, const float *up, size_t count, float *y, __nv_bfloat16 *ybf) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) {
-        const float v = ew_swiglu(gate[i], up[i]);
+        const float v = dev_swiglu(gate[i], up[i]);
         y[i] = v;
         if (ybf) ybf[i] = __float2bfloat16_rn(v);
     }
@@ -58,7 +45,7 @@ __global__ void swiglu_kernel(const float *gate, const float *up, size_t count, 
 __global__ void swiglu4_kernel(const float4 *gate, const float4 *up, size_t count4, float4 *y, uint2 *ybf) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count4; i += (size_t)gridDim.x * blockDim.x) {
         const float4 g = gate[i], u = up[i];
-        const float4 v = make_float4(ew_swiglu(g.x, u.x), ew_swiglu(g.y, u.y), ew_swiglu(g.z, u.z), ew_swiglu(g.w, u.w));
+        const float4 v = make_float4(dev_swiglu(g.x, u.x), dev_swiglu(g.y, u.y), dev_swiglu(g.z, u.z), dev_swiglu(g.w, u.w));
         y[i] = v;
         if (ybf) {
             const __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
@@ -71,14 +58,14 @@ __global__ void swiglu_bf16x4_kernel(const uint2 *gate, const uint2 *up, size_t 
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count4; i += (size_t)gridDim.x * blockDim.x) {
         const uint2 g = gate[i], u = up[i];
         const float2 g0 = dev_bf162_to_f32(g.x), g1 = dev_bf162_to_f32(g.y), u0 = dev_bf162_to_f32(u.x), u1 = dev_bf162_to_f32(u.y);
-        const __nv_bfloat162 a = __floats2bfloat162_rn(ew_swiglu(g0.x, u0.x), ew_swiglu(g0.y, u0.y));
-        const __nv_bfloat162 b = __floats2bfloat162_rn(ew_swiglu(g1.x, u1.x), ew_swiglu(g1.y, u1.y));
+        const __nv_bfloat162 a = __floats2bfloat162_rn(dev_swiglu(g0.x, u0.x), dev_swiglu(g0.y, u0.y));
+        const __nv_bfloat162 b = __floats2bfloat162_rn(dev_swiglu(g1.x, u1.x), dev_swiglu(g1.y, u1.y));
         y[i] = make_uint2(*reinterpret_cast<const uint32_t *>(&a), *reinterpret_cast<const uint32_t *>(&b));
     }
 }
 __global__ void swiglu_bf16_kernel(const uint16_t *gate, const uint16_t *up, size_t count, __nv_bfloat16 *y) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
-        y[i] = __float2bfloat16_rn(ew_swiglu(dev_bf16_to_f32(gate[i]), dev_bf16_to_f32(up[i])));
+        y[i] = __float2bfloat16_rn(dev_swiglu(dev_bf16_to_f32(gate[i]), dev_bf16_to_f32(up[i])));
 }
 // enough blocks to fill the device a few times over; the loops stride over the rest
 unsigned ew_grid(size_t count) {

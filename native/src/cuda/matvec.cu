@@ -1,6 +1,7 @@
 // Matrix-vector kernels for decode (n = 1..8 tokens). The weight matrix is read exactly once per
-// call, so these kernels are limited by memory bandwidth: each warp owns one weight row and keeps
-// several 16-byte loads in flight. Float rows (F32/F16/BF16) load straight into registers.
+// call, so these kernels are limited by memory bandwidth: warps keep several 16-byte loads in
+// flight. Float rows (F32/F16/BF16) load straight into registers, two warps per row (each half of
+// it, their sums meeting in shared memory); quantized rows take a warp each.
 // Quantized rows are not 16-byte aligned block by block (Q8_0 blocks are 34 bytes), so a warp
 // copies a 2048-value stretch of its row into shared memory with aligned 16-byte loads (the next
 // stretch is loaded into registers while the current one is decoded) and each lane then decodes
@@ -17,6 +18,7 @@ constexpr int MV_WARPS = 4;           // rows per block
 constexpr int MV_ITER = 2048;         // values per warp iteration (quantized path)
 constexpr int MV_SMEM = 2240;         // bytes of shared memory per warp (max stretch + alignment slack)
 constexpr int MV_LOADS = MV_SMEM / 16 / 32 + 1;  // 16-byte loads per lane per stretch (5)
+constexpr int MV_SPLIT = 2;           // warps per row task of the float kernels (matvec_float_kernel)
 
 // Kernel-side copy of cuda_matvec_set: a warp's task t is a row of one member (rows of the
 // members follow each other), or in SwiGLU mode row t of both gate and up.
@@ -65,71 +67,141 @@ __device__ __forceinline__ bool mv_task(const mv_params &P, int64_t t, int &m, i
     return true;
 }
 
-// With a fused RMS norm: ss[t] (per lane) -> r[t] = 1/rms of token t's row, on every lane, the
-// scale the rms_norm op computes (in double, once per row).
+// With a fused RMS norm: ss[t] (the row's total, see mv_reduce) -> r[t] = 1/rms of token t's row,
+// the scale the rms_norm op computes (rounded to nearest at each step, once per row).
 template <int N, bool NORM>
-__device__ __forceinline__ void mv_norm_scale(const mv_params &P, float (&ss)[N], float (&r)[N]) {
+__device__ __forceinline__ void mv_norm_scale(const mv_params &P, const float (&ss)[N], float (&r)[N]) {
+#pragma unroll
+    for (int t = 0; t < N; t++) r[t] = NORM ? dev_rms_scale(ss[t], (float)P.K, P.norm_eps) : 1.0f;
+}
+
+// A task's partial dot products (R rows x N tokens) and, with a fused norm, sums of squares: summed
+// over the lanes of each warp and, when S warps share the task (each a stretch of the row),
+// over those warps through shared memory red[MV_WARPS][(R + 1) * N]. The totals end on every lane
+// of the task's first warp (warp % S == 0); every warp of the block must call it (S > 1 has a
+// block barrier).
+template <int N, int R, bool NORM, int S>
+__device__ __forceinline__ void mv_reduce(float (&acc)[R][N], float (&ss)[N], float *red, int warp, int lane) {
 #pragma unroll
     for (int t = 0; t < N; t++) {
-        r[t] = 1.0f;
-        if (NORM) r[t] = (float)(1.0 / sqrt((double)warp_sum(ss[t]) / (double)P.K + (double)P.norm_eps));
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][t] = warp_sum(acc[r][t]);
+        if (NORM) ss[t] = warp_sum(ss[t]);
+    }
+    if (S == 1) return;
+    float *mine = red + warp * (R + 1) * N;
+    if (lane == 0) {
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+#pragma unroll
+            for (int r = 0; r < R; r++) mine[r * N + t] = acc[r][t];
+            mine[R * N + t] = ss[t];
+        }
+    }
+    __syncthreads();
+    if (warp % S != 0) return;
+#pragma unroll
+    for (int i = 1; i < S; i++) {
+        const float *other = mine + i * (R + 1) * N;
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r][t] += other[r * N + t];
+            if (NORM) ss[t] += other[R * N + t];
+        }
+    }
+}
+
+// Operands of a task's epilogue, requested at the start of the task so that their round trips
+// overlap the weight loads instead of following the dot product (a one-row task is one weight
+// round trip, so a load in the epilogue made it two): the bias and the K/V cache slots (no earlier
+// kernel writes them) before the wait for the kernel before, the accumulation target's values and
+// the warp's first share of the rows to normalize after it. (H100, the decode products as the
+// backend issues them, whole-row kernels: q/k/v 6.7 -> 6.1 us, o 3.8 -> 3.4, down 15.0 -> 14.0.)
+template <int N>
+struct mv_pre {
+    float bias = 0.0f;
+    float acc[N];
+    int slot[N];
+    float nx = 0.0f, ng = 0.0f;  // with a fused norm: x and gain of element e0 + lane of the share
+};
+// The warp's share [e0, e1) of the normalized rows (N x K values) that a fused norm writes.
+__device__ __forceinline__ void mv_norm_share(const mv_params &P, int n, int64_t task, int64_t &e0, int64_t &e1) {
+    const int64_t total = (int64_t)n * P.K, per = (total + P.n_tasks - 1) / P.n_tasks;
+    e0 = task * per;
+    e1 = min(total, e0 + per);
+}
+template <int N>
+__device__ __forceinline__ void mv_pre_static(const mv_params &P, int m, int64_t row, int lane, mv_pre<N> &pre) {
+    if (lane != 0) return;
+    if (P.bias[m]) pre.bias = __ldg(P.bias[m] + row);
+#pragma unroll
+    for (int t = 0; t < N; t++) pre.slot[t] = P.kv[m] ? __ldg(P.slots + t) : 0;
+}
+template <int N, bool NORM>
+__device__ __forceinline__ void mv_pre_inputs(const mv_params &P, int m, int64_t row, int64_t task, int lane, mv_pre<N> &pre) {
+    if (lane == 0 && P.acc[m]) {
+#pragma unroll
+        for (int t = 0; t < N; t++) pre.acc[t] = P.acc[m][(size_t)t * P.M[m] + row];
+    }
+    if (NORM) {
+        int64_t e0, e1;
+        mv_norm_share(P, N, task, e0, e1);
+        const int64_t e = e0 + lane;
+        if (e < e1) {
+            pre.nx = P.x[e];
+            pre.ng = P.norm_g[e % P.K];
+        }
     }
 }
 
 // With a fused RMS norm, every warp writes its share of the normalized rows (as rms_norm would).
 template <int N>
-__device__ __forceinline__ void mv_write_norm(const mv_params &P, int64_t task, const float (&r)[N], int lane) {
-    const int64_t total = (int64_t)N * P.K, per = (total + P.n_tasks - 1) / P.n_tasks;
-    const int64_t e0 = task * per, e1 = min(total, e0 + per);
-    for (int64_t e = e0 + lane; e < e1; e += 32) {
-        const int64_t t = e / P.K, k = e - t * P.K;
+__device__ __forceinline__ void mv_write_norm(const mv_params &P, int64_t task, const float (&r)[N], const mv_pre<N> &pre, int lane) {
+    int64_t e0, e1;
+    mv_norm_share(P, N, task, e0, e1);
+    auto scale = [&](int64_t e) {
+        const int64_t t = e / P.K;
         float rt = r[0];
 #pragma unroll
         for (int u = 1; u < N; u++)
             if (t == u) rt = r[u];
-        P.norm_out[e] = P.x[e] * rt * P.norm_g[k];
-    }
+        return rt;
+    };
+    int64_t e = e0 + lane;
+    if (e < e1) P.norm_out[e] = pre.nx * scale(e) * pre.ng;
+    for (e += 32; e < e1; e += 32) P.norm_out[e] = P.x[e] * scale(e) * P.norm_g[e % P.K];
 }
 
-// Cache slots of the n tokens when member m's outputs also go to the K/V cache (loaded early).
+// The epilogues take the reduced totals (mv_reduce).
 template <int N>
-__device__ __forceinline__ void mv_load_slots(const mv_params &P, int m, int (&slot)[N]) {
-#pragma unroll
-    for (int t = 0; t < N; t++) slot[t] = P.kv[m] ? __ldg(P.slots + t) : 0;
-}
-
-template <int N>
-__device__ __forceinline__ void mv_epilogue(const mv_params &P, int m, int64_t row, float (&acc)[N], const float (&r)[N],
-                                            const int (&slot)[N], int lane) {
-#pragma unroll
-    for (int t = 0; t < N; t++) acc[t] = warp_sum(acc[t]);
+__device__ __forceinline__ void mv_epilogue(const mv_params &P, int m, int64_t row, const float (&acc)[N], const float (&r)[N],
+                                            const mv_pre<N> &pre, int lane) {
     if (lane != 0) return;
     const int64_t M = P.M[m];
-    const float b = P.bias[m] ? P.bias[m][row] : 0.0f;
 #pragma unroll
     for (int t = 0; t < N; t++) {
-        const float v = acc[t] * r[t] + b;
+        const float v = acc[t] * r[t] + pre.bias;
         const size_t i = (size_t)t * M + row;
         P.y[m][i] = v;
-        if (P.acc[m]) P.acc[m][i] += v;
-        if (P.kv[m]) P.kv[m][(size_t)slot[t] * M + row] = v;
+        if (P.acc[m]) P.acc[m][i] = pre.acc[t] + v;
+        if (P.kv[m]) P.kv[m][(size_t)pre.slot[t] * M + row] = v;
     }
 }
 
 // SwiGLU pair: g from member 0, u from member 1 (biases and accumulations do not apply).
 template <int N>
-__device__ __forceinline__ void mv_epilogue_swiglu(const mv_params &P, int64_t row, float (&g)[N], float (&u)[N], const float (&r)[N],
-                                                   int lane) {
-#pragma unroll
-    for (int t = 0; t < N; t++) { g[t] = warp_sum(g[t]) * r[t]; u[t] = warp_sum(u[t]) * r[t]; }
+__device__ __forceinline__ void mv_epilogue_swiglu(const mv_params &P, int64_t row, const float (&g)[N], const float (&u)[N],
+                                                   const float (&r)[N], int lane) {
     if (lane != 0) return;
     const int64_t M = P.M[0];
 #pragma unroll
     for (int t = 0; t < N; t++) {
         const size_t i = (size_t)t * M + row;
-        P.y[1][i] = u[t];
-        if (P.swiglu_out != P.y[0]) P.y[0][i] = g[t];
-        P.swiglu_out[i] = (float)((double)g[t] / (1.0 + exp(-(double)g[t])) * (double)u[t]);
+        const float gt = g[t] * r[t], ut = u[t] * r[t];
+        P.y[1][i] = ut;
+        if (P.swiglu_out != P.y[0]) P.y[0][i] = gt;
+        P.swiglu_out[i] = dev_swiglu(gt, ut);
     }
 }
 
@@ -172,11 +244,13 @@ __device__ __forceinline__ void mv_fma8(float (&acc)[R][N], float (&ss)[N], cons
 // U chunks per lane per row are requested at once. (Tried for long rows, 2026-11-26, and not kept
 // as neither moved the decode step: requesting the next U chunks before using the current ones;
 // one block per row, its threads reading consecutive chunks. NOTES.md has the numbers.)
-template <int N, ggml_type T, bool NORM, int R, int U>
-__device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w1, const float *x, const float *g, int64_t K, int lane,
-                                             float (&acc)[R][N], float (&ss)[N]) {
+// Chunks [c_lo, c_hi) of the rows; after_wait() runs once the kernel before has finished (it
+// requests the epilogue's inputs). DB: the next U chunks per lane are requested before the current
+// ones are used (long rows).
+template <int N, ggml_type T, bool NORM, int R, int U, bool DB, class F>
+__device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w1, const float *x, const float *g, int64_t K,
+                                             int64_t c_lo, int64_t chunks, int lane, float (&acc)[R][N], float (&ss)[N], F &&after_wait) {
     constexpr int ES = T == GGML_TYPE_F32 ? 4 : 2;
-    const int64_t chunks = K / 8;
 #pragma unroll
     for (int t = 0; t < N; t++) {
         ss[t] = 0.0f;
@@ -224,42 +298,77 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
     };
     // the first loads go out before the wait for the kernel before (weights depend on nothing)
     uint4 a[R][U][ES / 2];
-    load(a, lane);
+    const int64_t first = c_lo + lane;
+    load(a, first);
     dev_pdl_wait();
     dev_pdl_release();
-    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-        if (c0 != lane) load(a, c0);
-        use(a, c0);
+    after_wait();
+    if (DB) {
+        uint4 b[R][U][ES / 2];
+        for (int64_t c0 = first; c0 < chunks; c0 += 32 * U) {
+            const bool more = c0 + 32 * U < chunks;
+            if (more) load(b, c0 + 32 * U);
+            use(a, c0);
+            if (more) {
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int u = 0; u < U; u++)
+#pragma unroll
+                        for (int h = 0; h < ES / 2; h++) a[r][u][h] = b[r][u][h];
+            }
+        }
+    } else {
+        for (int64_t c0 = first; c0 < chunks; c0 += 32 * U) {
+            if (c0 != first) load(a, c0);
+            use(a, c0);
+        }
     }
 }
 
-// SW: the SwiGLU launch (two rows a warp), a separate instantiation (twice the loads in flight per
-// lane, so more registers than the one-row kernel).
-// U: 16-byte loads in flight per lane and row. A one-token SwiGLU pair of 16-bit rows takes 4 (72
-// registers instead of 124, so 28 warps per multiprocessor instead of 16: decode step 2.22 / 2.30
-// vs 2.24 / 2.33 ms, H100, NOTES.md); 16 for long single rows was slower (1536x8960: 19.1 vs 16.0 us).
-template <int N, ggml_type T, bool NORM, bool SW, int U = (T == GGML_TYPE_F32 ? 4 : (SW && N == 1) ? 4 : 8)>
+// SW: the SwiGLU launch (gate and up rows of one task together), a separate instantiation.
+// S: warps per task, each a stretch of the rows (their sums meet in shared memory); U: 16-byte
+// loads in flight per lane and row; DB: the next U requested before the current U are used.
+// The launch uses S = 2 (U = 4, DB for single rows): twice the warps of a one-wave launch in
+// flight, each with half the round trips. H100, decode step 1.88 vs 2.07 ms with whole rows
+// (S = 1: U = 8 for single rows, 4 for one-token SwiGLU pairs); the products as the backend issues
+// them, q/k/v / o / gate+up / down: 5.3 / 2.6 / 21.5 / 10.9 us vs 6.6 / 3.4 / 22.8 / 13.9 (NOTES.md).
+template <int N, ggml_type T, bool NORM, bool SW, int S>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
-    const int lane = threadIdx.x & 31;
-    const int64_t task = (int64_t)blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
-    int m;
-    int64_t row;
-    if (!mv_task(P, task, m, row)) return;
-    int slot[N];
-    mv_load_slots<N>(P, m, slot);
-    float ss[N], r[N];
-    if (SW) {
-        float acc[2][N];
-        mv_dot_float<N, T, NORM, 2, U>(P.W[0] + (size_t)row * P.row_bytes, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
-        mv_norm_scale<N, NORM>(P, ss, r);
-        mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
-    } else {
-        float acc[1][N];
-        mv_dot_float<N, T, NORM, 1, U>(P.W[m] + (size_t)row * P.row_bytes, nullptr, P.x, P.norm_g, P.K, lane, acc, ss);
-        mv_norm_scale<N, NORM>(P, ss, r);
-        mv_epilogue<N>(P, m, row, acc[0], r, slot, lane);
+    constexpr int R = SW ? 2 : 1;
+    constexpr int U = S > 1 ? (T == GGML_TYPE_F32 ? 2 : 4) : (T == GGML_TYPE_F32 ? 4 : (SW && N == 1) ? 4 : 8);
+    constexpr bool DB = S > 1 && !SW;
+    __shared__ float red[S > 1 ? MV_WARPS * (R + 1) * N : 1];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, piece = warp % S;
+    const int64_t task = (int64_t)blockIdx.x * (MV_WARPS / S) + warp / S;
+    int m = 0;
+    int64_t row = 0;
+    const bool ok = mv_task(P, task, m, row);
+    if (S == 1 && !ok) return;
+    const int64_t chunks = P.K / 8, c_lo = chunks * piece / S, c_hi = chunks * (piece + 1) / S;
+    mv_pre<N> pre;
+    float acc[R][N], ss[N], r[N];
+    if (ok) {
+        if (piece == 0) mv_pre_static<N>(P, m, row, lane, pre);
+        mv_dot_float<N, T, NORM, R, U, DB>(P.W[m] + (size_t)row * P.row_bytes, SW ? P.W[1] + (size_t)row * P.row_bytes : nullptr, P.x,
+                                           P.norm_g, P.K, c_lo, c_hi, lane, acc, ss, [&] {
+                                               if (piece == 0) mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre);
+                                           });
+    } else {  // a block's last task may be missing; its warps still meet the others at the barrier
+        dev_pdl_release();
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            ss[t] = 0.0f;
+#pragma unroll
+            for (int i = 0; i < R; i++) acc[i][t] = 0.0f;
+        }
     }
-    if (NORM) mv_write_norm<N>(P, task, r, lane);
+    mv_reduce<N, R, NORM, S>(acc, ss, red, warp, lane);
+    if (!ok || piece != 0) return;
+    mv_norm_scale<N, NORM>(P, ss, r);
+    if (SW) mv_epilogue_swiglu<N>(P, row, acc[0], acc[R - 1], r, lane);
+    else mv_epilogue<N>(P, m, row, acc[0], r, pre, lane);
+    if (NORM) mv_write_norm<N>(P, task, r, pre, lane);
 }
 
 // Quantized types: geometry of one 2048-value stretch and the decoding of 4 values at value
@@ -317,9 +426,9 @@ template <> struct mvq<GGML_TYPE_Q6_K> {
     }
 };
 
-template <int N, ggml_type T, bool NORM>
+template <int N, ggml_type T, bool NORM, class F>
 __device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, const float *g, int64_t K, uint8_t *sm, int lane,
-                                             float (&acc)[N], float (&ss)[N]) {
+                                             float (&acc)[N], float (&ss)[N], F &&after_wait) {
     using Q = mvq<T>;
     constexpr int STRETCH_BYTES = MV_ITER / Q::BLOCK_VALUES * Q::BLOCK_BYTES;
     static_assert(STRETCH_BYTES + 32 <= MV_SMEM, "stretch fits the warp's shared memory");
@@ -348,6 +457,7 @@ __device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, 
     int n16 = load(0);
     dev_pdl_wait();  // (the first stretch is in flight: weights depend on no earlier kernel)
     dev_pdl_release();
+    after_wait();
     for (int64_t it = 0; it < n_iter; it++) {
         __syncwarp();  // every lane is done with the previous stretch
 #pragma unroll
@@ -389,19 +499,20 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
     int m;
     int64_t row;
     if (!mv_task(P, task, m, row)) return;
-    int slot[N];
-    mv_load_slots<N>(P, m, slot);
-    float acc[N], ss[N], r[N];
-    mv_dot_quant<N, T, NORM>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, acc, ss);
-    mv_norm_scale<N, NORM>(P, ss, r);
+    mv_pre<N> pre;
+    mv_pre_static<N>(P, m, row, lane, pre);
+    float acc[2][N] = {}, ss[N], r[N];
+    mv_dot_quant<N, T, NORM>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, acc[0], ss,
+                             [&] { mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre); });
     if (P.swiglu_out) {
-        float up[N], ss2[N];
-        mv_dot_quant<N, T, NORM>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, up, ss2);
-        mv_epilogue_swiglu<N>(P, row, acc, up, r, lane);
-    } else {
-        mv_epilogue<N>(P, m, row, acc, r, slot, lane);
+        float ss2[N];
+        mv_dot_quant<N, T, NORM>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, acc[1], ss2, [] {});
     }
-    if (NORM) mv_write_norm<N>(P, task, r, lane);
+    mv_reduce<N, 2, NORM, 1>(acc, ss, nullptr, warp, lane);
+    mv_norm_scale<N, NORM>(P, ss, r);
+    if (P.swiglu_out) mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
+    else mv_epilogue<N>(P, m, row, acc[0], r, pre, lane);
+    if (NORM) mv_write_norm<N>(P, task, r, pre, lane);
 }
 
 // Anything else (unaligned x, float rows of odd length): 16 values at a time (or one at a time),
@@ -455,21 +566,28 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type
     int m;
     int64_t row;
     if (!mv_task(P, task, m, row)) return;
+    mv_pre<N> pre;
+    mv_pre_static<N>(P, m, row, lane, pre);
     dev_pdl_wait();
     dev_pdl_release();
-    int slot[N];
-    mv_load_slots<N>(P, m, slot);
-    float acc[N], ss[N], r[N];
-    mv_dot_generic<N, NORM>(type, P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc, ss);
-    mv_norm_scale<N, NORM>(P, ss, r);
+    mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre);
+    float acc[2][N] = {}, ss[N], r[N];
+    mv_dot_generic<N, NORM>(type, P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc[0], ss);
     if (P.swiglu_out) {
-        float up[N], ss2[N];
-        mv_dot_generic<N, NORM>(type, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, up, ss2);
-        mv_epilogue_swiglu<N>(P, row, acc, up, r, lane);
-    } else {
-        mv_epilogue<N>(P, m, row, acc, r, slot, lane);
+        float ss2[N];
+        mv_dot_generic<N, NORM>(type, P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, lane, acc[1], ss2);
     }
-    if (NORM) mv_write_norm<N>(P, task, r, lane);
+    mv_reduce<N, 2, NORM, 1>(acc, ss, nullptr, lane >> 5, lane);
+    mv_norm_scale<N, NORM>(P, ss, r);
+    if (P.swiglu_out) mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
+    else mv_epilogue<N>(P, m, row, acc[0], r, pre, lane);
+    if (NORM) mv_write_norm<N>(P, task, r, pre, lane);
+}
+
+using mv_kernel = void (*)(const mv_params);
+template <int N, ggml_type T, bool NORM>
+mv_kernel mv_float_kernel(bool sw) {
+    return sw ? matvec_float_kernel<N, T, NORM, true, MV_SPLIT> : matvec_float_kernel<N, T, NORM, false, MV_SPLIT>;
 }
 
 template <int N, bool NORM>
@@ -505,11 +623,11 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     const bool float_ok = x_ok && w16 && K % 8 == 0;
     const bool sw = set.swiglu_out != nullptr;
     // the tuned kernel of the type when the shapes and alignment allow it, else the generic one
-    void (*kernel)(const mv_params) = nullptr;
+    mv_kernel kernel = nullptr;
     switch (w0.type) {
-    case GGML_TYPE_F32: kernel = float_ok ? (sw ? matvec_float_kernel<N, GGML_TYPE_F32, NORM, true> : matvec_float_kernel<N, GGML_TYPE_F32, NORM, false>) : nullptr; break;
-    case GGML_TYPE_F16: kernel = float_ok ? (sw ? matvec_float_kernel<N, GGML_TYPE_F16, NORM, true> : matvec_float_kernel<N, GGML_TYPE_F16, NORM, false>) : nullptr; break;
-    case GGML_TYPE_BF16: kernel = float_ok ? (sw ? matvec_float_kernel<N, GGML_TYPE_BF16, NORM, true> : matvec_float_kernel<N, GGML_TYPE_BF16, NORM, false>) : nullptr; break;
+    case GGML_TYPE_F32: kernel = float_ok ? mv_float_kernel<N, GGML_TYPE_F32, NORM>(sw) : nullptr; break;
+    case GGML_TYPE_F16: kernel = float_ok ? mv_float_kernel<N, GGML_TYPE_F16, NORM>(sw) : nullptr; break;
+    case GGML_TYPE_BF16: kernel = float_ok ? mv_float_kernel<N, GGML_TYPE_BF16, NORM>(sw) : nullptr; break;
     case GGML_TYPE_Q8_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q8_0, NORM> : nullptr; break;
     case GGML_TYPE_Q4_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_0, NORM> : nullptr; break;
     case GGML_TYPE_Q4_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_K, NORM> : nullptr; break;
@@ -517,7 +635,9 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     default: break;
     }
     if (kernel) {
-        cuda_launch_pdl(kernel, grid, block, 0, stream, P);
+        const bool is_float = w0.type == GGML_TYPE_F32 || w0.type == GGML_TYPE_F16 || w0.type == GGML_TYPE_BF16;
+        const dim3 g = is_float ? dim3(cuda_blocks((size_t)tasks, MV_WARPS / MV_SPLIT)) : grid;
+        cuda_launch_pdl(kernel, g, block, 0, stream, P);
         return;
     }
     cuda_launch_pdl(matvec_generic_kernel<N, NORM>, grid, block, 0, stream, w0.type, P);

@@ -21,7 +21,7 @@ __global__ void rms_norm_kernel(const float *x, const float *g, int dim, float e
         if (threadIdx.x == 0) red[0] = v;
     }
     __syncthreads();
-    const float r = (float)(1.0 / sqrt((double)red[0] / dim + (double)eps));  // exact scale, once per row
+    const float r = dev_rms_scale(red[0], (float)dim, eps);  // once per row
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         const float v = xr[i] * r * g[i];
         yr[i] = v;
