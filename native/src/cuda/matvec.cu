@@ -333,6 +333,8 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
 // flight, each with half the round trips. H100, decode step 1.88 vs 2.07 ms with whole rows
 // (S = 1: U = 8 for single rows, 4 for one-token SwiGLU pairs); the products as the backend issues
 // them, q/k/v / o / gate+up / down: 5.3 / 2.6 / 21.5 / 10.9 us vs 6.6 / 3.4 / 22.8 / 13.9 (NOTES.md).
+// Capping one-token kernels at 72 registers (7 blocks per multiprocessor) was slower (q/k/v 6.5,
+// gate+up 22.5 us).
 template <int N, ggml_type T, bool NORM, bool SW, int S>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
     constexpr int R = SW ? 2 : 1;
