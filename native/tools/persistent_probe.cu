@@ -49,6 +49,14 @@ __device__ __forceinline__ float wsum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
+// acc + the 8 bf16 values of w times x[8c .. 8c + 7]
+__device__ __forceinline__ float dot8(float acc, uint4 w, const float *x, int c) {
+    const float4 a = *reinterpret_cast<const float4 *>(x + (size_t)c * 8);
+    const float4 b = *reinterpret_cast<const float4 *>(x + (size_t)c * 8 + 4);
+    acc = fmaf(bf_lo(w.x), a.x, acc); acc = fmaf(bf_hi(w.x), a.y, acc); acc = fmaf(bf_lo(w.y), a.z, acc); acc = fmaf(bf_hi(w.y), a.w, acc);
+    acc = fmaf(bf_lo(w.z), b.x, acc); acc = fmaf(bf_hi(w.z), b.y, acc); acc = fmaf(bf_lo(w.w), b.z, acc); acc = fmaf(bf_hi(w.w), b.w, acc);
+    return acc;
+}
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void pdl_release() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
@@ -98,18 +106,8 @@ struct row_task {
             for (int u = 0; u < U; u++) {
                 const int c = c0 + 32 * u;
                 if (c >= chunks) break;
-                const float4 a = *reinterpret_cast<const float4 *>(P.x + (size_t)c * 8);
-                const float4 b = *reinterpret_cast<const float4 *>(P.x + (size_t)c * 8 + 4);
 #pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const uint4 w = buf[r][u];
-                    float s = acc[r];
-                    s = fmaf(bf_lo(w.x), a.x, s); s = fmaf(bf_hi(w.x), a.y, s);
-                    s = fmaf(bf_lo(w.y), a.z, s); s = fmaf(bf_hi(w.y), a.w, s);
-                    s = fmaf(bf_lo(w.z), b.x, s); s = fmaf(bf_hi(w.z), b.y, s);
-                    s = fmaf(bf_lo(w.w), b.z, s); s = fmaf(bf_hi(w.w), b.w, s);
-                    acc[r] = s;
-                }
+                for (int r = 0; r < R; r++) acc[r] = dot8(acc[r], buf[r][u], P.x, c);
             }
         }
 #pragma unroll
@@ -153,13 +151,7 @@ __global__ void __launch_bounds__(128) split_kernel(const phase P) {
         for (int u = 0; u < U; u++) {
             const int c = c0 + 32 * u;
             if (c >= c_hi) break;
-            const float4 x0 = *reinterpret_cast<const float4 *>(P.x + (size_t)c * 8);
-            const float4 x1 = *reinterpret_cast<const float4 *>(P.x + (size_t)c * 8 + 4);
-            const uint4 w = buf[u];
-            acc = fmaf(bf_lo(w.x), x0.x, acc); acc = fmaf(bf_hi(w.x), x0.y, acc);
-            acc = fmaf(bf_lo(w.y), x0.z, acc); acc = fmaf(bf_hi(w.y), x0.w, acc);
-            acc = fmaf(bf_lo(w.z), x1.x, acc); acc = fmaf(bf_hi(w.z), x1.y, acc);
-            acc = fmaf(bf_lo(w.w), x1.z, acc); acc = fmaf(bf_hi(w.w), x1.w, acc);
+            acc = dot8(acc, buf[u], P.x, c);
         }
     };
     const bool ok = row < P.M;
@@ -193,18 +185,87 @@ __global__ void __launch_bounds__(128) split_kernel(const phase P) {
     }
 }
 
-template <int S, int U, bool DB>
-void launch_split(const phase &P, cudaStream_t s) {
+// A launch of 128-thread blocks, with programmatic dependent launch when pdl.
+template <class... A>
+void launch128(void (*kernel)(A...), int blocks, bool pdl, cudaStream_t s, A... args) {
     cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3((P.M + 4 / S - 1) / (4 / S));
+    cfg.gridDim = dim3(blocks);
     cfg.blockDim = dim3(128);
     cfg.stream = s;
     cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
-    CK(cudaLaunchKernelEx(&cfg, split_kernel<S, U, DB>, P));
+    if (pdl) {
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+    }
+    CK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+template <int S, int U, bool DB>
+void launch_split(const phase &P, cudaStream_t s) {
+    launch128(split_kernel<S, U, DB>, (P.M + 4 / S - 1) / (4 / S), true, s, P);
+}
+
+// Rows of one batch of loads (K / 8 / S <= 32 U chunks per warp), R = 2: SwiGLU pairs; each warp
+// takes TPW tasks in turn and requests the next task's rows before it uses the current ones.
+template <int R, int S, int U, int TPW>
+__global__ void __launch_bounds__(128) pipe_kernel(const phase P) {
+    __shared__ float part[4][R];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, piece = warp % S;
+    const int chunks = P.K / 8, c_lo = chunks * piece / S, c_hi = chunks * (piece + 1) / S;
+    const uint16_t *w[2] = {P.w0, R == 2 ? P.w1 : P.w0};
+    auto row_of = [&](int it) { return ((int)blockIdx.x * TPW + it) * (4 / S) + warp / S; };
+    uint4 cur[R][U], nxt[R][U];
+    auto load = [&](uint4 (&b)[R][U], int row) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c_lo + lane + 32 * u;
+            if (c < c_hi && row < P.M)
+#pragma unroll
+                for (int r = 0; r < R; r++) b[r][u] = ld_w(w[r] + (size_t)row * P.K + (size_t)c * 8);
+        }
+    };
+    load(cur, row_of(0));
+    pdl_wait();
+    pdl_release();
+#pragma unroll 1
+    for (int it = 0; it < TPW; it++) {
+        const int row = row_of(it);
+        if (it + 1 < TPW) load(nxt, row_of(it + 1));
+        float acc[R] = {};
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c_lo + lane + 32 * u;
+            if (c >= c_hi) break;
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r] = dot8(acc[r], cur[r][u], P.x, c);
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r] = wsum(acc[r]);
+        if (S > 1) {
+            if (lane == 0)
+#pragma unroll
+                for (int r = 0; r < R; r++) part[warp][r] = acc[r];
+            __syncthreads();
+            if (piece == 0)
+                for (int i = 1; i < S; i++)
+#pragma unroll
+                    for (int r = 0; r < R; r++) acc[r] += part[warp + i][r];
+            __syncthreads();
+        }
+        if (piece == 0 && lane == 0 && row < P.M) P.y[row] = R == 2 ? acc[0] / (1.0f + __expf(-acc[0])) * acc[R - 1] : acc[0];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int u = 0; u < U; u++) cur[r][u] = nxt[r][u];
+    }
+}
+
+template <int R, int S, int U, int TPW>
+void launch_pipe(const phase &P, cudaStream_t s) {
+    const int per_block = 4 / S * TPW;
+    launch128(pipe_kernel<R, S, U, TPW>, (P.M + per_block - 1) / per_block, true, s, P);
 }
 
 template <int R, int U>
@@ -242,18 +303,7 @@ __global__ void stream_kernel(const uint4 *p, size_t n, unsigned *sink) {
 
 template <int R, int U>
 void launch_sep(const phase &P, bool pdl, cudaStream_t s) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3((P.M + 3) / 4);
-    cfg.blockDim = dim3(128);
-    cfg.stream = s;
-    cudaLaunchAttribute at[1];
-    if (pdl) {
-        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-    }
-    CK(cudaLaunchKernelEx(&cfg, sep_kernel<R, U>, P, (int)pdl));
+    launch128(sep_kernel<R, U>, (P.M + 3) / 4, pdl, s, P, (int)pdl);
 }
 
 }  // namespace
@@ -357,6 +407,18 @@ int main() {
             for (const dv &v : dvs) {
                 const float ms = time_graph(s, [&] { for (int l = 0; l < L; l++) v.fn(ph[4 * l + 3], s); }, reps);
                 std::printf("  down %-10s %7.2f us per launch\n", v.name, ms * 1e3 / L);
+            }
+            struct pv { const char *name; int kind; void (*fn)(const phase &, cudaStream_t); };
+            const pv pvs[] = {{"gate/up S1 U6 T1", 2, launch_pipe<2, 1, 6, 1>}, {"gate/up S2 U3 T1", 2, launch_pipe<2, 2, 3, 1>},
+                              {"gate/up S2 U3 T2", 2, launch_pipe<2, 2, 3, 2>}, {"gate/up S2 U3 T4", 2, launch_pipe<2, 2, 3, 4>},
+                              {"gate/up S2 U3 T8", 2, launch_pipe<2, 2, 3, 8>}, {"gate/up S4 U2 T1", 2, launch_pipe<2, 4, 2, 1>},
+                              {"gate/up S4 U2 T4", 2, launch_pipe<2, 4, 2, 4>}, {"gate/up S1 U6 T4", 2, launch_pipe<2, 1, 6, 4>},
+                              {"qkv S2 U3 T1", 0, launch_pipe<1, 2, 3, 1>},     {"qkv S4 U2 T1", 0, launch_pipe<1, 4, 2, 1>},
+                              {"qkv S4 U2 T2", 0, launch_pipe<1, 4, 2, 2>},     {"o S2 U3 T1", 1, launch_pipe<1, 2, 3, 1>},
+                              {"o S4 U2 T1", 1, launch_pipe<1, 4, 2, 1>}};
+            for (const pv &v : pvs) {
+                const float ms = time_graph(s, [&] { for (int l = 0; l < L; l++) v.fn(ph[4 * l + v.kind], s); }, reps);
+                std::printf("  %-18s %7.2f us per launch\n", v.name, ms * 1e3 / L);
             }
             // also for the one-row-per-warp shapes (q/k/v and o)
             for (int kind = 0; kind < 2; kind++) {

@@ -10,15 +10,16 @@
 //    the tensor-core loop: a 1024-query chunk has ~100 row blocks reading every tile. The same
 //    pass writes the queries, times scale * log2 e, in the two rotations a query needs (for fixed
 //    keys at n_fixed + hi - lo - 1, for window keys at n_fixed + hi - 1).
-// 2. The main kernel: a block owns 128 rows (8 warps x 16) of (query, head) pairs of one KV head
-//    (row r: query r / G, head r % G of the group, so a K/V tile serves the whole GQA group) and a
-//    share of the key tiles (split-K). 64-key K/V tiles (32 for head_dim 256, whose accumulators
-//    and Q fragments take ~200 registers) come in by cp.async, double buffered,
-//    into padded shared memory. Each warp keeps its queries as mma A fragments in registers
-//    (loaded again when the block passes from fixed to window tiles), computes S = Q K^T with
-//    mma.m16n8k16 (f16 in, f32 accumulate), masks per row, keeps the online softmax in
-//    registers (base 2: Q carries scale * log2 e) and adds P V, with P's accumulator fragment
-//    reused as the A fragment.
+// 2. The main kernel: a block owns 128 rows (8 m-tiles of 16) of (query, head) pairs of one KV
+//    head (row r: query r / G, head r % G of the group, so a K/V tile serves the whole GQA group)
+//    and a share of the key tiles (split-K). Head dims 64 and 128: 4 warps of two m-tiles, the
+//    block's queries in shared memory (read by ldmatrix, loaded again when the block passes from
+//    fixed to window tiles); head_dim 256: 8 warps of one m-tile, each keeping its queries as mma
+//    A fragments in registers. K/V tiles (64 keys; 32 for head dims 128 and 256: registers) come
+//    in by cp.async, double buffered, into padded shared memory. Each warp computes S = Q K^T with
+//    mma.m16n8k16 (f16 in, f32 accumulate), masks per row, keeps the online softmax in registers
+//    (base 2: Q carries scale * log2 e) and adds P V, with P's accumulator fragment reused as the
+//    A fragment.
 // 3. With split-K, blocks write partial (m, l, o) and a combine kernel merges them.
 #include "attention_mma.cuh"
 #include "cuda_common.cuh"
@@ -31,16 +32,16 @@ namespace endless {
 
 namespace {
 
-constexpr int AM_KT = 64;                  // keys per tile (32 for head_dim 256: registers)
-constexpr int AM_WARPS = 8;                // 16 rows each
-constexpr int AM_THREADS = AM_WARPS * 32;
+constexpr int AM_KT = 64;                  // keys per tile (see am_kt)
+constexpr int AM_WARPS = 8;                // m-tiles of 16 rows per block (a warp takes one or two)
 constexpr int AM_BM = AM_WARPS * 16;       // rows per block
 constexpr int AM_MAX_SPLIT = 64;
 constexpr float AM_LOG2E = 1.4426950408889634f;
 
 // Padded head dim the kernels are compiled for.
 int am_hd(int head_dim) { return head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : 256; }
-__host__ __device__ constexpr int am_kt(int HD) { return HD > 128 ? AM_KT / 2 : AM_KT; }
+// (32 keys for head_dim 256, and for 128 with two m-tiles per warp: registers)
+__host__ __device__ constexpr int am_kt(int HD, int MT) { return HD > 128 || (HD == 128 && MT > 1) ? AM_KT / 2 : AM_KT; }
 // Rows of the converted key list: the bucket plus a tile of zeros, since a window tile starts at
 // any key and may run up to a tile past n_keys; a multiple of 64 rows keeps kh/vh 256-byte sized.
 size_t am_rows_kv(int keys_bucket) { return ((size_t)keys_bucket + AM_KT + 63) / 64 * 64; }
@@ -192,18 +193,32 @@ __global__ void __launch_bounds__(256) attention_mma_convert_kernel(const am_con
     am_rot_group(C.q + (qrow % n_qh) * C.hd, dq, qd, pos, C.n_rot, C.mode, C.rope_cos, C.rope_sin, C.qscale);
 }
 
-template <int HD, int MINB>
-__global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const am_params P) {
-    constexpr int KT = am_kt(HD), LDS = HD + 8;  // LDS: halves per smem row; +16 bytes: rows 4 banks apart, ldmatrix conflict-free
+// MT: 16-row m-tiles per warp (8 / MT warps, AM_BM rows per block either way). With MT = 2 every
+// K (and V) fragment read from shared memory feeds two row tiles' products (half the shared-memory
+// reads per product); the block's queries then sit in shared memory (sQ) instead of each warp's
+// registers, and head_dim 128 takes 32-key tiles (registers). H100, 16k tokens in chunks of 4096:
+// 108.8-109.3k vs 105.4-108.6k tok/s with MT = 1 (the whole prefill; NOTES.md), a small gain: the
+// softmax and the O rescaling between the products, not the shared-memory reads, hold the kernel. head_dim 256 keeps MT = 1 and its queries
+// in registers: two tiles' O accumulators would not fit the registers, nor sQ the 99 KiB of
+// shared memory a block gets on sm_86 / sm_89.
+template <int HD> constexpr int am_mt() { return HD <= 128 ? 2 : 1; }
+
+template <int HD, int MT, int MINB>
+__global__ void __launch_bounds__(32 * AM_WARPS / MT, MINB) attention_mma_kernel(const am_params P) {
+    constexpr int W = AM_WARPS / MT, THREADS = 32 * W, RW = 16 * MT;  // warps, threads, rows per warp
+    constexpr int NU = 2 * MT;               // C-fragment rows per thread
+    constexpr int KT = am_kt(HD, MT), LDS = HD + 8;  // LDS: halves per smem row; +16 bytes: rows 4 banks apart, ldmatrix conflict-free
     constexpr int NK = HD / 16;              // k steps of Q K^T; also 16-dim groups of P V
     constexpr int ND = HD / 8;               // n tiles (8 dims) of O
     constexpr int NS = KT / 8;               // n tiles (8 keys) of S
-    constexpr int CH = HD / 8;               // 16-byte chunks per K/V row
-    static_assert((KT * CH) % AM_THREADS == 0, "tile copy must split evenly over the threads");
+    constexpr int CH = HD / 8;               // 16-byte chunks per K/V/Q row
+    static_assert((KT * CH) % THREADS == 0 && (AM_BM * CH) % THREADS == 0, "tile copies must split evenly over the threads");
     extern __shared__ __align__(16) uint8_t am_smem[];
     auto sK = reinterpret_cast<__half (*)[KT][LDS]>(am_smem);                        // [2][KT][LDS]
     auto sV = reinterpret_cast<__half (*)[KT][LDS]>(am_smem + 2 * KT * LDS * sizeof(__half));  // [2][KT][LDS]
-    __shared__ int s_range[AM_WARPS][2];
+    auto sQ = reinterpret_cast<__half (*)[LDS]>(am_smem + 4 * KT * LDS * sizeof(__half));      // [AM_BM][LDS] (MT > 1)
+    __shared__ int s_range[W][2];
+    __shared__ int s_lo[AM_BM], s_hi[AM_BM];  // the rows' windows (read again only by masked tiles)
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gr = lane >> 2, tq = lane & 3;
     const int qt = P.n_qtiles - 1 - (int)blockIdx.x;  // the last queries see the most keys: start them first
@@ -211,30 +226,32 @@ __global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const a
     const int n_rows = P.n_q * P.G;
     const int n_fixed = P.meta[0];
 
-    // This thread's two rows: C-fragment rows gr and gr + 8 of its warp's 16; row r is query
-    // r / G, head kvh * G + r % G, i.e. (query, head) pair kvh * G + r + (r / G) * (n_head - G).
-    int rr[2], lo[2], hi[2];
-    bool ok[2];
-#pragma unroll
-    for (int u = 0; u < 2; u++) {
-        rr[u] = qt * AM_BM + warp * 16 + gr + 8 * u;
-        ok[u] = rr[u] < n_rows;
-        lo[u] = ok[u] ? P.win_lo[rr[u] / P.G] : 0;
-        hi[u] = ok[u] ? P.win_hi[rr[u] / P.G] : 0;
-    }
-    auto row_qh = [&](int u) { return (size_t)(rr[u] / P.G) * P.n_head + kvh * P.G + rr[u] % P.G; };
+    // This thread's rows: C-fragment rows gr and gr + 8 of each of its warp's m-tiles (u = 2 mt + h);
+    // row r is query r / G, head kvh * G + r % G, i.e. (query, head) pair kvh * G + r + (r / G) * (n_head - G).
+    auto row_local = [&](int u) { return warp * RW + (u >> 1) * 16 + gr + 8 * (u & 1); };  // row within the block
+    auto row_qh = [&](int r) { return (size_t)(r / P.G) * P.n_head + kvh * P.G + r % P.G; };
     // Window ranges of the warp's valid rows: tiles outside [wlo_min, whi_max) are skipped, tiles
     // inside [wlo_max, whi_min) need no mask.
-    const bool warp_any = __any_sync(0xffffffffu, ok[0] || ok[1]);
-    const int wlo_min = am_warp_min(min(ok[0] ? lo[0] : INT_MAX, ok[1] ? lo[1] : INT_MAX));
-    const int whi_max = am_warp_max(max(ok[0] ? hi[0] : -1, ok[1] ? hi[1] : -1));
-    const int wlo_max = am_warp_max(max(ok[0] ? lo[0] : INT_MIN, ok[1] ? lo[1] : INT_MIN));
-    const int whi_min = am_warp_min(min(ok[0] ? hi[0] : INT_MAX, ok[1] ? hi[1] : INT_MAX));
+    bool any = false;
+    int lmin = INT_MAX, hmax = -1, lmax = INT_MIN, hmin = INT_MAX;
+#pragma unroll
+    for (int u = 0; u < NU; u++) {
+        const int rl = row_local(u), r = qt * AM_BM + rl;
+        int lo = 0, hi = 0;
+        if (r < n_rows) {
+            lo = P.win_lo[r / P.G];
+            hi = P.win_hi[r / P.G];
+            any = true; lmin = min(lmin, lo); hmax = max(hmax, hi); lmax = max(lmax, lo); hmin = min(hmin, hi);
+        }
+        if (tq == 0) { s_lo[rl] = lo; s_hi[rl] = hi; }
+    }
+    const bool warp_any = __any_sync(0xffffffffu, any);
+    const int wlo_min = am_warp_min(lmin), whi_max = am_warp_max(hmax), wlo_max = am_warp_max(lmax), whi_min = am_warp_min(hmin);
     if (lane == 0) { s_range[warp][0] = wlo_min; s_range[warp][1] = whi_max; }
     __syncthreads();
     int jlo = INT_MAX, jhi = -1;  // the block's window entries: union of its rows' windows
 #pragma unroll
-    for (int w = 0; w < AM_WARPS; w++) { jlo = min(jlo, s_range[w][0]); jhi = max(jhi, s_range[w][1]); }
+    for (int w = 0; w < W; w++) { jlo = min(jlo, s_range[w][0]); jhi = max(jhi, s_range[w][1]); }
     const int n_ft = (n_fixed + KT - 1) / KT;
     const int n_wt = jhi > jlo ? (jhi - jlo + KT - 1) / KT : 0;
     const int n_tiles = n_ft + n_wt;
@@ -247,34 +264,48 @@ __global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const a
         const int e0 = t < n_ft ? t * KT : n_fixed + jlo + (t - n_ft) * KT;
         const size_t base = ((size_t)kvh * P.rows_kv + e0) * HD;
 #pragma unroll
-        for (int c0 = 0; c0 < KT * CH; c0 += AM_THREADS) {
+        for (int c0 = 0; c0 < KT * CH; c0 += THREADS) {
             const int c = c0 + tid, kk = c / CH, ch = c % CH;
             am_cp_async16(&sK[buf][kk][ch * 8], P.kh + base + (size_t)kk * HD + ch * 8);
             am_cp_async16(&sV[buf][kk][ch * 8], P.vh + base + (size_t)kk * HD + ch * 8);
         }
         am_cp_async_commit();
     };
-
-    // Q as A fragments: qf[k] covers dims 16k..16k+15; register u + 2*h2 holds row gr + 8u,
-    // dims 16k + 8*h2 + 2tq, +1 (see am_mma).
-    uint32_t qf[NK][4];
-    auto build_q = [&](bool window) {
+    // MT > 1: the block's queries in the rotation of the window or the fixed tiles, into sQ (zeros
+    // for rows past n_rows); every warp is past its last use of the other rotation.
+    auto load_q = [&](bool window) {
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const uint32_t *x = reinterpret_cast<const uint32_t *>(
-                P.qh + ((size_t)window * P.n_q * P.n_head + row_qh(u)) * HD + 2 * tq);
-#pragma unroll
-            for (int k = 0; k < NK; k++)
-#pragma unroll
-                for (int h2 = 0; h2 < 2; h2++) qf[k][u + 2 * h2] = ok[u] ? x[(16 * k + 8 * h2) / 2] : 0u;
+        for (int c0 = 0; c0 < AM_BM * CH; c0 += THREADS) {
+            const int c = c0 + tid, rl = c / CH, ch = c % CH, r = qt * AM_BM + rl;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (r < n_rows) v = *reinterpret_cast<const uint4 *>(P.qh + ((size_t)window * P.n_q * P.n_head + row_qh(r)) * HD + ch * 8);
+            *reinterpret_cast<uint4 *>(&sQ[rl][ch * 8]) = v;
         }
     };
 
-    float o[ND][4];
+    float o[MT][ND][4];
 #pragma unroll
-    for (int dn = 0; dn < ND; dn++) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's partial row sums
-    int q_mode = -1;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int dn = 0; dn < ND; dn++) o[mt][dn][0] = o[mt][dn][1] = o[mt][dn][2] = o[mt][dn][3] = 0.0f;
+    float m[NU], l[NU];  // l: this thread's partial row sums
+#pragma unroll
+    for (int u = 0; u < NU; u++) { m[u] = -INFINITY; l[u] = 0.0f; }
+    int q_mode = -1;  // which rotation sQ (block-uniform) or qf (this warp's) holds
+    // MT = 1: Q as A fragments in registers, qf[k] covering dims 16k..16k+15; register u + 2*h2
+    // holds row gr + 8u, dims 16k + 8*h2 + 2tq, +1 (see am_mma).
+    uint32_t qf[MT == 1 ? NK : 1][4];
+    auto build_q = [&](bool window) {
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int r = qt * AM_BM + row_local(u);
+            const uint32_t *x = reinterpret_cast<const uint32_t *>(P.qh + ((size_t)window * P.n_q * P.n_head + row_qh(r)) * HD + 2 * tq);
+#pragma unroll
+            for (int k = 0; k < (MT == 1 ? NK : 1); k++)
+#pragma unroll
+                for (int h2 = 0; h2 < 2; h2++) qf[k][u + 2 * h2] = r < n_rows ? x[(16 * k + 8 * h2) / 2] : 0u;
+        }
+    };
 
     if (t_begin < t_end) load_tile(t_begin, 0);
     for (int t = t_begin; t < t_end; t++) {
@@ -285,9 +316,13 @@ __global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const a
         } else {
             am_cp_async_wait<0>();
         }
-        __syncthreads();  // tile t visible to every warp
-
         const bool window = t >= n_ft;
+        if (MT > 1 && q_mode != (int)window) {  // (block-uniform; the previous iteration ended with a barrier)
+            load_q(window);
+            q_mode = (int)window;
+        }
+        __syncthreads();  // tile t (and sQ) visible to every warp
+
         const int j0 = window ? jlo + (t - n_ft) * KT : 0;  // window entry of the tile's first key
         const int e0 = window ? n_fixed + j0 : t * KT;      // key index of the tile's first key
         bool active, need_mask;
@@ -299,45 +334,64 @@ __global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const a
             need_mask = e0 + KT > n_fixed;
         }
         if (active) {  // warp-uniform
-            if (q_mode != (int)window) {
+            if (MT == 1 && q_mode != (int)window) {
                 build_q(window);
                 q_mode = (int)window;
             }
-            // S = Q K^T. B = K^T (k = dim, n = key) is K's smem rows read without .trans: matrices
-            // (keys +0..7, dims +0..7), (keys +0..7, dims +8..15), (keys +8..15, dims +0..7),
-            // (keys +8..15, dims +8..15) give b0, b1 of key tile 2jp and b0, b1 of 2jp+1; lane l
-            // addresses row l&7 of matrix l>>3.
-            float s[NS][4];
+            // S = Q K^T. A = Q from qf (MT = 1) or sQ (ldmatrix: lane l addresses row l & 15, dims
+            // + 8 (l >> 4), giving a0..a3 of am_mma); B = K^T (k = dim, n = key) is K's smem rows read without
+            // .trans: matrices (keys +0..7, dims +0..7), (keys +0..7, dims +8..15), (keys +8..15,
+            // dims +0..7), (keys +8..15, dims +8..15) give b0, b1 of key tile 2jp and b0, b1 of
+            // 2jp+1; lane l addresses row l&7 of matrix l>>3.
+            float s[MT][NS][4];
 #pragma unroll
-            for (int j = 0; j < NS; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < NS; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
 #pragma unroll
             for (int k = 0; k < NK; k++) {
                 if (16 * k >= P.hd) break;  // zero padding past head_dim
+                uint32_t qa[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    if (MT == 1) {
+#pragma unroll
+                        for (int i = 0; i < 4; i++) qa[mt][i] = qf[MT == 1 ? k : 0][i];
+                    } else {
+                        am_ldsm_x4(qa[mt], &sQ[warp * RW + mt * 16 + (lane & 15)][16 * k + (lane >> 4) * 8]);
+                    }
+                }
 #pragma unroll
                 for (int jp = 0; jp < NS / 2; jp++) {
                     uint32_t b[4];
                     am_ldsm_x4(b, &sK[buf][jp * 16 + (lane & 7) + ((lane >> 4) << 3)][16 * k + ((lane >> 3) & 1) * 8]);
-                    am_mma(s[2 * jp], qf[k], b[0], b[1]);
-                    am_mma(s[2 * jp + 1], qf[k], b[2], b[3]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        am_mma(s[mt][2 * jp], qa[mt], b[0], b[1]);
+                        am_mma(s[mt][2 * jp + 1], qa[mt], b[2], b[3]);
+                    }
                 }
             }
-            // mask: s[j][c] is row gr + 8*(c>>1), key 8j + 2tq + (c&1) of the tile
+            // mask: s[mt][j][c] is row gr + 8*(c>>1) of m-tile mt, key 8j + 2tq + (c&1) of the tile
             if (need_mask) {
 #pragma unroll
-                for (int j = 0; j < NS; j++)
+                for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                    for (int c = 0; c < 4; c++) {
-                        const int kk = 8 * j + 2 * tq + (c & 1), u = c >> 1;
-                        const bool vis = window ? (j0 + kk >= lo[u] && j0 + kk < hi[u]) : (e0 + kk < n_fixed);
-                        if (!vis) s[j][c] = -INFINITY;
-                    }
+                    for (int j = 0; j < NS; j++)
+#pragma unroll
+                        for (int c = 0; c < 4; c++) {
+                            const int kk = 8 * j + 2 * tq + (c & 1), rl = row_local(2 * mt + (c >> 1));
+                            const bool vis = window ? (j0 + kk >= s_lo[rl] && j0 + kk < s_hi[rl]) : (e0 + kk < n_fixed);
+                            if (!vis) s[mt][j][c] = -INFINITY;
+                        }
             }
-            // online softmax per row; a row's 64 scores sit in the 4 lanes of a quad (xor 1, 2)
+            // online softmax per row; a row's KT scores sit in the 4 lanes of a quad (xor 1, 2)
 #pragma unroll
-            for (int u = 0; u < 2; u++) {
+            for (int u = 0; u < NU; u++) {
+                const int mt = u >> 1, h = u & 1;
                 float mx = -INFINITY;
 #pragma unroll
-                for (int j = 0; j < NS; j++) mx = fmaxf(mx, fmaxf(s[j][2 * u], s[j][2 * u + 1]));
+                for (int j = 0; j < NS; j++) mx = fmaxf(mx, fmaxf(s[mt][j][2 * h], s[mt][j][2 * h + 1]));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
                 const float m_new = fmaxf(m[u], mx);
@@ -348,12 +402,12 @@ __global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const a
                 m[u] = m_new;
                 l[u] *= alpha;
 #pragma unroll
-                for (int dn = 0; dn < ND; dn++) { o[dn][2 * u] *= alpha; o[dn][2 * u + 1] *= alpha; }
+                for (int dn = 0; dn < ND; dn++) { o[mt][dn][2 * h] *= alpha; o[mt][dn][2 * h + 1] *= alpha; }
 #pragma unroll
                 for (int j = 0; j < NS; j++) {
-                    const float p0 = am_exp2(s[j][2 * u] - mu), p1 = am_exp2(s[j][2 * u + 1] - mu);
-                    s[j][2 * u] = p0;
-                    s[j][2 * u + 1] = p1;
+                    const float p0 = am_exp2(s[mt][j][2 * h] - mu), p1 = am_exp2(s[mt][j][2 * h + 1] - mu);
+                    s[mt][j][2 * h] = p0;
+                    s[mt][j][2 * h + 1] = p1;
                     l[u] += p0 + p1;
                 }
             }
@@ -364,38 +418,49 @@ __global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const a
             // lane l addresses key row l&15, dims + 8*(l>>4).
 #pragma unroll
             for (int kk = 0; kk < KT / 16; kk++) {
-                const uint32_t a[4] = {am_pack(s[2 * kk][0], s[2 * kk][1]), am_pack(s[2 * kk][2], s[2 * kk][3]),
-                                       am_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]), am_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                uint32_t a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    a[mt][0] = am_pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                    a[mt][1] = am_pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    a[mt][2] = am_pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                    a[mt][3] = am_pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                }
 #pragma unroll
                 for (int dp = 0; dp < NK; dp++) {
                     if (16 * dp >= P.hd) break;
                     uint32_t b[4];
                     am_ldsm_x4_trans(b, &sV[buf][16 * kk + (lane & 15)][16 * dp + (lane >> 4) * 8]);
-                    am_mma(o[2 * dp], a, b[0], b[1]);
-                    am_mma(o[2 * dp + 1], a, b[2], b[3]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        am_mma(o[mt][2 * dp], a[mt], b[0], b[1]);
+                        am_mma(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+                    }
                 }
             }
         }
-        __syncthreads();  // every warp is done with buf before the next iteration loads tile t+2 into it
+        __syncthreads();  // every warp is done with buf (and sQ) before the next iteration overwrites them
     }
 
-    // o[dn][2u], o[dn][2u+1]: row gr + 8u, dims 8dn + 2tq, +1
+    // o[mt][dn][2h], o[mt][dn][2h+1]: row gr + 8h of m-tile mt, dims 8dn + 2tq, +1
 #pragma unroll
-    for (int u = 0; u < 2; u++) {
+    for (int u = 0; u < NU; u++) {
         l[u] += __shfl_xor_sync(0xffffffffu, l[u], 1);
         l[u] += __shfl_xor_sync(0xffffffffu, l[u], 2);
     }
 #pragma unroll
-    for (int u = 0; u < 2; u++) {
-        if (!ok[u]) continue;
-        const size_t qh = row_qh(u);
+    for (int u = 0; u < NU; u++) {
+        const int r = qt * AM_BM + row_local(u);
+        if (r >= n_rows) continue;
+        const int mt = u >> 1, h = u & 1;
+        const size_t qh = row_qh(r);
         if (P.n_split == 1) {
             const float inv = l[u] > 0.0f ? 1.0f / l[u] : 0.0f;
             float *dst = P.out + qh * P.hd;
 #pragma unroll
             for (int dn = 0; dn < ND; dn++) {
                 const int d = 8 * dn + 2 * tq;
-                if (d < P.hd) *reinterpret_cast<float2 *>(dst + d) = make_float2(o[dn][2 * u] * inv, o[dn][2 * u + 1] * inv);
+                if (d < P.hd) *reinterpret_cast<float2 *>(dst + d) = make_float2(o[mt][dn][2 * h] * inv, o[mt][dn][2 * h + 1] * inv);
             }
         } else {
             const size_t pi = qh * P.n_split + split;
@@ -403,7 +468,7 @@ __global__ void __launch_bounds__(AM_THREADS, MINB) attention_mma_kernel(const a
 #pragma unroll
             for (int dn = 0; dn < ND; dn++) {
                 const int d = 8 * dn + 2 * tq;
-                if (d < P.hd) *reinterpret_cast<float2 *>(dst + d) = make_float2(o[dn][2 * u], o[dn][2 * u + 1]);
+                if (d < P.hd) *reinterpret_cast<float2 *>(dst + d) = make_float2(o[mt][dn][2 * h], o[mt][dn][2 * h + 1]);
             }
             if (tq == 0) { P.part_ml[2 * pi] = m[u]; P.part_ml[2 * pi + 1] = l[u]; }
         }
@@ -443,19 +508,21 @@ __global__ void __launch_bounds__(AM_CB_WARPS * 32) attention_mma_combine_kernel
     }
 }
 
-template <int HD>
-constexpr size_t am_smem_bytes() { return (size_t)2 * 2 * am_kt(HD) * (HD + 8) * sizeof(__half); }
+template <int HD, int MT = am_mt<HD>()>
+constexpr size_t am_smem_bytes() {  // K, V (double buffered), Q (MT > 1)
+    return ((size_t)2 * 2 * am_kt(HD, MT) + (MT > 1 ? AM_BM : 0)) * (HD + 8) * sizeof(__half);
+}
 
-template <int HD, int MINB>
+template <int HD, int MT, int MINB>
 void am_launch(const am_params &P, int n_head_kv, cudaStream_t stream) {
-    constexpr size_t smem = am_smem_bytes<HD>();
+    constexpr size_t smem = am_smem_bytes<HD, MT>();
     static bool configured = false;  // above 48 KiB of dynamic shared memory needs the opt-in
     if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, MT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         configured = true;
     }
     const dim3 grid(P.n_qtiles, n_head_kv, P.n_split);
-    attention_mma_kernel<HD, MINB><<<grid, AM_THREADS, smem, stream>>>(P);
+    attention_mma_kernel<HD, MT, MINB><<<grid, 32 * AM_WARPS / MT, smem, stream>>>(P);
 }
 
 }  // namespace
@@ -491,8 +558,8 @@ cuda_attn_mma_plan cuda_attention_mma_plan(const attn_args &a, int keys_bucket, 
     // 132nd of the memory bandwidth) + the combine kernel (~3). Tiles per block are taken as a
     // full bucket: the launch shape may not depend on n_keys itself.
     const int64_t blocks = n_qtiles * a.n_head_kv;
-    const int64_t slots = (int64_t)(n_sm > 0 ? n_sm : 1) * (HD <= 64 ? 2 : 1);  // resident blocks
-    const int64_t tiles = keys_bucket / am_kt(HD) + 1;
+    const int64_t slots = (int64_t)(n_sm > 0 ? n_sm : 1) * (HD <= 128 ? 2 : 1);  // resident blocks
+    const int64_t tiles = keys_bucket / am_kt(HD, HD <= 128 ? 2 : 1) + 1;
     int64_t max_split = tiles / 4;
     if (max_split > AM_MAX_SPLIT) max_split = AM_MAX_SPLIT;
     double best = 0.0;
@@ -543,9 +610,9 @@ void cuda_attention_mma(const attn_args &a, const cuda_attn_mma_plan &plan, cons
     }
     P.n_q = a.n_q; P.n_head = a.n_head; P.G = G; P.hd = a.head_dim;
     P.rows_kv = (int)rows_kv; P.n_split = plan.n_split; P.n_qtiles = plan.n_qtiles;
-    if (HD == 64) am_launch<64, 2>(P, a.n_head_kv, stream);
-    else if (HD == 128) am_launch<128, 1>(P, a.n_head_kv, stream);
-    else am_launch<256, 1>(P, a.n_head_kv, stream);
+    if (HD == 64) am_launch<64, 2, 2>(P, a.n_head_kv, stream);
+    else if (HD == 128) am_launch<128, 2, 2>(P, a.n_head_kv, stream);
+    else am_launch<256, 1, 1>(P, a.n_head_kv, stream);
     CUDA_CHECK_LAUNCH("attention (tensor cores)");
     if (plan.n_split > 1) {
         const int n_qh = a.n_q * a.n_head;
