@@ -318,6 +318,7 @@ __global__ void __launch_bounds__(AT_THREADS) attention_kernel(at_params P) {
                 sum += p;
             }
             sum = warp_sum(sum);
+            __syncwarp();  // every lane has read sM[r] before lane 0 rewrites it (shuffles order no memory)
             if (lane == 0) {
                 const float alpha = m_new == -INFINITY ? 1.0f : __expf(m_old - m_new);
                 sA[r] = alpha;
