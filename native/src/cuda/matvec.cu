@@ -155,7 +155,8 @@ __device__ __forceinline__ void mv_pre_inputs(const mv_params &P, int m, int64_t
     }
 }
 
-// With a fused RMS norm, every warp writes its share of the normalized rows (as rms_norm would).
+// With a fused RMS norm, every task (its first warp) writes its share of the normalized rows (as
+// rms_norm would).
 template <int N>
 __device__ __forceinline__ void mv_write_norm(const mv_params &P, int64_t task, const float (&r)[N], const mv_pre<N> &pre, int lane) {
     int64_t e0, e1;
