@@ -20,8 +20,9 @@ constexpr int MV_SMEM = 2240;         // bytes of shared memory per warp (max st
 constexpr int MV_LOADS = MV_SMEM / 16 / 32 + 1;  // 16-byte loads per lane per stretch (5)
 constexpr int MV_SPLIT = 2;           // warps per row task of the float kernels (matvec_float_kernel)
 
-// Kernel-side copy of cuda_matvec_set: a warp's task t is a row of one member (rows of the
-// members follow each other), or in SwiGLU mode row t of both gate and up.
+// Kernel-side copy of cuda_matvec_set: task t is a row of one member (rows of the members follow
+// each other), or in SwiGLU mode row t of both gate and up; a warp takes a task (quantized rows)
+// or half of one (float rows, MV_SPLIT).
 struct mv_params {
     const uint8_t *W[CUDA_MATVEC_MAX_SET];
     float *y[CUDA_MATVEC_MAX_SET];
