@@ -14,7 +14,7 @@ namespace endless {
 
 namespace {
 
-constexpr int MV_WARPS = 4;           // rows per block
+constexpr int MV_WARPS = 4;           // warps per block
 constexpr int MV_ITER = 2048;         // values per warp iteration (quantized path)
 constexpr int MV_SMEM = 2240;         // bytes of shared memory per warp (max stretch + alignment slack)
 constexpr int MV_LOADS = MV_SMEM / 16 / 32 + 1;  // 16-byte loads per lane per stretch (5)
