@@ -40,8 +40,10 @@ constexpr float AM_LOG2E = 1.4426950408889634f;
 
 // Padded head dim the kernels are compiled for.
 int am_hd(int head_dim) { return head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : 256; }
-// (32 keys for head_dim 256, and for 128 with two m-tiles per warp: registers)
-__host__ __device__ constexpr int am_kt(int HD, int MT) { return HD > 128 || (HD == 128 && MT > 1) ? AM_KT / 2 : AM_KT; }
+// 16-row m-tiles per warp (see attention_mma_kernel) and keys per tile (32 for head dims 128 with
+// two m-tiles and 256: registers).
+__host__ __device__ constexpr int am_mt(int HD) { return HD <= 128 ? 2 : 1; }
+__host__ __device__ constexpr int am_kt(int HD) { return HD >= 128 ? AM_KT / 2 : AM_KT; }
 // Rows of the converted key list: the bucket plus a tile of zeros, since a window tile starts at
 // any key and may run up to a tile past n_keys; a multiple of 64 rows keeps kh/vh 256-byte sized.
 size_t am_rows_kv(int keys_bucket) { return ((size_t)keys_bucket + AM_KT + 63) / 64 * 64; }
@@ -198,16 +200,15 @@ __global__ void __launch_bounds__(256) attention_mma_convert_kernel(const am_con
 // reads per product); the block's queries then sit in shared memory (sQ) instead of each warp's
 // registers, and head_dim 128 takes 32-key tiles (registers). H100, 16k tokens in chunks of 4096:
 // 108.8-109.3k vs 105.4-108.6k tok/s with MT = 1 (the whole prefill; NOTES.md), a small gain: the
-// softmax and the O rescaling between the products, not the shared-memory reads, hold the kernel. head_dim 256 keeps MT = 1 and its queries
-// in registers: two tiles' O accumulators would not fit the registers, nor sQ the 99 KiB of
-// shared memory a block gets on sm_86 / sm_89.
-template <int HD> constexpr int am_mt() { return HD <= 128 ? 2 : 1; }
-
-template <int HD, int MT, int MINB>
-__global__ void __launch_bounds__(32 * AM_WARPS / MT, MINB) attention_mma_kernel(const am_params P) {
+// softmax and the O rescaling between the products, not the shared-memory reads, hold the kernel.
+// head_dim 256 keeps MT = 1 and its queries in registers: two tiles' O accumulators would not fit
+// the registers, nor sQ the 99 KiB of shared memory a block gets on sm_86 / sm_89.
+template <int HD, int MINB>
+__global__ void __launch_bounds__(32 * AM_WARPS / am_mt(HD), MINB) attention_mma_kernel(const am_params P) {
+    constexpr int MT = am_mt(HD);
     constexpr int W = AM_WARPS / MT, THREADS = 32 * W, RW = 16 * MT;  // warps, threads, rows per warp
     constexpr int NU = 2 * MT;               // C-fragment rows per thread
-    constexpr int KT = am_kt(HD, MT), LDS = HD + 8;  // LDS: halves per smem row; +16 bytes: rows 4 banks apart, ldmatrix conflict-free
+    constexpr int KT = am_kt(HD), LDS = HD + 8;  // LDS: halves per smem row; +16 bytes: rows 4 banks apart, ldmatrix conflict-free
     constexpr int NK = HD / 16;              // k steps of Q K^T; also 16-dim groups of P V
     constexpr int ND = HD / 8;               // n tiles (8 dims) of O
     constexpr int NS = KT / 8;               // n tiles (8 keys) of S
@@ -508,21 +509,21 @@ __global__ void __launch_bounds__(AM_CB_WARPS * 32) attention_mma_combine_kernel
     }
 }
 
-template <int HD, int MT = am_mt<HD>()>
-constexpr size_t am_smem_bytes() {  // K, V (double buffered), Q (MT > 1)
-    return ((size_t)2 * 2 * am_kt(HD, MT) + (MT > 1 ? AM_BM : 0)) * (HD + 8) * sizeof(__half);
+template <int HD>
+constexpr size_t am_smem_bytes() {  // K, V (double buffered), Q (two m-tiles per warp)
+    return ((size_t)2 * 2 * am_kt(HD) + (am_mt(HD) > 1 ? AM_BM : 0)) * (HD + 8) * sizeof(__half);
 }
 
-template <int HD, int MT, int MINB>
+template <int HD, int MINB>
 void am_launch(const am_params &P, int n_head_kv, cudaStream_t stream) {
-    constexpr size_t smem = am_smem_bytes<HD, MT>();
+    constexpr size_t smem = am_smem_bytes<HD>();
     static bool configured = false;  // above 48 KiB of dynamic shared memory needs the opt-in
     if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, MT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(attention_mma_kernel<HD, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         configured = true;
     }
     const dim3 grid(P.n_qtiles, n_head_kv, P.n_split);
-    attention_mma_kernel<HD, MT, MINB><<<grid, 32 * AM_WARPS / MT, smem, stream>>>(P);
+    attention_mma_kernel<HD, MINB><<<grid, 32 * AM_WARPS / am_mt(HD), smem, stream>>>(P);
 }
 
 }  // namespace
@@ -558,8 +559,8 @@ cuda_attn_mma_plan cuda_attention_mma_plan(const attn_args &a, int keys_bucket, 
     // 132nd of the memory bandwidth) + the combine kernel (~3). Tiles per block are taken as a
     // full bucket: the launch shape may not depend on n_keys itself.
     const int64_t blocks = n_qtiles * a.n_head_kv;
-    const int64_t slots = (int64_t)(n_sm > 0 ? n_sm : 1) * (HD <= 128 ? 2 : 1);  // resident blocks
-    const int64_t tiles = keys_bucket / am_kt(HD, HD <= 128 ? 2 : 1) + 1;
+    const int64_t slots = (int64_t)(n_sm > 0 ? n_sm : 1) * (HD <= 128 ? 2 : 1);  // resident blocks (4-warp blocks of head dims <= 128: two per SM)
+    const int64_t tiles = keys_bucket / am_kt(HD) + 1;
     int64_t max_split = tiles / 4;
     if (max_split > AM_MAX_SPLIT) max_split = AM_MAX_SPLIT;
     double best = 0.0;
@@ -610,9 +611,9 @@ void cuda_attention_mma(const attn_args &a, const cuda_attn_mma_plan &plan, cons
     }
     P.n_q = a.n_q; P.n_head = a.n_head; P.G = G; P.hd = a.head_dim;
     P.rows_kv = (int)rows_kv; P.n_split = plan.n_split; P.n_qtiles = plan.n_qtiles;
-    if (HD == 64) am_launch<64, 2, 2>(P, a.n_head_kv, stream);
-    else if (HD == 128) am_launch<128, 2, 2>(P, a.n_head_kv, stream);
-    else am_launch<256, 1, 1>(P, a.n_head_kv, stream);
+    if (HD == 64) am_launch<64, 2>(P, a.n_head_kv, stream);
+    else if (HD == 128) am_launch<128, 2>(P, a.n_head_kv, stream);
+    else am_launch<256, 1>(P, a.n_head_kv, stream);
     CUDA_CHECK_LAUNCH("attention (tensor cores)");
     if (plan.n_split > 1) {
         const int n_qh = a.n_q * a.n_head;

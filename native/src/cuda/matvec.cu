@@ -251,7 +251,7 @@ __device__ __forceinline__ void mv_fma8(float (&acc)[R][N], float (&ss)[N], cons
 // ones are used (long rows).
 template <int N, ggml_type T, bool NORM, int R, int U, bool DB, class F>
 __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w1, const float *x, const float *g, int64_t K,
-                                             int64_t c_lo, int64_t chunks, int lane, float (&acc)[R][N], float (&ss)[N], F &&after_wait) {
+                                             int64_t c_lo, int64_t c_hi, int lane, float (&acc)[R][N], float (&ss)[N], F &&after_wait) {
     constexpr int ES = T == GGML_TYPE_F32 ? 4 : 2;
 #pragma unroll
     for (int t = 0; t < N; t++) {
@@ -264,7 +264,7 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = c0 + 32 * u;
-            if (c < chunks) {
+            if (c < c_hi) {
 #pragma unroll
                 for (int r = 0; r < R; r++)
 #pragma unroll
@@ -277,7 +277,7 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t c = c0 + 32 * u;
-            if (c >= chunks) break;
+            if (c >= c_hi) break;
             float wv[R][8];
 #pragma unroll
             for (int r = 0; r < R; r++) {
@@ -307,8 +307,8 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
     after_wait();
     if (DB) {
         uint4 b[R][U][ES / 2];
-        for (int64_t c0 = first; c0 < chunks; c0 += 32 * U) {
-            const bool more = c0 + 32 * U < chunks;
+        for (int64_t c0 = first; c0 < c_hi; c0 += 32 * U) {
+            const bool more = c0 + 32 * U < c_hi;
             if (more) load(b, c0 + 32 * U);
             use(a, c0);
             if (more) {
@@ -321,7 +321,7 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
             }
         }
     } else {
-        for (int64_t c0 = first; c0 < chunks; c0 += 32 * U) {
+        for (int64_t c0 = first; c0 < c_hi; c0 += 32 * U) {
             if (c0 != first) load(a, c0);
             use(a, c0);
         }
@@ -329,26 +329,24 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
 }
 
 // SW: the SwiGLU launch (gate and up rows of one task together), a separate instantiation.
-// S: warps per task, each a stretch of the rows (their sums meet in shared memory); U: 16-byte
-// loads in flight per lane and row; DB: the next U requested before the current U are used.
-// The launch uses S = 2 (U = 4, DB for single rows): twice the warps of a one-wave launch in
+// S = MV_SPLIT warps per task, each a stretch of the rows (their sums meet in shared memory); U:
+// 16-byte loads in flight per lane and row; DB (single rows): the next U requested before the
+// current U are used. S = 2, U = 4: twice the warps of a one-wave launch in
 // flight, each with half the round trips. H100, decode step 1.88 vs 2.07 ms with whole rows
 // (S = 1: U = 8 for single rows, 4 for one-token SwiGLU pairs); the products as the backend issues
 // them, q/k/v / o / gate+up / down: 5.3 / 2.6 / 21.5 / 10.9 us vs 6.6 / 3.4 / 22.8 / 13.9 (NOTES.md).
 // Capping one-token kernels at 72 registers (7 blocks per multiprocessor) was slower (q/k/v 6.5,
 // gate+up 22.5 us).
-template <int N, ggml_type T, bool NORM, bool SW, int S>
+template <int N, ggml_type T, bool NORM, bool SW>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
-    constexpr int R = SW ? 2 : 1;
-    constexpr int U = S > 1 ? (T == GGML_TYPE_F32 ? 2 : 4) : (T == GGML_TYPE_F32 ? 4 : (SW && N == 1) ? 4 : 8);
-    constexpr bool DB = S > 1 && !SW;
-    __shared__ float red[S > 1 ? MV_WARPS * (R + 1) * N : 1];
+    constexpr int S = MV_SPLIT, R = SW ? 2 : 1, U = T == GGML_TYPE_F32 ? 2 : 4;
+    constexpr bool DB = !SW;
+    __shared__ float red[MV_WARPS * (R + 1) * N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, piece = warp % S;
     const int64_t task = (int64_t)blockIdx.x * (MV_WARPS / S) + warp / S;
     int m = 0;
     int64_t row = 0;
     const bool ok = mv_task(P, task, m, row);
-    if (S == 1 && !ok) return;
     const int64_t chunks = P.K / 8, c_lo = chunks * piece / S, c_hi = chunks * (piece + 1) / S;
     mv_pre<N> pre;
     float acc[R][N], ss[N], r[N];
@@ -591,7 +589,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type
 using mv_kernel = void (*)(const mv_params);
 template <int N, ggml_type T, bool NORM>
 mv_kernel mv_float_kernel(bool sw) {
-    return sw ? matvec_float_kernel<N, T, NORM, true, MV_SPLIT> : matvec_float_kernel<N, T, NORM, false, MV_SPLIT>;
+    return sw ? matvec_float_kernel<N, T, NORM, true> : matvec_float_kernel<N, T, NORM, false>;
 }
 
 template <int N, bool NORM>
