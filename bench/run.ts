@@ -10,6 +10,7 @@
 //           recompute ratio (bench/stream.ts, its own options)
 //   server  the language server over stdio: ingest, completion latency (bench/server.ts)
 //   soak    a multi-million-token stream through one session: flat memory (bench/soak.ts)
+//   sampler the time of one token draw for the product's sampler settings (bench/sampler.ts)
 //   storm   10k edits/min for 10 min through the language server: memory, completion p99, and the
 //           stream's view of each document equal to the editor's text (bench/storm.ts)
 //
@@ -24,6 +25,7 @@ import { readGgufMetadata, systemInfo } from '../server/engine/index';
 import { round2, type BenchOptions, type BenchResult } from '../server/cli/bench';
 import { llamaCppInfo } from './llama';
 import { runServerBench } from './server';
+import { runSamplerBench } from './sampler';
 import { runSoak } from './soak';
 import { runStormBench } from './storm';
 import { runStreamBench } from './stream';
@@ -37,7 +39,7 @@ function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
   process.stderr.write('usage: npm run bench -- cpu [--threads N] [--prompt P] [--gen G] [--reps R] ' +
     '[--models a.gguf,b.gguf] [--no-llama] [--qwen-dir DIR] [--note TEXT]\n' +
-    '       npm run bench -- stream|server|soak|storm [their own options]\n');
+    '       npm run bench -- stream|server|soak|storm|sampler [their own options]\n');
   process.exit(2);
 }
 
@@ -183,6 +185,7 @@ async function main(): Promise<void> {
   if (suite === 'server') { warnIfBusy(); await runServerBench(argv.slice(1)); return; }
   if (suite === 'soak') { warnIfBusy(); process.exitCode = (await runSoak(argv.slice(1))) ? 0 : 1; return; }
   if (suite === 'storm') { warnIfBusy(); process.exitCode = (await runStormBench(argv.slice(1))) ? 0 : 1; return; }
+  if (suite === 'sampler') { warnIfBusy(); await runSamplerBench(argv.slice(1)); return; }
   const { opts } = parse(argv);
   if (suite === 'cpu') { warnIfBusy(); await suiteCpu(opts); return; }
   usage(`unknown suite ${suite}`);

@@ -18,7 +18,13 @@ private:
     endless_sampler_params p_;
     std::mt19937_64 rng_;
     std::vector<float> work_;
-    std::vector<int32_t> idx_;
+    struct cand {
+        float x;      // logit after the penalties
+        int32_t id;
+        double p;     // (x - max) / T, then exp of it
+    };
+    std::vector<cand> cand_;
+    std::vector<int32_t> order_;
 };
 
 }  // namespace endless

@@ -6,9 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -182,6 +185,60 @@ void check_streaming_reference(model_fixture &f, int S, int W, int batch, bool e
 }
 
 std::string tmp_path(const std::string &name) { return "/tmp/endless-test-" + std::to_string(getpid()) + "-" + name; }
+
+// The sampler's definition (sampler.cpp's header comment) written plainly: every candidate
+// sorted, each step in order. The engine's sampler sorts only as far as the kept prefix reaches.
+int32_t reference_draw(const endless_sampler_params &p, std::mt19937_64 &rng, std::vector<float> w,
+                       const std::vector<int32_t> &recent) {
+    const int32_t nv = (int32_t)w.size();
+    if (p.repeat_penalty != 1.0f && p.repeat_penalty > 0 && !recent.empty()) {
+        const size_t n = p.repeat_last_n > 0 ? std::min(recent.size(), (size_t)p.repeat_last_n) : recent.size();
+        std::vector<int32_t> seen(recent.end() - (ptrdiff_t)n, recent.end());
+        std::sort(seen.begin(), seen.end());
+        seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+        for (int32_t t : seen)
+            if (t >= 0 && t < nv) w[t] = w[t] > 0 ? w[t] / p.repeat_penalty : w[t] * p.repeat_penalty;
+    }
+    for (float &x : w) if (std::isnan(x)) x = -INFINITY;
+    const int32_t best = (int32_t)(std::max_element(w.begin(), w.end()) - w.begin());
+    const float mx = w[best];
+    if (p.temperature <= 0.0f || !std::isfinite(mx)) return best;
+    const double inv_t = 1.0 / (double)p.temperature;
+    std::vector<double> z(nv);
+    std::vector<int32_t> ids;
+    for (int32_t i = 0; i < nv; i++) {
+        z[i] = ((double)w[i] - mx) * inv_t;
+        if (z[i] >= -40.0) ids.push_back(i);
+    }
+    std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
+    if (p.top_k > 0 && (size_t)p.top_k < ids.size()) ids.resize(p.top_k);
+    std::vector<int32_t> by_id = ids;
+    std::sort(by_id.begin(), by_id.end());
+    double sum = 0;
+    for (int32_t i : by_id) sum += std::exp(z[i]);
+    size_t keep = ids.size();
+    if (p.top_p > 0 && p.top_p < 1.0f) {
+        double acc = 0;
+        for (size_t i = 0; i < ids.size(); i++) {
+            acc += std::exp(z[ids[i]]) / sum;
+            if (acc >= p.top_p) { keep = i + 1; break; }
+        }
+    }
+    if (p.min_p > 0) {
+        size_t i = 1;
+        while (i < keep && std::exp(z[ids[i]]) >= p.min_p * 1.0) i++;
+        keep = i;
+    }
+    double total = 0;
+    for (size_t i = 0; i < keep; i++) total += std::exp(z[ids[i]]);
+    std::uniform_real_distribution<double> u(0.0, total);
+    double r = u(rng), acc = 0;
+    for (size_t i = 0; i < keep; i++) {
+        acc += std::exp(z[ids[i]]);
+        if (r < acc) return ids[i];
+    }
+    return ids[keep - 1];
+}
 
 }  // namespace
 
@@ -440,6 +497,53 @@ TEST(sampler_respects_top_k_and_seed) {
     int32_t recent[] = {1};
     CHECK(endless_sampler_sample(a, logits.data(), 5, recent, 1) == 4);
     endless_sampler_free(a);
+}
+
+TEST(sampler_matches_its_full_sort_definition) {
+    // every combination below, 6 draws each, must pick the reference's token: vocabularies with
+    // ties, -inf and NaN logits, long tails (T up to 50) and short ones, each cut on and off
+    std::mt19937 gen(7);
+    int configs = 0, draws = 0;
+    for (int nv : {1, 5, 300, 20000}) {
+        for (int shape = 0; shape < 3; shape++) {
+            std::vector<float> logits(nv);
+            std::normal_distribution<float> nd(0.0f, shape == 2 ? 8.0f : 2.0f);
+            for (float &x : logits) x = nd(gen);
+            if (shape == 1) for (float &x : logits) x = std::round(x * 2.0f) / 2.0f;  // many ties
+            if (nv > 5) { logits[3] = -INFINITY; logits[4] = NAN; logits[nv - 1] = logits[nv / 2]; }
+            std::vector<int32_t> recent;
+            for (int i = 0; i < 20; i++) recent.push_back((int32_t)(gen() % (uint32_t)nv));
+            for (float t : {0.05f, 0.2f, 0.7f, 1.0f, 3.0f, 50.0f})
+                for (int k : {0, 1, 3, 40, 5000})
+                    for (float tp : {1.0f, 0.95f, 0.5f, 0.999999f})
+                        for (float mp : {0.0f, 0.01f, 0.3f, 1.0f}) {
+                            endless_sampler_params p = endless_sampler_default_params();
+                            p.temperature = t;
+                            p.top_k = k;
+                            p.top_p = tp;
+                            p.min_p = mp;
+                            p.repeat_penalty = configs % 2 ? 1.3f : 1.0f;
+                            p.repeat_last_n = 16;
+                            p.seed = 1000 + configs;
+                            endless_sampler *smp = nullptr;
+                            CHECK(endless_sampler_create(&p, &smp) == ENDLESS_OK);
+                            std::mt19937_64 rng(p.seed);
+                            for (int d = 0; d < 6; d++) {
+                                const int32_t want = reference_draw(p, rng, logits, recent);
+                                const int32_t got = endless_sampler_sample(smp, logits.data(), nv, recent.data(), (int32_t)recent.size());
+                                if (got != want) {
+                                    std::fprintf(stderr, "  nv %d shape %d T %g k %d top_p %g min_p %g draw %d: %d != %d\n", nv, shape,
+                                                 t, k, tp, mp, d, got, want);
+                                    CHECK(got == want);
+                                }
+                                draws++;
+                            }
+                            endless_sampler_free(smp);
+                            configs++;
+                        }
+        }
+    }
+    CHECK(draws == configs * 6 && configs == 4 * 3 * 6 * 5 * 4 * 4);
 }
 
 TEST(bad_arguments_are_errors) {
