@@ -63,12 +63,12 @@ else
   CX=(g++ -std=c++17 -O3 -Inative/include -Inative/src -I/usr/local/cuda/include -DENDLESS_WITH_CUDA=1 -DENDLESS_NO_CPU_BACKEND=1)
   pids=()
   for f in native/src/cuda/*.cu; do "${NV[@]}" -c "$f" -o "$SB/$(basename "$f").o" >> "$OUT/build.log" 2>&1 & pids+=($!); done
-  for f in native/src/quant.cpp native/src/ggml_types.cpp native/tests/test_cuda_ops.cpp native/tests/test_cuda_bench.cpp; do
+  for f in native/src/quant.cpp native/src/ggml_types.cpp native/src/sampler.cpp native/tests/test_cuda_ops.cpp native/tests/test_cuda_bench.cpp; do
     "${CX[@]}" -c "$f" -o "$SB/$(basename "$f").o" >> "$OUT/build.log" 2>&1 & pids+=($!)
   done
   ok=1
   for p in "${pids[@]}"; do wait "$p" || ok=0; done
-  libs=("$SB"/*.cu.o "$SB"/quant.cpp.o "$SB"/ggml_types.cpp.o -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread)
+  libs=("$SB"/*.cu.o "$SB"/quant.cpp.o "$SB"/ggml_types.cpp.o "$SB"/sampler.cpp.o -L/usr/local/cuda/lib64 -lcudart_static -ldl -lrt -lpthread)
   if [ $ok = 1 ] && g++ -o "$BUILD/test_cuda_ops" "$SB/test_cuda_ops.cpp.o" "${libs[@]}" >> "$OUT/build.log" 2>&1 &&
      g++ -o "$BUILD/test_cuda_bench" "$SB/test_cuda_bench.cpp.o" "${libs[@]}" >> "$OUT/build.log" 2>&1; then
     note "standalone build: ok ($(( $(date +%s) - t0 )) s)"

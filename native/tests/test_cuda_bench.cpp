@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "error.h"
 #include "quant.h"
+#include "sampler.h"
 #ifdef ENDLESS_WITH_CUDA
 #include "cuda/backend_cuda.h"
 #include <cuda_runtime.h>
@@ -238,13 +239,16 @@ struct synth_model {
     }
 };
 
-struct decode_result { double ms, tok_s; size_t graph_launches; double host_ms; };
+struct decode_result { double ms, tok_s; size_t graph_launches; double host_ms, draw_ms = 0; };
 
 // Decode steps with the window full (n_keys = sinks + n_window): the ring slot advances.
-decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos) {
+// smp: draw each next token with it (on the host, the last 64 tokens as its penalty window, the
+// draw inside the timed step) instead of the argmax
+decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos, sampler *smp = nullptr) {
     const int S = synth_model::n_sinks, W = synth_model::n_window;
     std::vector<float> logits;
-    std::vector<double> ts, hs;
+    std::vector<int32_t> recent;
+    std::vector<double> ts, hs, ds;
     size_t l0 = 0, l1 = 0;
     backend_cuda_graph_stats(m.b, &l0, nullptr);
     int32_t token = 1234;
@@ -258,16 +262,24 @@ decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos) {
         std::vector<int32_t> lo = {0}, hi = {W};
         const double t0 = now_s();
         m.forward(&token, 1, &slot, keys, S, lo, hi, &logits);
-        const double dt = now_s() - t0;
-        token = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());  // greedy, on the host
+        const double t1 = now_s();
+        if (smp) {
+            recent.push_back(token);
+            if (recent.size() > 64) recent.erase(recent.begin());
+            token = smp->sample(logits.data(), (int32_t)logits.size(), recent.data(), (int32_t)recent.size());
+        } else {
+            token = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());  // greedy, on the host
+        }
+        const double t2 = now_s(), dt = t2 - t0;
         if (s >= 3) {
             ts.push_back(dt);
             hs.push_back(m.host_s);
+            ds.push_back(t2 - t1);
         }
     }
     backend_cuda_graph_stats(m.b, &l1, nullptr);
     const double med = median(ts);
-    return {med * 1e3, 1.0 / med, l1 - l0, median(hs) * 1e3};
+    return {med * 1e3, 1.0 / med, l1 - l0, median(hs) * 1e3, median(ds) * 1e3};
 }
 
 // Prefill of total tokens in chunks, StreamingLLM window W: query p (after the first chunk) sees
@@ -333,6 +345,17 @@ double bench_attention_decode_us(synth_model &m) {
 
 }  // namespace
 
+// The language server's chat sampler (server/session/session.ts): T 0.2, top-p 0.95, penalty 1.1
+// over the last 64 tokens.
+endless_sampler_params chat_sampler_params() {
+    endless_sampler_params p = endless_sampler_default_params();
+    p.temperature = 0.2f;
+    p.top_p = 0.95f;
+    p.repeat_penalty = 1.1f;
+    p.seed = 7;  // (repeat_last_n: 64 by default)
+    return p;
+}
+
 int main() {
     const char *flag = std::getenv("ENDLESS_CUDA_BENCH");
     if (!flag || std::strcmp(flag, "1") != 0) {
@@ -379,9 +402,14 @@ int main() {
         if (only) {
             synth_model m(b, GGML_TYPE_BF16, 4096);
             if (std::strcmp(only, "decode") == 0) {
+                const size_t early0 = backend_cuda_attention_early_ops(b);
                 const decode_result d = bench_decode(m, 200, 4096);
-                std::printf("decode only: %.3f ms/token (%.3f ms of it issuing the ops on the host); attention alone %.2f us per layer\n", d.ms,
-                            d.host_ms, bench_attention_decode_us(m));
+                const double early = (double)(backend_cuda_attention_early_ops(b) - early0) / 203;
+                sampler chat(chat_sampler_params());
+                const decode_result ds = bench_decode(m, 100, 4096, &chat);
+                std::printf("decode only: %.3f ms/token (%.3f ms of it issuing the ops on the host; %.1f of 28 attentions with early K/V loads); "
+                            "attention alone %.2f us per layer; with the chat sampler's draw %.3f ms/token (the draw %.3f ms)\n", d.ms, d.host_ms,
+                            early, bench_attention_decode_us(m), ds.ms, ds.draw_ms);
             } else {
                 // ENDLESS_BENCH_CHUNK: the chunk length (default 4096, at most the model's 4096 spare slots)
                 int chunk = 4096;
@@ -474,8 +502,11 @@ int main() {
             const decode_result d_unfused = bench_decode(m, 100, 4096);
             backend_cuda_set_fusion(b, true);
             const decode_result d = bench_decode(m, 100, 4096);
-            std::printf("        decode without the norm/kv fusions: %.3f ms; with: %.3f ms (%.3f ms of it issuing the ops on the host)\n",
-                        d_unfused.ms, d.ms, d.host_ms);
+            sampler chat(chat_sampler_params());
+            const decode_result d_chat = bench_decode(m, 100, 4096, &chat);
+            std::printf("        decode without the norm/kv fusions: %.3f ms; with: %.3f ms (%.3f ms of it issuing the ops on the host); "
+                        "with the chat sampler's draw (T 0.2, top-p 0.95, penalty 1.1/64, on the host): %.3f ms (the draw %.3f ms)\n",
+                        d_unfused.ms, d.ms, d.host_ms, d_chat.ms, d_chat.draw_ms);
             const double f4k = free_mib();
             const decode_result d64k = bench_decode(m, 30, 65536);
             const double f64k = free_mib();
@@ -520,14 +551,14 @@ int main() {
             std::printf("        per-token decode at stream positions 4k / 64k / 1M / 4M: %.3f / %.3f / %.3f / %.3f ms; device free MiB %.0f / %.0f / %.0f / %.0f\n",
                         d.ms, d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m);
             std::fflush(stdout);
-            char j[1100];
+            char j[1200];
             std::snprintf(j, sizeof j,
                           "{\"type\": \"%s\", \"weight_bytes\": %llu, \"decode_ms\": %.4f, \"decode_host_ms\": %.4f, \"decode_tok_s\": %.1f, "
                           "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, \"decode_ms_pos4m\": %.4f, \"device_free_mib_pos4k_64k_1m_4m\": [%.0f, %.0f, %.0f, %.0f], "
                           "\"prefill_16k_chunk1024_tok_s\": %.0f, \"prefill_chunk4096_tok_s\": {\"4k\": %.0f, \"8k\": %.0f, \"16k\": %.0f, \"32k\": %.0f}, "
-                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f}",
+                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f, \"decode_ms_chat_sampler\": %.4f, \"chat_sampler_draw_ms\": %.4f}",
                           ggml_type_info(t).name, (unsigned long long)m.weight_bytes, d.ms, d.host_ms, d.tok_s, roof, d.graph_launches,
-                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms);
+                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms, d_chat.ms, d_chat.draw_ms);
             jd += (jd.empty() ? "" : ", ") + std::string(j);
         }
         jadd("\"model_1p5b\": [" + jd + "]");

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 
 #include "backend.h"
@@ -500,33 +501,58 @@ TEST(cuda_attention_decode) {
     check_attention({1, 12, 2, 64, 64, ROPE_MODE_NEOX, 0, 64, false, 0});
 }
 
+// One query of the 1.5B shape (12 heads over 2 KV heads, head_dim 128, NEOX RoPE) over n_fixed +
+// n_win keys: random q and caches of n_slots rows on host and device, the slots shuffled (a key
+// list takes any of them), attn_args ready but for keys and out.
+struct decode_attn_setup {
+    static constexpr int hd = 128, n_head = 12, n_head_kv = 2, row = n_head_kv * hd, half = hd / 2;
+    const int n_fixed, n_win, n_keys, n_slots;
+    std::vector<float> q, kc, vc, cs, sn;
+    std::vector<int32_t> slots, lo = {0}, hi;
+    std::unique_ptr<dbuf> dq, dk, dv, dcs, dsn;
+    attn_args a;
+    decode_attn_setup(int fixed, int win, int n_slot_rows)
+        : n_fixed(fixed), n_win(win), n_keys(fixed + win), n_slots(n_slot_rows), hi{win} {
+        q = test::random_floats((size_t)n_head * hd, -2, 2);
+        kc = test::random_floats((size_t)n_slots * row, -2, 2);
+        vc = test::random_floats((size_t)n_slots * row);
+        cs.resize((size_t)(n_keys + 1) * half);
+        sn.resize(cs.size());
+        for (int p = 0; p <= n_keys; p++)
+            for (int i = 0; i < half; i++) {
+                const double theta = std::pow(10000.0, -2.0 * i / hd);
+                cs[(size_t)p * half + i] = (float)std::cos(p * theta);
+                sn[(size_t)p * half + i] = (float)std::sin(p * theta);
+            }
+        slots.resize(n_slots);
+        std::iota(slots.begin(), slots.end(), 0);
+        std::shuffle(slots.begin(), slots.end(), test::rng());
+        dq = std::make_unique<dbuf>(q);
+        dk = std::make_unique<dbuf>(kc);
+        dv = std::make_unique<dbuf>(vc);
+        dcs = std::make_unique<dbuf>(cs);
+        dsn = std::make_unique<dbuf>(sn);
+        a.q = dq->f(); a.k_cache = dk->f(); a.v_cache = dv->f();
+        a.n_keys = n_keys; a.n_fixed = n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data();
+        a.n_q = 1; a.n_head = n_head; a.n_head_kv = n_head_kv; a.head_dim = hd; a.n_rot = hd; a.mode = ROPE_MODE_NEOX;
+        a.rope_cos = dcs->f(); a.rope_sin = dsn->f(); a.scale = 1.0f / std::sqrt((float)hd);
+    }
+    // the reference of a (its keys and out as set) over the host caches
+    double error(const attn_args &r, const std::vector<float> &got) const {
+        const auto ref = attention_reference(r, q, kc, vc, cs, sn);
+        return all_finite(got) ? test::rel_error(got.data(), ref.data(), ref.size()) : INFINITY;
+    }
+};
+
 // The backend stages a key list once per batch and finds it again by its bytes (every layer of a
 // step passes the same one): key lists that change inside one batch, in the same host array or
 // in another one with the same bytes, must each be used as given.
 TEST(cuda_attention_key_lists_in_one_batch) {
-    const int hd = 128, n_head = 12, n_head_kv = 2, n_fixed = 4, n_win = 1500, n_keys = n_fixed + n_win, n_slots = 2 * n_keys;
-    const int row = n_head_kv * hd, half = hd / 2;
-    auto q = test::random_floats((size_t)n_head * hd, -2, 2);
-    auto kc = test::random_floats((size_t)n_slots * row, -2, 2), vc = test::random_floats((size_t)n_slots * row);
-    std::vector<float> cs((size_t)(n_keys + 1) * half), sn(cs.size());
-    for (int p = 0; p <= n_keys; p++)
-        for (int i = 0; i < half; i++) {
-            const double theta = std::pow(10000.0, -2.0 * i / hd);
-            cs[(size_t)p * half + i] = (float)std::cos(p * theta);
-            sn[(size_t)p * half + i] = (float)std::sin(p * theta);
-        }
-    std::vector<int32_t> slots(n_slots);
-    std::iota(slots.begin(), slots.end(), 0);
-    std::shuffle(slots.begin(), slots.end(), test::rng());
-    const std::vector<int32_t> keys_a(slots.begin(), slots.begin() + n_keys), keys_b(slots.end() - n_keys, slots.end());
-    std::vector<int32_t> lo = {0}, hi = {n_win};
-    dbuf dq(q), dk(kc), dv(vc), dcs(cs), dsn(sn);
-    dbuf out1((size_t)n_head * hd), out2((size_t)n_head * hd), out3((size_t)n_head * hd), out4((size_t)n_head * hd);
-    attn_args a;
-    a.q = dq.f(); a.k_cache = dk.f(); a.v_cache = dv.f();
-    a.n_keys = n_keys; a.n_fixed = n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data();
-    a.n_q = 1; a.n_head = n_head; a.n_head_kv = n_head_kv; a.head_dim = hd; a.n_rot = hd; a.mode = ROPE_MODE_NEOX;
-    a.rope_cos = dcs.f(); a.rope_sin = dsn.f(); a.scale = 1.0f / std::sqrt((float)hd);
+    decode_attn_setup t(4, 1500, 2 * 1504);
+    const int n_keys = t.n_keys, out_n = t.n_head * t.hd;
+    const std::vector<int32_t> keys_a(t.slots.begin(), t.slots.begin() + n_keys), keys_b(t.slots.end() - n_keys, t.slots.end());
+    dbuf out1(out_n), out2(out_n), out3(out_n), out4(out_n);
+    attn_args &a = t.a;
     std::vector<int32_t> list = keys_a, other = keys_a;
     for (int round = 0; round < 3; round++) {  // the later rounds may replay one graph
         list = keys_a;
@@ -543,10 +569,65 @@ TEST(cuda_attention_key_lists_in_one_batch) {
         for (int i = 0; i < 4; i++) {
             attn_args r = a;
             r.keys = i == 2 ? keys_b.data() : keys_a.data();
-            const auto ref = attention_reference(r, q, kc, vc, cs, sn);
-            const double e = test::rel_error(got[i].data(), ref.data(), ref.size());
-            CHECK_MSG(all_finite(got[i]) && e < 1e-4, "round %d, attention %d of the batch: rel error %g", round, i + 1, e);
+            const double e = t.error(r, got[i]);
+            CHECK_MSG(e < 1e-4, "round %d, attention %d of the batch: rel error %g", round, i + 1, e);
         }
+    }
+}
+
+// The one-query kernel requests the K/V rows before it waits for the kernels before it, all but
+// the rows the batch has written so far (kv_store's slots: the backend passes them). Rows written
+// in the batch by kv_store (one, several, more than the kernel takes alone), by a small upload or a
+// device copy (then every row waits) must each be seen; three rounds, new slots each, so a replayed
+// graph must take the new slots too.
+TEST(cuda_attention_reads_rows_written_in_its_batch) {
+    decode_attn_setup t(4, 1500, 1544);
+    const int n_keys = t.n_keys, row = t.row;
+    const std::vector<int32_t> keys(t.slots.begin(), t.slots.begin() + n_keys);
+    std::vector<float> &kc = t.kc, &vc = t.vc;
+    float *dk = t.dk->f(), *dv = t.dv->f();
+    dbuf out((size_t)t.n_head * t.hd), src(row);
+    attn_args &a = t.a;
+    a.keys = keys.data();
+    a.out = out.f();
+    for (int round = 0; round < 3; round++) {
+        // kv_store of the newest window entry (the decode step), of three entries (one fixed), of
+        // six (more than the kernel waits for alone), then a small upload and a copy
+        const std::vector<std::vector<int>> stored = {{n_keys - 1 - round}, {1, 700 + round, n_keys - 2}, {5, 6, 7, 8, 20 + round, 10}};
+        for (size_t c = 0; c < stored.size(); c++) {
+            const int n = (int)stored[c].size();
+            auto nk = test::random_floats((size_t)n * row, -2, 2), nv = test::random_floats((size_t)n * row);
+            std::vector<int32_t> ss;
+            for (int i = 0; i < n; i++) {
+                const int32_t sl = keys[stored[c][i]];
+                ss.push_back(sl);
+                std::copy(nk.begin() + (size_t)i * row, nk.begin() + (size_t)(i + 1) * row, kc.begin() + (size_t)sl * row);
+                std::copy(nv.begin() + (size_t)i * row, nv.begin() + (size_t)(i + 1) * row, vc.begin() + (size_t)sl * row);
+            }
+            dbuf dnk(nk), dnv(nv);
+            be().kv_store(dk, dv, dnk.f(), dnv.f(), ss.data(), n, row);
+            const size_t early = backend_cuda_attention_early_ops(be());
+            be().attention(a);
+            // the stored slots are known (up to 4: CUDA_A1_MAX_FRESH), so the rest load early
+            CHECK_MSG(backend_cuda_attention_early_ops(be()) - early == (n <= 4 ? 1u : 0u), "round %d, case %zu: early loads %s", round, c,
+                      n <= 4 ? "not used" : "used with more fresh rows than the kernel takes");
+            const double e = t.error(a, out.get());  // one batch: the uploads, kv_store, attention
+            CHECK_MSG(e < 1e-4, "round %d, case %zu: rel error %g", round, c, e);
+        }
+        // a queued upload into one window row's K and a device copy into another's V
+        auto nk = test::random_floats(row, -2, 2), nv = test::random_floats(row);
+        const int32_t s1 = keys[n_keys - 3 - round], s2 = keys[t.n_fixed + 10 + round];
+        std::copy(nk.begin(), nk.end(), kc.begin() + (size_t)s1 * row);
+        std::copy(nv.begin(), nv.end(), vc.begin() + (size_t)s2 * row);
+        be().upload(src.f(), nv.data(), row * 4);
+        be().synchronize();
+        be().upload(dk + (size_t)s1 * row, nk.data(), row * 4);
+        be().copy(dv + (size_t)s2 * row, src.f(), row * 4);
+        const size_t early = backend_cuda_attention_early_ops(be());
+        be().attention(a);
+        CHECK_MSG(backend_cuda_attention_early_ops(be()) == early, "round %d: early loads after an upload into the cache", round);
+        const double e = t.error(a, out.get());
+        CHECK_MSG(e < 1e-4, "round %d, upload and copy: rel error %g", round, e);
     }
 }
 

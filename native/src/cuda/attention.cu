@@ -1279,13 +1279,15 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
 }
 
 void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_t *keys, const int32_t *win_lo,
-                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream, uint32_t *counters) {
+                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream, uint32_t *counters,
+                    const int32_t *fresh, int n_fresh) {
     // float4 path: whole quads of pairs, 16-byte aligned rows and tables
     auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
     const bool vec = a.head_dim % 8 == 0 && a.n_rot % 8 == 0 && a16(a.q) && a16(a.k_cache) && a16(a.v_cache) &&
                      (a.n_rot == 0 || (a16(a.rope_cos) && a16(a.rope_sin)));
     if (plan.variant == 6) {
-        cuda_attention_decode1(a, plan.keys_bucket, plan.rounds, plan.n_split, keys, win_lo, win_hi, meta, (float *)scratch, stream);
+        cuda_attention_decode1(a, plan.keys_bucket, plan.rounds, plan.n_split, keys, win_lo, win_hi, meta, (float *)scratch, stream,
+                               fresh, n_fresh);
         return;
     }
     if (plan.variant == 3 || plan.variant == 4) {

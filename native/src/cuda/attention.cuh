@@ -49,7 +49,11 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
 // counters: plan.counter_bytes of device memory that is ZERO when the launch starts, private to
 // this launch while it runs (not shared with a launch that may run at the same time, e.g. on
 // another stream); the kernel leaves it zero again. Required when plan.counter_bytes > 0.
+// fresh: device array of the n_fresh cache slots that kernels launched before this one (since the
+// last host sync) may write; every other row the keys reach is settled, so the one-query kernel
+// requests those before waiting on the kernel before it. n_fresh < 0: not known (every row waits).
 void cuda_attention(const attn_args &a, const cuda_attn_plan &plan, const int32_t *keys, const int32_t *win_lo,
-                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream, uint32_t *counters);
+                    const int32_t *win_hi, const int32_t *meta, void *scratch, cudaStream_t stream, uint32_t *counters,
+                    const int32_t *fresh = nullptr, int n_fresh = -1);
 
 }  // namespace endless

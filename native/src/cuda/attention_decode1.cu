@@ -11,6 +11,12 @@
 //     sums of every head in registers;
 //   - the 8 warps' (m, l, o) merge once in shared memory, into one record per head;
 //   - a second launch merges the blocks' records (attention_decode1_merge_kernel).
+// Early loads (EARLY, one round per block): the kernel is a programmatic dependent launch, so it
+// may start while the q/k/v product before it still runs. Only the rows written since the last
+// host sync can be new, and the backend knows them (kv_store's slots; "fresh", at most
+// CUDA_A1_MAX_FRESH; with any other write into the cache it passes n_fresh = -1 and every row waits).
+// So every other row is requested before griddepcontrol.wait, the fresh ones after it. H100 decode
+// step 2.00-2.04 vs 2.03-2.09 ms in six alternating pairs on one card (NOTES.md, seventh session).
 // RoPE (keys stored before rotation): a key at list entry t = t0 + k (t0: the warp's first entry
 // of the round) scores against a query at position P as (R((P - t0) theta) q)^T (R(k theta) k),
 // the same relative trick as attention_decode_kernel: keys use table rows 0..7 (shared by every
@@ -42,9 +48,10 @@ struct a1_params {
     const float *q, *k_cache, *v_cache;
     float *out;
     const int32_t *keys, *win_lo, *win_hi, *meta;
+    const int32_t *fresh;  // EARLY: the n_fresh slots written since the last sync (loaded after the wait)
     const float *rope_cos, *rope_sin;
     float *rec;          // [n_head_kv][n_split][G][rs]: o[head_dim], m, l
-    int n_head_kv, G, keys_bucket, n_split, rounds, rs;
+    int n_head_kv, G, keys_bucket, n_split, rounds, rs, n_fresh;
     float scale;
 };
 
@@ -122,7 +129,7 @@ __device__ __forceinline__ void a1_tree(float (&v)[32], int lane) {
     if constexpr (N > 2) a1_tree<N / 2>(v, lane);
 }
 
-template <int PPL, bool NEOX>
+template <int PPL, bool NEOX, bool EARLY>
 __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const a1_params P) {
     constexpr int HD = 64 * PPL, HALF = 32 * PPL;
     __shared__ __align__(16) float sO[A1_WARPS][A1_HP][HD];  // each warp's P.V sums per head
@@ -142,8 +149,35 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
     if (lane < A1_KW * P.rounds && t_warp + lane < P.keys_bucket) slot = __ldg(P.keys + t_warp + lane);
     const int wlo = n_fixed + lo, whi = min(n_fixed + hi, n_keys);  // visible window entries
     // (the above is staged; the cache rows and the query come from the kernels before)
+    float ka[A1_KW][PPL], kb[A1_KW][PPL], va[A1_KW][PPL], vb[A1_KW][PPL];
+    // EARLY (one round): the rows no kernel since the last sync writes are requested before the
+    // wait; a lane's key is fresh when its slot is one of P.fresh
+    bool fresh = false;
+    if (EARLY)
+        for (int j = 0; j < P.n_fresh; j++) fresh |= slot == __ldg(P.fresh + j);
+    const unsigned fresh_lanes = __ballot_sync(0xffffffffu, fresh);
+    auto load_key = [&](int k, int t, int s) {
+        const bool v = t < n_keys && (t < n_fixed || (t >= wlo && t < whi));
+        if (v) {
+            a1_load_pairs<PPL, NEOX>(P.k_cache + (size_t)s * row_floats + kv_off, lane, ka[k], kb[k]);
+            a1_load_pairs<PPL, NEOX>(P.v_cache + (size_t)s * row_floats + kv_off, lane, va[k], vb[k]);
+        } else {
+#pragma unroll
+            for (int i = 0; i < PPL; i++) ka[k][i] = kb[k][i] = va[k][i] = vb[k][i] = 0.0f;
+        }
+    };
+    if (EARLY) {
+#pragma unroll
+        for (int k = 0; k < A1_KW; k++)
+            if (!((fresh_lanes >> k) & 1u)) load_key(k, t_warp + k, __shfl_sync(0xffffffffu, slot, k));
+    }
     dev_pdl_wait();
     dev_pdl_release();
+    if (EARLY && fresh_lanes) {
+#pragma unroll
+        for (int k = 0; k < A1_KW; k++)
+            if ((fresh_lanes >> k) & 1u) load_key(k, t_warp + k, __shfl_sync(0xffffffffu, slot, k));
+    }
     const int pos_fixed = n_fixed + hi - lo - 1, pos_win = n_fixed + hi - 1;
     const float *q0 = P.q + (size_t)kvh * G * HD;
 
@@ -159,22 +193,14 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
         const int t0 = t_warp + r * A1_KW;
         if (t0 >= n_keys) break;  // (warp-uniform) later rounds see nothing either
         // the round's K and V rows into registers (zeros for keys nobody sees)
-        float ka[A1_KW][PPL], kb[A1_KW][PPL], va[A1_KW][PPL], vb[A1_KW][PPL];
         unsigned vis = 0, fixed = 0;
 #pragma unroll
         for (int k = 0; k < A1_KW; k++) {
             const int t = t0 + k;
             const bool v = t < n_keys && (t < n_fixed || (t >= wlo && t < whi));
-            const int s = __shfl_sync(0xffffffffu, slot, r * A1_KW + k);
             vis |= (unsigned)v << k;
             fixed |= (unsigned)(t < n_fixed) << k;
-            if (v) {
-                a1_load_pairs<PPL, NEOX>(P.k_cache + (size_t)s * row_floats + kv_off, lane, ka[k], kb[k]);
-                a1_load_pairs<PPL, NEOX>(P.v_cache + (size_t)s * row_floats + kv_off, lane, va[k], vb[k]);
-            } else {
-#pragma unroll
-                for (int i = 0; i < PPL; i++) ka[k][i] = kb[k][i] = va[k][i] = vb[k][i] = 0.0f;
-            }
+            if (!EARLY) load_key(k, t, __shfl_sync(0xffffffffu, slot, r * A1_KW + k));
         }
         if (vis == 0) continue;
 
@@ -390,7 +416,10 @@ __global__ void __launch_bounds__(128) attention_decode1_merge_kernel(const a1_p
 
 template <int PPL, bool NEOX>
 void a1_launch(const a1_params &P, cudaStream_t stream) {
-    cuda_launch_pdl(attention_decode1_kernel<PPL, NEOX>, dim3(P.n_split, P.n_head_kv), dim3(A1_THREADS), 0, stream, P);
+    if (P.n_fresh >= 0 && P.n_fresh <= CUDA_A1_MAX_FRESH && P.rounds == 1)
+        cuda_launch_pdl(attention_decode1_kernel<PPL, NEOX, true>, dim3(P.n_split, P.n_head_kv), dim3(A1_THREADS), 0, stream, P);
+    else
+        cuda_launch_pdl(attention_decode1_kernel<PPL, NEOX, false>, dim3(P.n_split, P.n_head_kv), dim3(A1_THREADS), 0, stream, P);
     if (P.n_split > 1) {
         const int threads = P.n_head_kv * P.G * (64 * PPL / 4) * A1_MQ;
         cuda_launch_pdl(attention_decode1_merge_kernel<64 * PPL>, dim3(cuda_blocks((size_t)threads, 128)), dim3(128), 0, stream, P);
@@ -425,13 +454,15 @@ size_t cuda_attention_decode1_scratch_bytes(const attn_args &a, int n_split) {
 
 void cuda_attention_decode1(const attn_args &a, int keys_bucket, int rounds, int n_split, const int32_t *keys,
                             const int32_t *win_lo, const int32_t *win_hi, const int32_t *meta, float *scratch,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, const int32_t *fresh, int n_fresh) {
     if (!cuda_attention_decode1_fits(a)) fail(ENDLESS_ERR_INTERNAL, "cuda attention (decode1): shapes do not fit this kernel");
     if (n_split > 1 && !scratch)
         fail(ENDLESS_ERR_INTERNAL, "cuda attention (decode1): " + std::to_string(n_split) + " splits need merge records");
     a1_params P{};
     P.q = a.q; P.k_cache = a.k_cache; P.v_cache = a.v_cache; P.out = a.out;
     P.keys = keys; P.win_lo = win_lo; P.win_hi = win_hi; P.meta = meta;
+    P.fresh = fresh;
+    P.n_fresh = n_fresh > 0 && !fresh ? -1 : n_fresh;
     P.rope_cos = a.rope_cos; P.rope_sin = a.rope_sin;
     P.rec = scratch;
     P.n_head_kv = a.n_head_kv;

@@ -26,6 +26,7 @@
 #include "backend_cuda.h"
 #include "cuda_common.cuh"
 #include "attention.cuh"
+#include "attention_decode1.cuh"
 #include "attention_mma.cuh"
 #include "elementwise.cuh"
 #include "gemm_cublas.cuh"
@@ -137,6 +138,7 @@ public:
             const size_t off = stage(src, bytes, bytes);
             const uint8_t *from = stage_dev_ + off;
             sig({OP_UPLOAD, ptr_bits(dst), bytes, off});
+            wrote(dst, bytes);
             push([=] { CUDA_CHECK(cudaMemcpyAsync(dst, from, bytes, cudaMemcpyDeviceToDevice, stream_)); });
             return;
         }
@@ -166,6 +168,7 @@ public:
     void copy(void *dst, const void *src, size_t bytes) override {
         if (!bytes) return;
         sig({OP_COPY, ptr_bits(dst), ptr_bits(src), bytes});
+        wrote(dst, bytes);
         push([=] { CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_)); });
     }
     const void *place_weight(const void *file_data, size_t bytes) override {
@@ -192,6 +195,7 @@ public:
         const size_t off = stage(ids, (size_t)n * 4, (size_t)n * 4);
         const int32_t *dids = (const int32_t *)(stage_dev_ + off);
         sig({OP_GET_ROWS, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(out), off});
+        wrote(out, (size_t)n * w.ne0 * 4);
         const weight wc = w;
         push([=] { cuda_get_rows(wc, dids, n, out, stream_); });
     }
@@ -200,6 +204,7 @@ public:
         check_weight(w, "matmul");
         if (n < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda matmul: negative token count");
         if (n == 0) return;
+        wrote(y, (size_t)n * w.ne1 * 4);
         const weight wc = w;
         if (n <= CUDA_MATVEC_MAX_N) {
             sig({OP_MATMUL, 2, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y)});
@@ -282,6 +287,7 @@ public:
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
         if (n == 0) return;
         sig({OP_RMS_NORM, ptr_bits(x), ptr_bits(g), (uint64_t)n, (uint64_t)dim, f32_bits(eps), ptr_bits(y)});
+        wrote(y, (size_t)n * dim * 4);
         if (fuse_ && !ranges_overlap(x, (size_t)n * dim * 4, y, (size_t)n * dim * 4)) {
             // held back: a matrix-vector product of y that follows normalizes inside its own launch;
             // a cuBLAS product of y takes its bf16 copy from this op's launch
@@ -295,6 +301,7 @@ public:
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda add_bias: bad shape");
         if (n == 0) return;
         sig({OP_ADD_BIAS, ptr_bits(y), ptr_bits(b), (uint64_t)n, (uint64_t)dim});
+        wrote(y, (size_t)n * dim * 4);
         if (mm_group *g = open_mm_.get(); g && g->n == n && !g->set.swiglu_out) {
             for (int i = 0; i < g->set.n_members; i++)
                 if (g->set.y[i] == y && g->set.w[i].ne1 == dim && !g->set.bias[i] && !g->set.acc[i]) {
@@ -307,6 +314,7 @@ public:
     void add(float *y, const float *x, size_t count) override {
         if (!count) return;
         sig({OP_ADD, ptr_bits(y), ptr_bits(x), count});
+        wrote(y, count * 4);
         if (mm_group *g = open_mm_.get(); g && !g->set.swiglu_out && !overlaps_group(*g, y, count * 4)) {
             for (int i = 0; i < g->set.n_members; i++)
                 if (g->set.y[i] == x && (size_t)g->n * g->set.w[i].ne1 == count && !g->set.acc[i]) {
@@ -319,6 +327,7 @@ public:
     void swiglu(const float *gate, const float *up, size_t count, float *y) override {
         if (!count) return;
         sig({OP_SWIGLU, ptr_bits(gate), ptr_bits(up), count, ptr_bits(y)});
+        wrote(y, count * 4);
         if (mm_group *g = open_mm_.get(); g && g->set.n_members == 2 && !g->set.swiglu_out && g->set.y[0] == gate &&
             g->set.y[1] == up && g->set.w[0].ne1 == g->set.w[1].ne1 && (size_t)g->n * g->set.w[0].ne1 == count &&
             !g->set.bias[0] && !g->set.bias[1] && !g->set.acc[0] && !g->set.acc[1] &&
@@ -348,6 +357,7 @@ public:
         void *ws = scratch(cuda_gemm::scratch_bytes(w, n, precise));
         sig({OP_MATMUL_ADD, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y),
              ptr_bits(ws), precise});
+        wrote(y, yb);
         cuda_gemm *gm = gemm_.get();
         const weight wc = w;
         push([=] { gm->matmul(wc, x, n, y, ws, precise, false, true); });
@@ -378,6 +388,9 @@ public:
         void *ws = scratch(cuda_gemm::ffn_scratch_bytes(gate, up, down, n));
         sig({OP_FFN, ptr_bits(x), ptr_bits(h), ptr_bits(gate.data), gate.type, ptr_bits(up.data), up.type, ptr_bits(down.data),
              down.type, (uint64_t)d, (uint64_t)ff, (uint64_t)n, ptr_bits(gate_buf), ptr_bits(up_buf), ptr_bits(ws)});
+        wrote(x, xb);
+        wrote(gate_buf, fb);
+        wrote(up_buf, fb);
         // h is the output of the rms_norm just before: that launch writes its bf16 copy
         bool ready = false;
         if (norm_ && norm_->y == h && norm_->n == n && norm_->dim == d && !ranges_overlap(norm_->x, xb, gate_buf, fb) &&
@@ -399,6 +412,9 @@ public:
         const size_t off = stage(slots, (size_t)n * 4, (size_t)n * 4);
         const int32_t *dslots = (const int32_t *)(stage_dev_ + off);
         sig({OP_KV_STORE, ptr_bits(k_cache), ptr_bits(v_cache), ptr_bits(k), ptr_bits(v), (uint64_t)n, (uint64_t)row, off});
+        int32_t max_slot = 0;
+        for (int i = 0; i < n; i++) max_slot = std::max(max_slot, slots[i]);
+        batch_kv_.push_back({k_cache, v_cache, row, max_slot, std::vector<int32_t>(slots, slots + n)});
         if (mm_group *g = open_mm_.get(); fuse_ && g && g->n == n && !g->set.swiglu_out && !g->set.kv_slots) {
             // k and v are outputs of the open launch: its epilogue stores them into the cache too
             int ik = -1, iv = -1;
@@ -407,8 +423,6 @@ public:
                 if (g->set.y[i] == k) ik = i;
                 if (g->set.y[i] == v) iv = i;
             }
-            int32_t max_slot = 0;
-            for (int i = 0; i < n; i++) max_slot = std::max(max_slot, slots[i]);
             const size_t cache_bytes = ((size_t)max_slot + 1) * row * 4;
             if (ik >= 0 && iv >= 0 && ik != iv && !ranges_overlap(k_cache, cache_bytes, v_cache, cache_bytes) &&
                 !overlaps_group(*g, k_cache, cache_bytes) && !overlaps_group(*g, v_cache, cache_bytes)) {
@@ -447,9 +461,12 @@ public:
         const size_t keys_len = (size_t)a.n_keys * 4;
         const bool keys_staged = staged_keys_ && staged_keys_->n_keys == a.n_keys && staged_keys_->bucket == bucket &&
                                  std::memcmp(stage_host_ + staged_keys_->off, a.keys, keys_len) == 0;
+        int32_t max_slot = keys_staged ? staged_keys_->max_slot : 0;
         if (!keys_staged)
-            for (int i = 0; i < a.n_keys; i++)
+            for (int i = 0; i < a.n_keys; i++) {
                 if (a.keys[i] < 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention: negative cache slot " + std::to_string(a.keys[i]));
+                max_slot = std::max(max_slot, a.keys[i]);
+            }
         // many queries (prefill) on tensor cores unless precise; few (decode) in fp32
         const bool tc = !precise_ && a.n_q >= ATTN_MMA_MIN_QUERIES && cuda_attention_mma_supported(a);
         cuda_attn_plan plan;
@@ -466,7 +483,13 @@ public:
         // meta is followed by the decode kernel's merge counters, staged as zeros: the staging copy
         // zeroes them for every batch and graph replay (and the kernel leaves them zero)
         const size_t meta_bytes = 16 + (plan.counter_bytes + 15) / 16 * 16;
-        const size_t need = meta_bytes + keys_bytes + 2 * win_bytes + 64;  // keys too: a flush below forgets them
+        // one query: the cache rows this batch has written so far (the kernel requests the others
+        // before waiting for the kernels before it); -1 when that is not known
+        std::vector<int32_t> fresh;
+        const int n_fresh = tc || a.n_q != 1 ? -1 : fresh_rows(a, max_slot, fresh);
+        if (n_fresh >= 0) attn_early_++;
+        const size_t fresh_bytes = n_fresh > 0 ? (size_t)n_fresh * 4 : 0;
+        const size_t need = meta_bytes + keys_bytes + 2 * win_bytes + (fresh_bytes + 15) / 16 * 16 + 64;  // keys too: a flush below forgets them
         // scratch first: growing it flushes the queue, which would drop this op's staged bytes
         void *ws = plan.scratch_bytes ? scratch(plan.scratch_bytes) : nullptr;
         stage_reserve(need);  // (a flush here forgets staged_keys_: the keys are then staged again below)
@@ -477,16 +500,18 @@ public:
             off_keys = staged_keys_->off;
         } else {
             off_keys = stage(a.keys, keys_len, keys_bytes);
-            staged_keys_ = staged_keys{off_keys, a.n_keys, bucket};
+            staged_keys_ = staged_keys{off_keys, a.n_keys, bucket, max_slot};
         }
         const size_t off_lo = stage(a.win_lo, win_bytes, win_bytes);
         const size_t off_hi = stage(a.win_hi, win_bytes, win_bytes);
+        const size_t off_fresh = n_fresh > 0 ? stage(fresh.data(), fresh_bytes, fresh_bytes) : 0;
+        wrote(a.out, (size_t)a.n_q * a.n_head * a.head_dim * 4);
         attn_args ac = a;
         ac.keys = ac.win_lo = ac.win_hi = nullptr;  // host arrays: only their staged copies are used later
         sig({OP_ATTENTION, ptr_bits(a.q), ptr_bits(a.k_cache), ptr_bits(a.v_cache), ptr_bits(a.out), (uint64_t)bucket,
              (uint64_t)a.n_q, (uint64_t)a.n_head, (uint64_t)a.n_head_kv, (uint64_t)a.head_dim, (uint64_t)a.n_rot,
              (uint64_t)a.mode, ptr_bits(a.rope_cos), ptr_bits(a.rope_sin), f32_bits(a.scale), off_meta, off_keys, off_lo,
-             off_hi, ptr_bits(ws), (uint64_t)plan.n_split, (uint64_t)plan.variant, (uint64_t)tc});
+             off_hi, ptr_bits(ws), (uint64_t)plan.n_split, (uint64_t)plan.variant, (uint64_t)tc, (uint64_t)(int64_t)n_fresh, off_fresh});
         const uint8_t *d = stage_dev_;
         if (tc) {
             push([=] {
@@ -496,14 +521,38 @@ public:
             return;
         }
         uint32_t *counters = plan.counter_bytes ? (uint32_t *)(stage_dev_ + off_meta + 16) : nullptr;
+        const int32_t *dfresh = n_fresh > 0 ? (const int32_t *)(d + off_fresh) : nullptr;
         push([=] {
             cuda_attention(ac, plan, (const int32_t *)(d + off_keys), (const int32_t *)(d + off_lo),
-                           (const int32_t *)(d + off_hi), (const int32_t *)(d + off_meta), ws, stream_, counters);
+                           (const int32_t *)(d + off_hi), (const int32_t *)(d + off_meta), ws, stream_, counters, dfresh, n_fresh);
         });
+    }
+
+    // The rows of a's caches that ops queued in this batch write (slots into `fresh`; their count),
+    // or -1 when some queued op may write the rows the keys reach (slots 0..max_slot) other than
+    // through kv_store into these very caches, or more than CUDA_A1_MAX_FRESH rows are new.
+    int fresh_rows(const attn_args &a, int32_t max_slot, std::vector<int32_t> &fresh) const {
+        const size_t row = (size_t)a.n_head_kv * a.head_dim, ext = ((size_t)max_slot + 1) * row * 4;
+        const uintptr_t k0 = (uintptr_t)a.k_cache, v0 = (uintptr_t)a.v_cache;
+        auto touches = [&](uintptr_t lo, uintptr_t hi) { return (lo < k0 + ext && k0 < hi) || (lo < v0 + ext && v0 < hi); };
+        for (const batch_write &w : batch_writes_)
+            if (touches(w.lo, w.hi)) return -1;
+        for (const kv_write &w : batch_kv_) {
+            if (w.k_cache == a.k_cache && w.v_cache == a.v_cache && (size_t)w.row == row) {
+                for (int32_t s : w.slots)
+                    if (std::find(fresh.begin(), fresh.end(), s) == fresh.end()) fresh.push_back(s);
+                continue;
+            }
+            const size_t wext = ((size_t)w.max_slot + 1) * w.row * 4;
+            if (touches((uintptr_t)w.k_cache, (uintptr_t)w.k_cache + wext) || touches((uintptr_t)w.v_cache, (uintptr_t)w.v_cache + wext))
+                return -1;
+        }
+        return fresh.size() <= (size_t)CUDA_A1_MAX_FRESH ? (int)fresh.size() : -1;
     }
 
     // Statistics for tests and benchmarks.
     size_t graph_launches() const { return graph_launches_; }
+    size_t attn_early() const { return attn_early_; }
     void set_precise(bool on) {
         flush();
         precise_ = on;
@@ -677,7 +726,7 @@ private:
         last_gemm_input_.reset();  // a later batch (or a graph of it) must not rely on this one
         if (queue_.empty()) {
             stage_used_ = 0;
-            staged_keys_.reset();
+            forget_batch();
             open_mm_.reset();
             return;
         }
@@ -686,7 +735,7 @@ private:
         open_mm_.reset();
         struct reset {
             cuda_backend *b;
-            ~reset() { b->queue_.clear(); b->stage_used_ = 0; b->sig_.clear(); b->staged_keys_.reset(); }
+            ~reset() { b->queue_.clear(); b->stage_used_ = 0; b->sig_.clear(); b->forget_batch(); }
         } reset_at_exit{this};
         const bool repeat = graphs_enabled_ && queue_.size() >= GRAPH_MIN_OPS;
         graph_entry *entry = nullptr;
@@ -756,8 +805,30 @@ private:
     struct staged_keys {
         size_t off;
         int n_keys, bucket;
+        int32_t max_slot;
     };
     std::optional<staged_keys> staged_keys_;
+    // What the queued batch writes, for the one-query attention's early K/V loads (see attention):
+    // every op's output range, and the cache rows of each kv_store. Forgotten at every flush.
+    struct batch_write {
+        uintptr_t lo, hi;
+    };
+    struct kv_write {
+        const float *k_cache, *v_cache;
+        int row;
+        int32_t max_slot;
+        std::vector<int32_t> slots;
+    };
+    std::vector<batch_write> batch_writes_;
+    std::vector<kv_write> batch_kv_;
+    void wrote(const void *p, size_t bytes) {
+        if (bytes) batch_writes_.push_back({(uintptr_t)p, (uintptr_t)p + bytes});
+    }
+    void forget_batch() {
+        staged_keys_.reset();
+        batch_writes_.clear();
+        batch_kv_.clear();
+    }
     // The input the last queued op (a cuBLAS product) converted into the scratch.
     struct gemm_input {
         const float *x;
@@ -780,6 +851,7 @@ private:
     bool graphs_enabled_ = true;
     uint64_t use_clock_ = 0;
     size_t graph_launches_ = 0, graph_captures_ = 0;
+    size_t attn_early_ = 0;  // one-query attention ops queued with their fresh rows known
 };
 
 }  // namespace
@@ -824,6 +896,11 @@ void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captur
     const auto *c = dynamic_cast<const cuda_backend *>(&b);
     if (launches) *launches = c ? c->graph_launches() : 0;
     if (captures) *captures = c ? c->graph_captures() : 0;
+}
+
+size_t backend_cuda_attention_early_ops(const backend &b) {
+    const auto *c = dynamic_cast<const cuda_backend *>(&b);
+    return c ? c->attn_early() : 0;
 }
 
 }  // namespace endless

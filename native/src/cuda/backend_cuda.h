@@ -7,6 +7,9 @@
 namespace endless {
 // Graph replays and captures so far (0 and 0 for a backend that is not CUDA).
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures);
+// One-query attention ops queued so far whose fresh cache rows (written earlier in their batch) were
+// known, so their kernel requested the other rows early (tests).
+size_t backend_cuda_attention_early_ops(const backend &b);
 // Precise mode (also ENDLESS_CUDA_PRECISE=1): prefill products of F16/BF16 weights with the
 // activations in two 16-bit parts (~1e-6 instead of ~1e-3) and every attention in fp32; the
 // default rounds prefill operands to 16 bits for tensor cores, as transformers and llama.cpp do.
