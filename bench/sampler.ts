@@ -4,7 +4,9 @@
 //   - real: the shipped default model's logits after a code prompt (its own vocabulary);
 //   - 151,936 synthetic: a Qwen2.5-sized vocabulary, N(0, 3^2) logits with three clear leaders
 //     (the shape of a confident next token; the time of a draw depends on the vocabulary size and on
-//     how many tokens lie near the top, not on their ids).
+//     how many tokens lie near the top, not on their ids);
+//   - 151,936 flat: N(0, 0.5^2) logits, no leader (a worst case: the top-p set holds most of the
+//     vocabulary; random-weight models look like this).
 // Every draw runs on the CPU, whatever device decodes; a 2 ms GPU decode step is paced by it.
 // Writes bench/results/sampler-<date>.json and prints a table.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -51,10 +53,11 @@ export async function runSamplerBench(argv: string[]): Promise<void> {
   const gauss = () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
   const big = Float32Array.from({ length: 151936 }, () => 3 * gauss());
   big[5] = 25; big[7] = 24; big[9] = 23.5;
+  const flat = Float32Array.from({ length: 151936 }, () => 0.5 * gauss());
   const recent = Int32Array.from({ length: 64 }, (_, i) => (i * 7919) % 151936);
 
   const rows: { logits: string; vocab: number; setting: string; ms_per_draw: number }[] = [];
-  for (const [label, logits] of [['real (default model)', real], ['synthetic 151,936', big]] as const) {
+  for (const [label, logits] of [['real (default model)', real], ['synthetic 151,936', big], ['flat 151,936', flat]] as const) {
     for (const st of SETTINGS) {
       const smp = new addon.Sampler(st.p);
       const rec = recent.map((t) => t % logits.length);

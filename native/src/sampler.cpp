@@ -11,19 +11,96 @@
 //   - top-p: the shortest prefix of the order whose running sum of p_i / sum reaches top_p;
 //     min-p: the prefix whose p_i >= min_p * p_max; the draw: u ~ U(0, total of the kept prefix)
 //     from the seeded mt19937_64, walked down the order.
-// The order is only needed as far as the kept prefix reaches, so it is built by partial sorts of
-// a growing prefix, and tokens far below the top are dropped in runs before any exp. Per draw on
-// the 2-core dev VM (bench/results/sampler-2026-11-26T2018-before.json and ...T2019.json, `npm run
-// bench -- sampler`): the chat sampler (T 0.2, top-p 0.95) over a 151,936-token vocabulary 14.2 ->
-// 0.16 ms; T 0.9, top-p 0.95: 14.1 -> 0.85 ms. A draw with no cut at all still sorts every
-// candidate (~12 ms at that vocabulary, T 1).
+// The order is only needed as far as the kept prefix reaches: the first 64 by a heap (most draws
+// end there), then, where the cuts reach further, buckets of (max - x) / T say how many more
+// tokens they need, and those are sorted by radix. Per draw on the 2-core dev VM, 151,936 tokens
+// (`npm run bench -- sampler`: bench/results/sampler-2026-11-26T2039-before.json, ...T2038.json):
+// the chat sampler (T 0.2, top-p 0.95) 14.1 -> 0.16 ms on logits with clear leaders and 14.1 ->
+// 2.2 ms on flat ones (most of the vocabulary inside top-p); T 0.9, top-p 0.95 14.1 -> 0.92 / 4.5
+// ms; no cut at all (every candidate in order) 14.1 -> 3.4 ms.
 #include "sampler.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 namespace endless {
+
+namespace {
+
+bool first(const sampler::cand &a, const sampler::cand &b) { return a.x > b.x || (a.x == b.x && a.id < b.id); }
+
+// A radix key that orders floats as `first` does by x (larger first; -0 and +0 as one).
+uint32_t desc_key(float x) {
+    if (x == 0.0f) x = 0.0f;
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending in x
+    return ~u;
+}
+
+constexpr int BUCKETS = 2048;  // of u = (max - x) / T in [0, 40]
+
+}  // namespace
+
+// Puts c[from, from + m) in order: the first m of c[from, n), m as few as carry `mass` more of p
+// and reach below `floor_p` (each with one bucket of slack: a bucket's sum is not the walk's).
+// Buckets of u = (max - x) / T find m in one pass; the m are sorted by radix (x), then equal x by id.
+size_t sampler::order_more(cand *c, size_t from, size_t n, double mass, double floor_p, float mx, double inv_t) {
+    auto bucket = [&](float x) {
+        const double u = ((double)mx - x) * inv_t * (BUCKETS / 40.0);
+        return u < BUCKETS - 1 ? (int)u : BUCKETS - 1;
+    };
+    hist_n_.assign(BUCKETS, 0);
+    hist_p_.assign(BUCKETS, 0.0);
+    for (size_t i = from; i < n; i++) {
+        const int b = bucket(c[i].x);
+        hist_n_[b]++;
+        hist_p_[b] += c[i].p;
+    }
+    int end = BUCKETS - 1;
+    if (mass < INFINITY) {
+        double cum = 0;
+        int b = 0;
+        while (b < BUCKETS - 1 && (cum += hist_p_[b]) < mass * (1 + 1e-9)) b++;
+        end = std::min(end, b + 1);
+    }
+    if (floor_p > 0) end = std::min(end, bucket((float)((double)mx + std::log(floor_p) / inv_t)) + 1);
+    size_t m = 0;
+    for (int b = 0; b <= end; b++) m += hist_n_[b];
+    for (int b = end + 1; m == 0 && b < BUCKETS; b++) m += hist_n_[b], end = b;
+    if (end < BUCKETS - 1)
+        std::partition(c + from, c + n, [&](const cand &x) { return bucket(x.x) <= end; });
+    cand *const a = c + from;
+    if (m < 256) {
+        std::sort(a, a + m, first);
+        return m;
+    }
+    // LSD radix sort by desc_key: 11 + 11 + 10 bits, (key, index) pairs
+    keys_.resize(2 * m);
+    uint64_t *k0 = keys_.data(), *k1 = k0 + m;
+    for (size_t i = 0; i < m; i++) k0[i] = (uint64_t)desc_key(a[i].x) << 32 | (uint32_t)i;
+    for (int shift : {32, 43, 54}) {
+        const int bits = shift == 54 ? 10 : 11;
+        size_t count[2048] = {};
+        for (size_t i = 0; i < m; i++) count[(k0[i] >> shift) & ((1u << bits) - 1)]++;
+        size_t at = 0;
+        for (int d = 0; d < (1 << bits); d++) { const size_t t = count[d]; count[d] = at; at += t; }
+        for (size_t i = 0; i < m; i++) k1[count[(k0[i] >> shift) & ((1u << bits) - 1)]++] = k0[i];
+        std::swap(k0, k1);
+    }
+    tmp_.resize(m);
+    for (size_t i = 0; i < m; i++) tmp_[i] = a[(uint32_t)k0[i]];
+    std::copy(tmp_.begin(), tmp_.end(), a);
+    for (size_t i = 0; i < m;) {  // equal x: by id
+        size_t j = i + 1;
+        while (j < m && a[j].x == a[i].x) j++;
+        if (j - i > 1) std::sort(a + i, a + j, first);
+        i = j;
+    }
+    return m;
+}
 
 sampler::sampler(const endless_sampler_params &p) : p_(p), rng_(p.seed) {}
 
@@ -57,7 +134,6 @@ int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *rec
     const double inv_t = 1.0 / (double)p_.temperature;
     if (cand_.size() < (size_t)n_vocab) cand_.resize(n_vocab);
     cand *const c = cand_.data();
-    auto first = [](const cand &a, const cand &b) { return a.x > b.x || (a.x == b.x && a.id < b.id); };
     size_t n = 0, sorted = 0;  // c[0, sorted) is in order
     if (p_.top_k > 0 && p_.top_k < n_vocab) {
         // the first top_k of every token (a heap whose root is the last of them), then the
@@ -94,15 +170,6 @@ int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *rec
             }
         }
     }
-    // c[from, m) := the first m - from of c[from, n) in order (heap select for short prefixes)
-    auto sort_prefix = [&](size_t from, size_t m) {
-        if (m >= n) std::sort(c + from, c + n, first);
-        else if (m <= 1024) std::partial_sort(c + from, c + m, c + n, first);
-        else {
-            std::nth_element(c + from, c + m, c + n, first);
-            std::sort(c + from, c + m, first);
-        }
-    };
     // p = exp(z), summed in token-id order
     double sum = 0;
     if (sorted == n && n > 0) {
@@ -121,16 +188,20 @@ int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *rec
     double acc = 0;
     for (size_t at = 0; (top_p || min_p) && at < n; at++) {
         if (at == sorted) {
-            const size_t want = sorted * 16 >= n ? n : std::max<size_t>(64, sorted * 8);
-            sort_prefix(sorted, want);
-            sorted = std::min(want, n);
+            // the first 64 by a heap (most draws end there), then as many as the cuts need
+            if (sorted == 0 && n > 64) {
+                std::partial_sort(c, c + 64, c + n, first);
+                sorted = 64;
+            } else {
+                sorted += order_more(c, sorted, n, top_p ? (p_.top_p - acc) * sum : INFINITY, floor, mx, inv_t);
+            }
         }
         const double p = c[at].p;
         if (min_p && at > 0 && p < floor) { keep = at; break; }
         acc += p / sum;
         if (top_p && acc >= p_.top_p) { keep = at + 1; break; }
     }
-    if (sorted < keep) sort_prefix(sorted, n);  // (keep == n)
+    if (sorted < keep) order_more(c, sorted, n, INFINITY, 0.0, mx, inv_t);  // (keep == n: all of them)
 
     double total = 0;
     for (size_t i = 0; i < keep; i++) total += c[i].p;

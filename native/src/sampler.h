@@ -14,16 +14,20 @@ public:
     explicit sampler(const endless_sampler_params &p);
     int32_t sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent);
     const endless_sampler_params &params() const { return p_; }
-private:
-    endless_sampler_params p_;
-    std::mt19937_64 rng_;
-    std::vector<float> work_;
     struct cand {
         float x;      // logit after the penalties
         int32_t id;
         double p;     // (x - max) / T, then exp of it
     };
-    std::vector<cand> cand_;
+private:
+    size_t order_more(cand *c, size_t from, size_t n, double mass, double floor_p, float mx, double inv_t);
+    endless_sampler_params p_;
+    std::mt19937_64 rng_;
+    std::vector<float> work_;
+    std::vector<cand> cand_, tmp_;
+    std::vector<uint64_t> keys_;
+    std::vector<size_t> hist_n_;
+    std::vector<double> hist_p_;
     std::vector<int32_t> order_;
 };
 
