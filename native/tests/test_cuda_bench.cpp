@@ -242,8 +242,8 @@ struct synth_model {
 struct decode_result { double ms, tok_s; size_t graph_launches; double host_ms, draw_ms = 0; };
 
 // Decode steps with the window full (n_keys = sinks + n_window): the ring slot advances.
-// smp: draw each next token with it (on the host, the last 64 tokens as its penalty window, the
-// draw inside the timed step) instead of the argmax
+// smp: draw each next token with it (on the host, the last 64 tokens as its penalty window)
+// instead of the argmax; the draw (or the argmax) is timed apart from the step (draw_ms)
 decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos, sampler *smp = nullptr) {
     const int S = synth_model::n_sinks, W = synth_model::n_window;
     std::vector<float> logits;
@@ -270,7 +270,7 @@ decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos, sample
         } else {
             token = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());  // greedy, on the host
         }
-        const double t2 = now_s(), dt = t2 - t0;
+        const double t2 = now_s(), dt = t1 - t0;  // the step: the forward and the logits' download
         if (s >= 3) {
             ts.push_back(dt);
             hs.push_back(m.host_s);
@@ -408,8 +408,8 @@ int main() {
                 sampler chat(chat_sampler_params());
                 const decode_result ds = bench_decode(m, 100, 4096, &chat);
                 std::printf("decode only: %.3f ms/token (%.3f ms of it issuing the ops on the host; %.1f of 28 attentions with early K/V loads); "
-                            "attention alone %.2f us per layer; with the chat sampler's draw %.3f ms/token (the draw %.3f ms)\n", d.ms, d.host_ms,
-                            early, bench_attention_decode_us(m), ds.ms, ds.draw_ms);
+                            "attention alone %.2f us per layer; the host's argmax %.3f ms; the chat sampler's draw %.3f ms (a step with it %.3f ms)\n",
+                            d.ms, d.host_ms, early, bench_attention_decode_us(m), d.draw_ms, ds.draw_ms, ds.ms + ds.draw_ms);
             } else {
                 // ENDLESS_BENCH_CHUNK: the chunk length (default 4096, at most the model's 4096 spare slots)
                 int chunk = 4096;
@@ -505,8 +505,8 @@ int main() {
             sampler chat(chat_sampler_params());
             const decode_result d_chat = bench_decode(m, 100, 4096, &chat);
             std::printf("        decode without the norm/kv fusions: %.3f ms; with: %.3f ms (%.3f ms of it issuing the ops on the host); "
-                        "with the chat sampler's draw (T 0.2, top-p 0.95, penalty 1.1/64, on the host): %.3f ms (the draw %.3f ms)\n",
-                        d_unfused.ms, d.ms, d.host_ms, d_chat.ms, d_chat.draw_ms);
+                        "the chat sampler's draw (T 0.2, top-p 0.95, penalty 1.1/64, on the host) %.3f ms more\n",
+                        d_unfused.ms, d.ms, d.host_ms, d_chat.draw_ms);
             const double f4k = free_mib();
             const decode_result d64k = bench_decode(m, 30, 65536);
             const double f64k = free_mib();
@@ -556,9 +556,9 @@ int main() {
                           "{\"type\": \"%s\", \"weight_bytes\": %llu, \"decode_ms\": %.4f, \"decode_host_ms\": %.4f, \"decode_tok_s\": %.1f, "
                           "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, \"decode_ms_pos4m\": %.4f, \"device_free_mib_pos4k_64k_1m_4m\": [%.0f, %.0f, %.0f, %.0f], "
                           "\"prefill_16k_chunk1024_tok_s\": %.0f, \"prefill_chunk4096_tok_s\": {\"4k\": %.0f, \"8k\": %.0f, \"16k\": %.0f, \"32k\": %.0f}, "
-                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f, \"decode_ms_chat_sampler\": %.4f, \"chat_sampler_draw_ms\": %.4f}",
+                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f, \"chat_sampler_draw_ms\": %.4f}",
                           ggml_type_info(t).name, (unsigned long long)m.weight_bytes, d.ms, d.host_ms, d.tok_s, roof, d.graph_launches,
-                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms, d_chat.ms, d_chat.draw_ms);
+                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms, d_chat.draw_ms);
             jd += (jd.empty() ? "" : ", ") + std::string(j);
         }
         jadd("\"model_1p5b\": [" + jd + "]");

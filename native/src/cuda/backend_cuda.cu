@@ -414,7 +414,9 @@ public:
         sig({OP_KV_STORE, ptr_bits(k_cache), ptr_bits(v_cache), ptr_bits(k), ptr_bits(v), (uint64_t)n, (uint64_t)row, off});
         int32_t max_slot = 0;
         for (int i = 0; i < n; i++) max_slot = std::max(max_slot, slots[i]);
-        batch_kv_.push_back({k_cache, v_cache, row, max_slot, std::vector<int32_t>(slots, slots + n)});
+        kv_write kw{k_cache, v_cache, row, max_slot, n, {}};
+        std::copy(slots, slots + std::min(n, CUDA_A1_MAX_FRESH), kw.slots);
+        batch_kv_.push_back(kw);
         if (mm_group *g = open_mm_.get(); fuse_ && g && g->n == n && !g->set.swiglu_out && !g->set.kv_slots) {
             // k and v are outputs of the open launch: its epilogue stores them into the cache too
             int ik = -1, iv = -1;
@@ -485,7 +487,7 @@ public:
         const size_t meta_bytes = 16 + (plan.counter_bytes + 15) / 16 * 16;
         // one query: the cache rows this batch has written so far (the kernel requests the others
         // before waiting for the kernels before it); -1 when that is not known
-        std::vector<int32_t> fresh;
+        int32_t fresh[CUDA_A1_MAX_FRESH];
         const int n_fresh = tc || a.n_q != 1 ? -1 : fresh_rows(a, max_slot, fresh);
         if (n_fresh >= 0) attn_early_++;
         const size_t fresh_bytes = n_fresh > 0 ? (size_t)n_fresh * 4 : 0;
@@ -504,7 +506,7 @@ public:
         }
         const size_t off_lo = stage(a.win_lo, win_bytes, win_bytes);
         const size_t off_hi = stage(a.win_hi, win_bytes, win_bytes);
-        const size_t off_fresh = n_fresh > 0 ? stage(fresh.data(), fresh_bytes, fresh_bytes) : 0;
+        const size_t off_fresh = n_fresh > 0 ? stage(fresh, fresh_bytes, fresh_bytes) : 0;
         wrote(a.out, (size_t)a.n_q * a.n_head * a.head_dim * 4);
         attn_args ac = a;
         ac.keys = ac.win_lo = ac.win_hi = nullptr;  // host arrays: only their staged copies are used later
@@ -531,23 +533,28 @@ public:
     // The rows of a's caches that ops queued in this batch write (slots into `fresh`; their count),
     // or -1 when some queued op may write the rows the keys reach (slots 0..max_slot) other than
     // through kv_store into these very caches, or more than CUDA_A1_MAX_FRESH rows are new.
-    int fresh_rows(const attn_args &a, int32_t max_slot, std::vector<int32_t> &fresh) const {
+    int fresh_rows(const attn_args &a, int32_t max_slot, int32_t (&fresh)[CUDA_A1_MAX_FRESH]) const {
         const size_t row = (size_t)a.n_head_kv * a.head_dim, ext = ((size_t)max_slot + 1) * row * 4;
         const uintptr_t k0 = (uintptr_t)a.k_cache, v0 = (uintptr_t)a.v_cache;
         auto touches = [&](uintptr_t lo, uintptr_t hi) { return (lo < k0 + ext && k0 < hi) || (lo < v0 + ext && v0 < hi); };
         for (const batch_write &w : batch_writes_)
             if (touches(w.lo, w.hi)) return -1;
+        int n = 0;
         for (const kv_write &w : batch_kv_) {
             if (w.k_cache == a.k_cache && w.v_cache == a.v_cache && (size_t)w.row == row) {
-                for (int32_t s : w.slots)
-                    if (std::find(fresh.begin(), fresh.end(), s) == fresh.end()) fresh.push_back(s);
+                if (w.n > CUDA_A1_MAX_FRESH) return -1;
+                for (int i = 0; i < w.n; i++) {
+                    if (std::find(fresh, fresh + n, w.slots[i]) != fresh + n) continue;
+                    if (n == CUDA_A1_MAX_FRESH) return -1;
+                    fresh[n++] = w.slots[i];
+                }
                 continue;
             }
             const size_t wext = ((size_t)w.max_slot + 1) * w.row * 4;
             if (touches((uintptr_t)w.k_cache, (uintptr_t)w.k_cache + wext) || touches((uintptr_t)w.v_cache, (uintptr_t)w.v_cache + wext))
                 return -1;
         }
-        return fresh.size() <= (size_t)CUDA_A1_MAX_FRESH ? (int)fresh.size() : -1;
+        return n;
     }
 
     // Statistics for tests and benchmarks.
@@ -817,12 +824,20 @@ private:
         const float *k_cache, *v_cache;
         int row;
         int32_t max_slot;
-        std::vector<int32_t> slots;
+        int n;                               // rows stored
+        int32_t slots[CUDA_A1_MAX_FRESH];    // their slots (the first ones, when n is larger)
     };
     std::vector<batch_write> batch_writes_;
     std::vector<kv_write> batch_kv_;
     void wrote(const void *p, size_t bytes) {
-        if (bytes) batch_writes_.push_back({(uintptr_t)p, (uintptr_t)p + bytes});
+        if (!bytes) return;
+        // a decode step writes the same few activation buffers layer after layer: a range inside
+        // one of the last few recorded adds nothing (and the attention's scan stays short)
+        const uintptr_t lo = (uintptr_t)p, hi = lo + bytes;
+        const size_t n = batch_writes_.size();
+        for (size_t i = n > 16 ? n - 16 : 0; i < n; i++)
+            if (batch_writes_[i].lo <= lo && hi <= batch_writes_[i].hi) return;
+        batch_writes_.push_back({lo, hi});
     }
     void forget_batch() {
         staged_keys_.reset();
