@@ -1,7 +1,8 @@
 // Matrix-vector kernels for decode (n = 1..8 tokens). The weight matrix is read exactly once per
 // call, so these kernels are limited by memory bandwidth: warps keep several 16-byte loads in
 // flight. Float rows (F32/F16/BF16) load straight into registers, two warps per row (each half of
-// it, their sums meeting in shared memory); quantized rows take a warp each.
+// it, their sums meeting in shared memory); quantized rows take a warp each (a SwiGLU pair, both
+// its rows at once).
 // Quantized rows are not 16-byte aligned block by block (Q8_0 blocks are 34 bytes), so a warp
 // copies a 2048-value stretch of its row into shared memory with aligned 16-byte loads (the next
 // stretch is loaded into registers while the current one is decoded) and each lane then decodes
@@ -428,74 +429,93 @@ template <> struct mvq<GGML_TYPE_Q6_K> {
     }
 };
 
-template <int N, ggml_type T, bool NORM, class F>
-__device__ __forceinline__ void mv_dot_quant(const uint8_t *wr, const float *x, const float *g, int64_t K, uint8_t *sm, int lane,
-                                             float (&acc)[N], float (&ss)[N], F &&after_wait) {
+// R rows (a SwiGLU pair: R = 2) side by side: their stretches in flight together, each in its own
+// shared buffer sm + r * MV_SMEM, x read once for both.
+template <int N, ggml_type T, bool NORM, int R, class F>
+__device__ __forceinline__ void mv_dot_quant(const uint8_t *const (&wr)[R], const float *x, const float *g, int64_t K, uint8_t *sm,
+                                             int lane, float (&acc)[R][N], float (&ss)[N], F &&after_wait) {
     using Q = mvq<T>;
     constexpr int STRETCH_BYTES = MV_ITER / Q::BLOCK_VALUES * Q::BLOCK_BYTES;
     static_assert(STRETCH_BYTES + 32 <= MV_SMEM, "stretch fits the warp's shared memory");
     const int64_t n_iter = (K + MV_ITER - 1) / MV_ITER;
 #pragma unroll
-    for (int t = 0; t < N; t++) acc[t] = ss[t] = 0.0f;
+    for (int t = 0; t < N; t++) {
+        ss[t] = 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][t] = 0.0f;
+    }
 
     // The stretch [it*STRETCH_BYTES, +bytes) is read through the 16-byte aligned window that holds
     // it (allocations carry 64 bytes of slack, so the window never leaves the allocation).
-    uint4 regs[MV_LOADS];
-    int delta = 0;
+    uint4 regs[R][MV_LOADS];
+    int delta[R], n16[R];
     auto load = [&](int64_t it) {
         const int64_t values = min((int64_t)MV_ITER, K - it * MV_ITER);
         const int bytes = (int)(values / Q::BLOCK_VALUES * Q::BLOCK_BYTES);
-        const uint8_t *p = wr + (size_t)it * STRETCH_BYTES;
-        const uint8_t *p16 = reinterpret_cast<const uint8_t *>((uintptr_t)p & ~(uintptr_t)15);
-        delta = (int)(p - p16);
-        const int n16 = (delta + bytes + 15) / 16;
 #pragma unroll
-        for (int i = 0; i < MV_LOADS; i++) {
-            const int c = lane + 32 * i;
-            if (c < n16) regs[i] = mv_ld_weight(reinterpret_cast<const uint4 *>(p16) + c);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = wr[r] + (size_t)it * STRETCH_BYTES;
+            const uint8_t *p16 = reinterpret_cast<const uint8_t *>((uintptr_t)p & ~(uintptr_t)15);
+            delta[r] = (int)(p - p16);
+            n16[r] = (delta[r] + bytes + 15) / 16;
+#pragma unroll
+            for (int i = 0; i < MV_LOADS; i++) {
+                const int c = lane + 32 * i;
+                if (c < n16[r]) regs[r][i] = mv_ld_weight(reinterpret_cast<const uint4 *>(p16) + c);
+            }
         }
-        return n16;
     };
-    int n16 = load(0);
+    load(0);
     dev_pdl_wait();  // (the first stretch is in flight: weights depend on no earlier kernel)
     dev_pdl_release();
     after_wait();
     for (int64_t it = 0; it < n_iter; it++) {
         __syncwarp();  // every lane is done with the previous stretch
 #pragma unroll
-        for (int i = 0; i < MV_LOADS; i++) {
-            const int c = lane + 32 * i;
-            if (c < n16) reinterpret_cast<uint4 *>(sm)[c] = regs[i];
-        }
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < MV_LOADS; i++) {
+                const int c = lane + 32 * i;
+                if (c < n16[r]) reinterpret_cast<uint4 *>(sm + r * MV_SMEM)[c] = regs[r][i];
+            }
         __syncwarp();
-        const int cur_delta = delta;
+        int cur_delta[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) cur_delta[r] = delta[r];
         const int64_t base = it * MV_ITER;
         const int rem = (int)min((int64_t)MV_ITER, K - base);
-        if (it + 1 < n_iter) n16 = load(it + 1);  // next stretch in flight while this one is decoded
+        if (it + 1 < n_iter) load(it + 1);  // next stretch in flight while this one is decoded
 #pragma unroll
         for (int s = 0; s < MV_ITER / 128; s++) {
             const int e = 128 * s + 4 * lane;
             if (e < rem) {
-                float wv[4];
-                Q::dequant4(sm + cur_delta, e, wv);
                 float4 av[N];
                 mv_x4<N, NORM>(x, g, K, base + e, ss, av);
 #pragma unroll
-                for (int t = 0; t < N; t++) {
-                    const float4 a = av[t];
-                    float v = acc[t];
-                    v = fmaf(wv[0], a.x, v); v = fmaf(wv[1], a.y, v); v = fmaf(wv[2], a.z, v); v = fmaf(wv[3], a.w, v);
-                    acc[t] = v;
+                for (int r = 0; r < R; r++) {
+                    float wv[4];
+                    Q::dequant4(sm + r * MV_SMEM + cur_delta[r], e, wv);
+#pragma unroll
+                    for (int t = 0; t < N; t++) {
+                        const float4 a = av[t];
+                        float v = acc[r][t];
+                        v = fmaf(wv[0], a.x, v); v = fmaf(wv[1], a.y, v); v = fmaf(wv[2], a.z, v); v = fmaf(wv[3], a.w, v);
+                        acc[r][t] = v;
+                    }
                 }
             }
         }
     }
-    __syncwarp();  // a second dot product of this warp reuses the buffer
 }
 
-template <int N, ggml_type T, bool NORM>
+// SW: a SwiGLU pair's gate and up rows together (mv_dot_quant with R = 2: both rows' stretches in
+// flight at once, x read once), a separate instantiation. H100, Q8_0 decode step 2.218-2.252 vs
+// 2.262-2.276 ms with the up row after the gate row (NOTES.md, seventh session). Splitting a task
+// over two warps instead (as the float kernel does) was slower: 2.469 vs 2.268 ms.
+template <int N, ggml_type T, bool NORM, bool SW>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_params P) {
-    __shared__ __align__(16) uint8_t smem[MV_WARPS][MV_SMEM];
+    constexpr int R = SW ? 2 : 1;
+    __shared__ __align__(16) uint8_t smem[MV_WARPS][R * MV_SMEM];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t task = (int64_t)blockIdx.x * MV_WARPS + warp;
     int m;
@@ -504,15 +524,14 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
     mv_pre<N> pre;
     mv_pre_static<N>(P, m, row, lane, pre);
     float acc[2][N] = {}, ss[N], r[N];
-    mv_dot_quant<N, T, NORM>(P.W[m] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, acc[0], ss,
-                             [&] { mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre); });
-    if (P.swiglu_out) {
-        float ss2[N];
-        mv_dot_quant<N, T, NORM>(P.W[1] + (size_t)row * P.row_bytes, P.x, P.norm_g, P.K, smem[warp], lane, acc[1], ss2, [] {});
-    }
+    const uint8_t *wr[R];
+    wr[0] = P.W[m] + (size_t)row * P.row_bytes;
+    if (SW) wr[R - 1] = P.W[1] + (size_t)row * P.row_bytes;
+    mv_dot_quant<N, T, NORM, R>(wr, P.x, P.norm_g, P.K, smem[warp], lane, reinterpret_cast<float (&)[R][N]>(acc), ss,
+                                [&] { mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre); });
     mv_reduce<N, 2, NORM, 1>(acc, ss, nullptr, warp, lane);
     mv_norm_scale<N, NORM>(P, ss, r);
-    if (P.swiglu_out) mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
+    if (SW) mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
     else mv_epilogue<N>(P, m, row, acc[0], r, pre, lane);
     if (NORM) mv_write_norm<N>(P, task, r, pre, lane);
 }
@@ -588,6 +607,10 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_generic_kernel(ggml_type
 
 using mv_kernel = void (*)(const mv_params);
 template <int N, ggml_type T, bool NORM>
+mv_kernel mv_quant_kernel(bool sw) {
+    return sw ? matvec_quant_kernel<N, T, NORM, true> : matvec_quant_kernel<N, T, NORM, false>;
+}
+template <int N, ggml_type T, bool NORM>
 mv_kernel mv_float_kernel(bool sw) {
     return sw ? matvec_float_kernel<N, T, NORM, true> : matvec_float_kernel<N, T, NORM, false>;
 }
@@ -630,10 +653,10 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     case GGML_TYPE_F32: kernel = float_ok ? mv_float_kernel<N, GGML_TYPE_F32, NORM>(sw) : nullptr; break;
     case GGML_TYPE_F16: kernel = float_ok ? mv_float_kernel<N, GGML_TYPE_F16, NORM>(sw) : nullptr; break;
     case GGML_TYPE_BF16: kernel = float_ok ? mv_float_kernel<N, GGML_TYPE_BF16, NORM>(sw) : nullptr; break;
-    case GGML_TYPE_Q8_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q8_0, NORM> : nullptr; break;
-    case GGML_TYPE_Q4_0: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_0, NORM> : nullptr; break;
-    case GGML_TYPE_Q4_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q4_K, NORM> : nullptr; break;
-    case GGML_TYPE_Q6_K: kernel = x_ok ? matvec_quant_kernel<N, GGML_TYPE_Q6_K, NORM> : nullptr; break;
+    case GGML_TYPE_Q8_0: kernel = x_ok ? mv_quant_kernel<N, GGML_TYPE_Q8_0, NORM>(sw) : nullptr; break;
+    case GGML_TYPE_Q4_0: kernel = x_ok ? mv_quant_kernel<N, GGML_TYPE_Q4_0, NORM>(sw) : nullptr; break;
+    case GGML_TYPE_Q4_K: kernel = x_ok ? mv_quant_kernel<N, GGML_TYPE_Q4_K, NORM>(sw) : nullptr; break;
+    case GGML_TYPE_Q6_K: kernel = x_ok ? mv_quant_kernel<N, GGML_TYPE_Q6_K, NORM>(sw) : nullptr; break;
     default: break;
     }
     if (kernel) {
