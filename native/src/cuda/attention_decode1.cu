@@ -16,7 +16,8 @@
 // host sync can be new, and the backend knows them (kv_store's slots; "fresh", at most
 // CUDA_A1_MAX_FRESH; with any other write into the cache it passes n_fresh = -1 and every row waits).
 // So every other row is requested before griddepcontrol.wait, the fresh ones after it. H100 decode
-// step 2.00-2.04 vs 2.03-2.09 ms in six alternating pairs on one card (NOTES.md, seventh session).
+// step 1.786-1.790 ms vs 1.806-1.868 for the code before it, four alternating rounds on one card
+// (NOTES.md, seventh session).
 // RoPE (keys stored before rotation): a key at list entry t = t0 + k (t0: the warp's first entry
 // of the round) scores against a query at position P as (R((P - t0) theta) q)^T (R(k theta) k),
 // the same relative trick as attention_decode_kernel: keys use table rows 0..7 (shared by every
