@@ -105,8 +105,23 @@ size_t sampler::order_more(cand *c, size_t from, size_t n, double mass, double f
 sampler::sampler(const endless_sampler_params &p) : p_(p), rng_(p.seed) {}
 
 int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent) {
+    const bool penalize = p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0;
+    if (p_.temperature <= 0.0f && !penalize) {
+        // greedy on the logits as given, no copy of them (151,936 tokens: 0.093 -> 0.076 ms a draw on
+        // the VM through the addon, bench/results/sampler-2026-11-26T2157.json)
+        float lane_max[8];
+        std::fill(lane_max, lane_max + 8, -INFINITY);
+        for (int32_t i = 0; i < n_vocab; i++) {
+            const float x = logits[i] == logits[i] ? logits[i] : -INFINITY;
+            lane_max[i & 7] = x > lane_max[i & 7] ? x : lane_max[i & 7];
+        }
+        const float mx = *std::max_element(lane_max, lane_max + 8);
+        for (int32_t i = 0; i < n_vocab; i++)
+            if ((logits[i] == logits[i] ? logits[i] : -INFINITY) == mx) return i;
+        return 0;
+    }
     work_.assign(logits, logits + n_vocab);
-    if (p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0) {
+    if (penalize) {
         const int32_t n = p_.repeat_last_n > 0 ? std::min(n_recent, p_.repeat_last_n) : n_recent;
         std::vector<int32_t> seen(recent + (n_recent - n), recent + n_recent);
         std::sort(seen.begin(), seen.end());

@@ -501,7 +501,8 @@ TEST(sampler_respects_top_k_and_seed) {
 
 TEST(sampler_matches_its_full_sort_definition) {
     // every combination below, 6 draws each, must pick the reference's token: vocabularies with
-    // ties, -inf and NaN logits, long tails (T up to 50) and short ones, each cut on and off
+    // ties, -inf and NaN logits, greedy (T 0, with and without the penalty), long tails (T up to 50)
+    // and short ones, each cut on and off
     std::mt19937 gen(7);
     int configs = 0, draws = 0;
     for (int nv : {1, 5, 300, 20000}) {
@@ -513,7 +514,7 @@ TEST(sampler_matches_its_full_sort_definition) {
             if (nv > 5) { logits[3] = -INFINITY; logits[4] = NAN; logits[nv - 1] = logits[nv / 2]; }
             std::vector<int32_t> recent;
             for (int i = 0; i < 20; i++) recent.push_back((int32_t)(gen() % (uint32_t)nv));
-            for (float t : {0.05f, 0.2f, 0.7f, 1.0f, 3.0f, 50.0f})
+            for (float t : {0.0f, 0.05f, 0.2f, 0.7f, 1.0f, 3.0f, 50.0f})
                 for (int k : {0, 1, 3, 40, 5000})
                     for (float tp : {1.0f, 0.95f, 0.5f, 0.999999f})
                         for (float mp : {0.0f, 0.01f, 0.3f, 1.0f}) {
@@ -543,7 +544,7 @@ TEST(sampler_matches_its_full_sort_definition) {
                         }
         }
     }
-    CHECK(draws == configs * 6 && configs == 4 * 3 * 6 * 5 * 4 * 4);
+    CHECK(draws == configs * 6 && configs == 4 * 3 * 7 * 5 * 4 * 4);
 }
 
 TEST(bad_arguments_are_errors) {
