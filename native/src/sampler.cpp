@@ -42,6 +42,19 @@ uint32_t desc_key(float x) {
 
 constexpr int BUCKETS = 2048;  // of u = (max - x) / T in [0, 40]
 
+// The first of the largest of x[0, n), NaN counting as -inf (the greedy pick); mx gets its value.
+// 8 running maxima, so the loop is not one chain of dependent compares.
+int32_t first_max(const float *x, int32_t n, float &mx) {
+    auto val = [&](int32_t i) { return x[i] == x[i] ? x[i] : -INFINITY; };
+    float lane_max[8];
+    std::fill(lane_max, lane_max + 8, -INFINITY);
+    for (int32_t i = 0; i < n; i++) lane_max[i & 7] = std::max(lane_max[i & 7], val(i));
+    mx = *std::max_element(lane_max, lane_max + 8);
+    for (int32_t i = 0; i < n; i++)
+        if (val(i) == mx) return i;
+    return 0;
+}
+
 }  // namespace
 
 // Puts c[from, from + m) in order: the first m of c[from, n), m as few as carry `mass` more of p
@@ -106,19 +119,11 @@ sampler::sampler(const endless_sampler_params &p) : p_(p), rng_(p.seed) {}
 
 int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent) {
     const bool penalize = p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0;
+    float mx;
     if (p_.temperature <= 0.0f && !penalize) {
         // greedy on the logits as given, no copy of them (151,936 tokens: 0.093 -> 0.076 ms a draw on
         // the VM through the addon, bench/results/sampler-2026-11-26T2157.json)
-        float lane_max[8];
-        std::fill(lane_max, lane_max + 8, -INFINITY);
-        for (int32_t i = 0; i < n_vocab; i++) {
-            const float x = logits[i] == logits[i] ? logits[i] : -INFINITY;
-            lane_max[i & 7] = x > lane_max[i & 7] ? x : lane_max[i & 7];
-        }
-        const float mx = *std::max_element(lane_max, lane_max + 8);
-        for (int32_t i = 0; i < n_vocab; i++)
-            if ((logits[i] == logits[i] ? logits[i] : -INFINITY) == mx) return i;
-        return 0;
+        return first_max(logits, n_vocab, mx);
     }
     work_.assign(logits, logits + n_vocab);
     if (penalize) {
@@ -131,17 +136,9 @@ int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *rec
             work_[t] = work_[t] > 0 ? work_[t] / p_.repeat_penalty : work_[t] * p_.repeat_penalty;
         }
     }
-    // NaN logits never win; the first of the largest is the greedy pick
-    // (8 running maxima, so the loop is not one chain of dependent compares)
-    float lane_max[8];
-    std::fill(lane_max, lane_max + 8, -INFINITY);
-    for (int32_t i = 0; i < n_vocab; i++) {
-        float &x = work_[i];
-        x = x == x ? x : -INFINITY;
-        lane_max[i & 7] = x > lane_max[i & 7] ? x : lane_max[i & 7];
-    }
-    const float mx = *std::max_element(lane_max, lane_max + 8);
-    const int32_t best = (int32_t)(std::find(work_.begin(), work_.end(), mx) - work_.begin());
+    // NaN logits never win (the stages below compare logits: none is left)
+    for (float &x : work_) x = x == x ? x : -INFINITY;
+    const int32_t best = first_max(work_.data(), n_vocab, mx);
     if (p_.temperature <= 0.0f || !std::isfinite(mx)) return best;
 
     // the candidates (p > 0; a prefix of the order) with z, cut to the first top_k; cand_ only
