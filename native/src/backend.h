@@ -108,6 +108,9 @@ public:
     virtual void kv_store(float *k_cache, float *v_cache, const float *k, const float *v,
                           const int32_t *slots /* host */, int n, int row) = 0;
     virtual void attention(const attn_args &args) = 0;
+    // out[0] (backend memory) = the first index of the largest of x[0, n), NaN counting as -inf:
+    // greedy_index (sampler.h) where the logits are, so a greedy step brings back 4 bytes.
+    virtual void argmax(const float *x, int64_t n, int32_t *out) = 0;
 };
 
 std::unique_ptr<backend> backend_cpu_create(int n_threads);

@@ -40,6 +40,7 @@ model::~model() {
         for (void *p : owned_) be_->release(p);
         for (float *p : {x_, h_, q_, k_, v_, att_, gate_, up_, logits_dev_})
             if (p) be_->release(p);
+        if (greedy_dev_) be_->release(greedy_dev_);
     }
 }
 
@@ -310,10 +311,12 @@ void model::ensure_scratch(int n) {
 
 void model::forward(const int32_t *tokens, int n, const cache_view &view,
                     const std::vector<float *> &k_cache, const std::vector<float *> &v_cache,
-                    const float *rope_cos, const float *rope_sin, int logits_rows, float *logits) {
+                    const float *rope_cos, const float *rope_sin, int logits_rows, float *logits, int32_t *greedy) {
     backend &be = *be_;
     const int d = hp_.n_embd, hd = hp_.head_dim, nq = hp_.n_head * hd, nkv = hp_.n_head_kv * hd;
+    if (greedy && logits_rows != 1) fail(ENDLESS_ERR_INTERNAL, "model forward: a greedy pick takes one row of logits");
     ensure_scratch(n);
+    if (greedy && !greedy_dev_) greedy_dev_ = static_cast<int32_t *>(be.alloc(sizeof(int32_t)));
     if (logits_rows > logits_rows_cap_) {
         if (logits_dev_) be.release(logits_dev_);
         logits_dev_ = static_cast<float *>(be.alloc((size_t)logits_rows * hp_.n_vocab * sizeof(float)));
@@ -362,8 +365,20 @@ void model::forward(const int32_t *tokens, int n, const cache_view &view,
         const float *last = x_ + (size_t)(n - logits_rows) * d;
         be.rms_norm(last, output_norm_, logits_rows, d, hp_.norm_eps, h_);
         be.matmul(output_, h_, logits_rows, logits_dev_);
-        be.download(logits, logits_dev_, (size_t)logits_rows * hp_.n_vocab * sizeof(float));
+        logits_last_rows_ = 0;  // (set again once the logits are complete)
+        if (greedy) {
+            be.argmax(logits_dev_, hp_.n_vocab, greedy_dev_);
+            be.download(greedy, greedy_dev_, sizeof(int32_t));
+        } else {
+            be.download(logits, logits_dev_, (size_t)logits_rows * hp_.n_vocab * sizeof(float));
+        }
+        logits_last_rows_ = logits_rows;
     }
+}
+
+void model::fetch_logits(float *dst) {
+    if (logits_last_rows_ <= 0) fail(ENDLESS_ERR_STATE, "no logits to fetch: the last forward made none");
+    be_->download(dst, logits_dev_ + (size_t)(logits_last_rows_ - 1) * hp_.n_vocab, (size_t)hp_.n_vocab * sizeof(float));
 }
 
 }  // namespace endless

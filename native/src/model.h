@@ -73,9 +73,16 @@ public:
     // Runs n tokens through the model. k_cache/v_cache: per layer, [n_slots, n_head_kv*head_dim].
     // rope tables: [n_pos, n_rot/2]. If logits_rows > 0, writes the logits of the last
     // logits_rows tokens to logits (host memory, logits_rows * n_vocab floats).
+    // greedy (then logits_rows is 1 and logits unused): the logits stay in backend memory and
+    // *greedy gets their greedy_index (sampler.h), taken there: 4 bytes come back instead of the
+    // vocabulary's logits; fetch_logits brings the logits when they are wanted after all.
     void forward(const int32_t *tokens, int n, const cache_view &view,
                  const std::vector<float *> &k_cache, const std::vector<float *> &v_cache,
-                 const float *rope_cos, const float *rope_sin, int logits_rows, float *logits);
+                 const float *rope_cos, const float *rope_sin, int logits_rows, float *logits,
+                 int32_t *greedy = nullptr);
+    // The last token's logits of the last forward that made any (n_vocab floats to dst). Valid
+    // until the next forward: the caller keeps the model to itself in between.
+    void fetch_logits(float *dst);
 
     // cos/sin of pos * theta_i for pos in [0, n_pos), i in [0, n_rot/2), on the host.
     void rope_tables(int n_pos, std::vector<float> &cos_out, std::vector<float> &sin_out) const;
@@ -109,6 +116,8 @@ private:
     float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *att_ = nullptr;
     float *gate_ = nullptr, *up_ = nullptr, *logits_dev_ = nullptr;
     int logits_rows_cap_ = 0;
+    int logits_last_rows_ = 0;       // rows the last forward with logits wrote to logits_dev_
+    int32_t *greedy_dev_ = nullptr;  // the greedy index (backend memory)
 };
 
 }  // namespace endless

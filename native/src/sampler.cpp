@@ -42,8 +42,8 @@ uint32_t desc_key(float x) {
 
 constexpr int BUCKETS = 2048;  // of u = (max - x) / T in [0, 40]
 
-// The first of the largest of x[0, n), NaN counting as -inf (the greedy pick); mx gets its value.
-// 8 running maxima, so the loop is not one chain of dependent compares.
+// greedy_index; mx gets the largest value. 8 running maxima, so the loop is not one chain of
+// dependent compares.
 int32_t first_max(const float *x, int32_t n, float &mx) {
     auto val = [&](int32_t i) { return x[i] == x[i] ? x[i] : -INFINITY; };
     float lane_max[8];
@@ -115,7 +115,14 @@ size_t sampler::order_more(cand *c, size_t from, size_t n, double mass, double f
     return m;
 }
 
+int32_t greedy_index(const float *x, int32_t n) {
+    float mx;
+    return first_max(x, n, mx);
+}
+
 sampler::sampler(const endless_sampler_params &p) : p_(p), rng_(p.seed) {}
+
+bool sampler::plain_greedy() const { return p_.temperature <= 0.0f && (p_.repeat_penalty == 1.0f || !(p_.repeat_penalty > 0)); }
 
 int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent) {
     const bool penalize = p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0;

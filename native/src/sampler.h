@@ -9,11 +9,18 @@
 
 namespace endless {
 
+// The first index of the largest of x[0, n), NaN counting as -inf (0 when nothing is above -inf):
+// the greedy pick. backend::argmax computes the same index where the logits are.
+int32_t greedy_index(const float *x, int32_t n);
+
 class sampler {
 public:
     explicit sampler(const endless_sampler_params &p);
     int32_t sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent);
     const endless_sampler_params &params() const { return p_; }
+    // Whether every draw is greedy_index of the logits as given (temperature <= 0, no penalty), so
+    // the index can be taken where the logits are.
+    bool plain_greedy() const;
     struct cand {
         float x;      // logit after the penalties
         int32_t id;

@@ -39,6 +39,11 @@ void session::check_tokens(const int32_t *tokens, int n) const {
 }
 
 void session::decode(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel) {
+    decode_impl(tokens, n, mode, logits, cancel, nullptr);
+}
+
+void session::decode_impl(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel,
+                          int32_t *greedy) {
     check_tokens(tokens, n);
     if (mode != ENDLESS_LOGITS_NONE && !logits) fail(ENDLESS_ERR_INVALID_ARGUMENT, "logits output is null");
     if (n == 0) {
@@ -68,12 +73,14 @@ void session::decode(const int32_t *tokens, int n, endless_logits_mode mode, flo
         float *dst = all ? logits + (size_t)done * nv : logits_.data();
         // Every chunk yields the logits of its last token, so a cancelled decode still leaves
         // valid last logits for the tokens that made it in.
-        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst);
+        int32_t *pick = greedy && !all && done + k == n ? greedy : nullptr;
+        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst, pick);
         cache_.commit_append(tokens + done, k);
         n_processed_ += k;
         done += k;
         if (all) std::copy(dst + (size_t)(k - 1) * nv, dst + (size_t)k * nv, logits_.begin());
         logits_valid_ = true;
+        logits_behind_ = pick != nullptr;
     }
     if (mode == ENDLESS_LOGITS_LAST) std::copy(logits_.begin(), logits_.end(), logits);
 }
@@ -148,20 +155,45 @@ int session::generate(sampler &smp, int max_tokens, const int32_t *stop, int n_s
     std::vector<int32_t> recent = cache_.tokens();
     const int keep = std::max(64, smp.params().repeat_last_n);
     if ((int)recent.size() > keep) recent.erase(recent.begin(), recent.end() - keep);
+    // A greedy sampler's pick is taken where the logits are (the CUDA backend: 4 bytes come back a
+    // token instead of the vocabulary's logits); logits_ catches up once, before returning.
+    const bool greedy = smp.plain_greedy();
+    int32_t next = -1;  // greedy: the pick after the last decoded token
     int produced = 0;
-    while (produced < max_tokens) {
-        if (cancelled(cancel)) fail(ENDLESS_ERR_CANCELLED, "generation cancelled after " + std::to_string(produced) + " tokens");
-        const int32_t tok = smp.sample(logits_.data(), (int32_t)logits_.size(), recent.data(), (int32_t)recent.size());
-        produced++;
-        const bool is_stop = std::find(stop, stop + n_stop, tok) != stop + n_stop;
-        const bool want_stop = on_token ? on_token(tok, user_data) != 0 : false;
-        if (is_stop) break;
-        decode(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel);
-        recent.push_back(tok);
-        if ((int)recent.size() > keep) recent.erase(recent.begin());
-        if (want_stop) break;
+    try {
+        while (produced < max_tokens) {
+            if (cancelled(cancel)) fail(ENDLESS_ERR_CANCELLED, "generation cancelled after " + std::to_string(produced) + " tokens");
+            const int32_t tok = next >= 0 ? next : smp.sample(logits_.data(), (int32_t)logits_.size(), recent.data(), (int32_t)recent.size());
+            next = -1;
+            produced++;
+            const bool is_stop = std::find(stop, stop + n_stop, tok) != stop + n_stop;
+            const bool want_stop = on_token ? on_token(tok, user_data) != 0 : false;
+            if (is_stop) break;
+            decode_impl(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel, greedy ? &next : nullptr);
+            recent.push_back(tok);
+            if ((int)recent.size() > keep) recent.erase(recent.begin());
+            if (want_stop) break;
+        }
+    } catch (...) {
+        try {
+            settle_logits();
+        } catch (...) {
+        }
+        throw;
     }
+    settle_logits();
     return produced;
+}
+
+void session::settle_logits() {
+    if (!logits_behind_) return;
+    logits_behind_ = false;
+    try {
+        model_.fetch_logits(logits_.data());
+    } catch (...) {
+        logits_valid_ = false;  // (the device failed: no logits rather than old ones)
+        throw;
+    }
 }
 
 void session::save(const std::string &path) const {

@@ -38,11 +38,17 @@ public:
 
 private:
     void check_tokens(const int32_t *tokens, int n) const;
+    // decode; greedy (mode NONE): the last chunk's next token is picked where the logits are
+    // (model::forward's greedy) and logits_ is left behind them until settle_logits.
+    void decode_impl(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel,
+                     int32_t *greedy);
+    void settle_logits();
     model &model_;
     kv_cache cache_;
     cache_view view_;
     std::vector<float> logits_;        // after the last processed token
     bool logits_valid_ = false;
+    bool logits_behind_ = false;       // (inside generate) the model holds newer logits than logits_
     std::vector<float> saved_logits_;  // at branch_begin, restored by discard
     bool saved_valid_ = false;
     std::vector<float> rows_;          // scratch for all-logits mode

@@ -15,6 +15,7 @@
 #include "cpu/cpu_kernels.h"
 #include "error.h"
 #include "quant.h"
+#include "sampler.h"
 #include "test_util.h"
 #ifdef ENDLESS_WITH_CUDA
 #include "cuda/backend_cuda.h"
@@ -424,6 +425,57 @@ TEST(elementwise_ops) {
         y = da.get<float>(big);
         for (size_t i = 0; i < big; i++) ref[i] = a[i] + c[i];
         CHECK_MSG(test::rel_error(y.data(), ref.data(), big) < 1e-7, "%s add large", label.c_str());
+    });
+}
+
+// The greedy pick where the logits are (backend::argmax) against the host's greedy_index: ties
+// (the first index wins), NaN (never wins), -0 and +0 (equal), all -inf, the largest value at the
+// ends, lengths across the launch's stretches, a start that is not 16-byte aligned.
+TEST(argmax_matches_greedy_index) {
+    for_each_backend([](backend &b, const std::string &label) {
+        for (int64_t n : {1, 2, 7, 255, 1024, 1025, 4097, 151936, 200003}) {
+            for (int pattern = 0; pattern < 7; pattern++) {
+                std::vector<float> x = test::random_floats((size_t)n + 1, -4, 4);
+                float *v = x.data() + 1;  // (the device copy starts 4 bytes into its allocation)
+                switch (pattern) {
+                case 1:  // a tie of the largest value, far apart
+                    v[n / 3] = v[n - 1] = 9.0f;
+                    break;
+                case 2:  // NaN everywhere the largest would be, the largest after them
+                    for (int64_t i = 0; i < n; i += 3) v[i] = NAN;
+                    v[n - 1] = 5.0f;
+                    break;
+                case 3:  // every value the same: index 0
+                    std::fill(v, v + n, 1.5f);
+                    break;
+                case 4:  // -0 and +0 as the largest: the first of them
+                    for (int64_t i = 0; i < n; i++) v[i] = -1.0f;
+                    v[n / 2] = -0.0f;
+                    v[n - 1] = 0.0f;
+                    break;
+                case 5:  // nothing above -inf (NaN and -inf): index 0
+                    for (int64_t i = 0; i < n; i++) v[i] = i % 2 ? -INFINITY : NAN;
+                    break;
+                case 6:  // +inf at the end and the start
+                    v[n - 1] = INFINITY;
+                    v[0] = INFINITY;
+                    break;
+                default:
+                    break;
+                }
+                dev_buf dx(b, x), dout(b, 4);
+                b.argmax(dx.f() + 1, n, (int32_t *)dout.p);
+                const int32_t got = dout.get<int32_t>(1)[0], want = greedy_index(v, (int32_t)n);
+                CHECK_MSG(got == want, "%s argmax n=%lld pattern %d: %d, expected %d", label.c_str(), (long long)n, pattern, got, want);
+            }
+        }
+        // bad lengths fail clearly
+        dev_buf dx(b, 16), dout(b, 4);
+        for (int64_t n : {0, -3}) {
+            bool threw = false;
+            try { b.argmax(dx.f(), n, (int32_t *)dout.p); } catch (const error &) { threw = true; }
+            CHECK_MSG(threw, "%s argmax of %lld values did not fail", label.c_str(), (long long)n);
+        }
     });
 }
 

@@ -146,6 +146,7 @@ struct synth_model {
     int max_n = 0;
     double host_s = 0;  // the last forward: seconds spent issuing its ops (before the download)
     float *h = nullptr, *xn, *q, *k, *v, *att, *tmp, *g, *u, *logits;
+    int32_t *pick = nullptr;  // the greedy pick (device)
     uint64_t weight_bytes = 0;
 
     synth_model(backend &be, ggml_type t, int max_tokens) : b(be), type(t) {
@@ -189,6 +190,7 @@ struct synth_model {
         att = (float *)b.alloc(n * n_embd * 4); tmp = (float *)b.alloc(n * n_embd * 4);
         g = (float *)b.alloc(n * n_ff * 4); u = (float *)b.alloc(n * n_ff * 4);
         logits = (float *)b.alloc((size_t)n_vocab * 4);
+        pick = (int32_t *)b.alloc(4);
         b.synchronize();
     }
     ~synth_model() {
@@ -199,11 +201,15 @@ struct synth_model {
             for (float *p : {L.bq, L.bk, L.bv, L.n1, L.n2, L.kc, L.vc}) b.release(p);
         }
         for (float *p : {out_norm, rope_cos, rope_sin, h, xn, q, k, v, att, tmp, g, u, logits}) b.release(p);
+        b.release(pick);
     }
 
     // n tokens whose K/V go to slots[]; the key list and windows as the cache would give them.
+    // greedy: the next token picked on the device (backend::argmax, as model.cpp does for a greedy
+    // sampler); only its 4 bytes come back
     void forward(const int32_t *tokens, int n, const int32_t *slots, const std::vector<int32_t> &keys, int n_fixed,
-                 const std::vector<int32_t> &lo, const std::vector<int32_t> &hi, std::vector<float> *logits_out) {
+                 const std::vector<int32_t> &lo, const std::vector<int32_t> &hi, std::vector<float> *logits_out,
+                 int32_t *greedy = nullptr) {
         const double t_start = now_s();
         b.get_rows(emb, tokens, n, h);
         for (auto &L : layers) {
@@ -229,8 +235,11 @@ struct synth_model {
         }
         b.rms_norm(h + (size_t)(n - 1) * n_embd, out_norm, 1, n_embd, 1e-6f, xn);
         b.matmul(emb, xn, 1, logits);
+        if (greedy) b.argmax(logits, n_vocab, pick);
         host_s = now_s() - t_start;  // issuing the ops: the backend launches nothing before the download
-        if (logits_out) {
+        if (greedy) {
+            b.download(greedy, pick, 4);
+        } else if (logits_out) {
             logits_out->resize(n_vocab);
             b.download(logits_out->data(), logits, (size_t)n_vocab * 4);
         } else {
@@ -244,7 +253,13 @@ struct decode_result { double ms, tok_s; size_t graph_launches; double host_ms, 
 // Decode steps with the window full (n_keys = sinks + n_window): the ring slot advances.
 // smp: draw each next token with it (on the host, the last 64 tokens as its penalty window)
 // instead of the argmax; the draw (or the argmax) is timed apart from the step (draw_ms)
-decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos, sampler *smp = nullptr) {
+// How a step's token is chosen: device: greedy on the device, 4 bytes come back (what a greedy
+// sampler does, model.cpp; the step includes the pick); host: the logits come back and the host
+// picks (greedy, or smp), the pick timed apart from the step; none: nothing comes back (the step
+// ends at a synchronize, the token stays fixed), to tell the download's share of a step.
+enum class pick_mode { device, host, none };
+
+decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos, sampler *smp = nullptr, pick_mode mode = pick_mode::device) {
     const int S = synth_model::n_sinks, W = synth_model::n_window;
     std::vector<float> logits;
     std::vector<int32_t> recent;
@@ -261,16 +276,17 @@ decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos, sample
         const int32_t slot = keys[S + W - 1];
         std::vector<int32_t> lo = {0}, hi = {W};
         const double t0 = now_s();
-        m.forward(&token, 1, &slot, keys, S, lo, hi, &logits);
+        if (smp) mode = pick_mode::host;
+        m.forward(&token, 1, &slot, keys, S, lo, hi, mode == pick_mode::host ? &logits : nullptr, mode == pick_mode::device ? &token : nullptr);
         const double t1 = now_s();
-        if (smp) {
+        if (mode == pick_mode::host && smp) {
             recent.push_back(token);
             if (recent.size() > 64) recent.erase(recent.begin());
             token = smp->sample(logits.data(), (int32_t)logits.size(), recent.data(), (int32_t)recent.size());
-        } else {
-            token = (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());  // greedy, on the host
+        } else if (mode == pick_mode::host) {
+            token = greedy_index(logits.data(), (int32_t)logits.size());  // greedy, on the host
         }
-        const double t2 = now_s(), dt = t1 - t0;  // the step: the forward and the logits' download
+        const double t2 = now_s(), dt = t1 - t0;  // the step: the forward and what comes back
         if (s >= 3) {
             ts.push_back(dt);
             hs.push_back(m.host_s);
@@ -405,11 +421,14 @@ int main() {
                 const size_t early0 = backend_cuda_attention_early_ops(b);
                 const decode_result d = bench_decode(m, 200, 4096);
                 const double early = (double)(backend_cuda_attention_early_ops(b) - early0) / 203;
+                const decode_result dh = bench_decode(m, 200, 4096, nullptr, pick_mode::host);
                 sampler chat(chat_sampler_params());
                 const decode_result ds = bench_decode(m, 100, 4096, &chat);
-                std::printf("decode only: %.3f ms/token (%.3f ms of it issuing the ops on the host; %.1f of 28 attentions with early K/V loads); "
-                            "attention alone %.2f us per layer; the host's argmax %.3f ms; the chat sampler's draw %.3f ms (a step with it %.3f ms)\n",
-                            d.ms, d.host_ms, early, bench_attention_decode_us(m), d.draw_ms, ds.draw_ms, ds.ms + ds.draw_ms);
+                const decode_result dn = bench_decode(m, 200, 4096, nullptr, pick_mode::none);
+                std::printf("decode only: %.3f ms/token, greedy pick on the device included (%.3f ms of it issuing the ops on the host; %.1f of 28 attentions "
+                            "with early K/V loads); attention alone %.2f us per layer; with the logits' download instead %.3f ms + the host's "
+                            "greedy pick %.3f ms; the chat sampler's draw %.3f ms (a step with it %.3f ms); a step with nothing back %.3f ms\n",
+                            d.ms, d.host_ms, early, bench_attention_decode_us(m), dh.ms, dh.draw_ms, ds.draw_ms, ds.ms + ds.draw_ms, dn.ms);
             } else {
                 // ENDLESS_BENCH_CHUNK: the chunk length (default 4096, at most the model's 4096 spare slots)
                 int chunk = 4096;
@@ -481,7 +500,8 @@ int main() {
         jadd("\"matmul_prefill\": [" + jp + "]");
 
         std::string jd;
-        table += "\nwhole 1.5B-shaped model (random weights, tied embeddings), cache 4096 (4 sinks + 4092 window)\n"
+        table += "\nwhole 1.5B-shaped model (random weights, tied embeddings), cache 4096 (4 sinks + 4092 window);\n"
+                 "decode_ms: one token step with its greedy pick on the device (4 bytes come back)\n"
                  "  type  weights_GB  decode_ms  tok/s  roofline_tok/s  %roofline  graphs  prefill16k_tok/s(chunk 1024)  recompute4k_ms  recompute/decode\n";
         for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0}) {
             const int max_n = 4096;
@@ -502,11 +522,13 @@ int main() {
             const decode_result d_unfused = bench_decode(m, 100, 4096);
             backend_cuda_set_fusion(b, true);
             const decode_result d = bench_decode(m, 100, 4096);
+            const decode_result d_logits = bench_decode(m, 100, 4096, nullptr, pick_mode::host);
             sampler chat(chat_sampler_params());
             const decode_result d_chat = bench_decode(m, 100, 4096, &chat);
-            std::printf("        decode without the norm/kv fusions: %.3f ms; with: %.3f ms (%.3f ms of it issuing the ops on the host); "
-                        "the chat sampler's draw (T 0.2, top-p 0.95, penalty 1.1/64, on the host) %.3f ms more\n",
-                        d_unfused.ms, d.ms, d.host_ms, d_chat.draw_ms);
+            std::printf("        decode (greedy pick on the device) without the norm/kv fusions: %.3f ms; with: %.3f ms (%.3f ms of it issuing the ops "
+                        "on the host); with the logits' download instead: %.3f ms + the host's greedy pick %.3f ms; the chat sampler's "
+                        "draw (T 0.2, top-p 0.95, penalty 1.1/64, on the host) %.3f ms more\n",
+                        d_unfused.ms, d.ms, d.host_ms, d_logits.ms, d_logits.draw_ms, d_chat.draw_ms);
             const double f4k = free_mib();
             const decode_result d64k = bench_decode(m, 30, 65536);
             const double f64k = free_mib();
@@ -551,14 +573,14 @@ int main() {
             std::printf("        per-token decode at stream positions 4k / 64k / 1M / 4M: %.3f / %.3f / %.3f / %.3f ms; device free MiB %.0f / %.0f / %.0f / %.0f\n",
                         d.ms, d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m);
             std::fflush(stdout);
-            char j[1200];
+            char j[2000];
             std::snprintf(j, sizeof j,
                           "{\"type\": \"%s\", \"weight_bytes\": %llu, \"decode_ms\": %.4f, \"decode_host_ms\": %.4f, \"decode_tok_s\": %.1f, "
                           "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, \"decode_ms_pos4m\": %.4f, \"device_free_mib_pos4k_64k_1m_4m\": [%.0f, %.0f, %.0f, %.0f], "
                           "\"prefill_16k_chunk1024_tok_s\": %.0f, \"prefill_chunk4096_tok_s\": {\"4k\": %.0f, \"8k\": %.0f, \"16k\": %.0f, \"32k\": %.0f}, "
-                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f, \"chat_sampler_draw_ms\": %.4f}",
+                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f, \"chat_sampler_draw_ms\": %.4f, \"decode_ms_logits_download\": %.4f, \"host_greedy_pick_ms\": %.4f}",
                           ggml_type_info(t).name, (unsigned long long)m.weight_bytes, d.ms, d.host_ms, d.tok_s, roof, d.graph_launches,
-                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms, d_chat.draw_ms);
+                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms, d_chat.draw_ms, d_logits.ms, d_logits.draw_ms);
             jd += (jd.empty() ? "" : ", ") + std::string(j);
         }
         jadd("\"model_1p5b\": [" + jd + "]");

@@ -456,11 +456,32 @@ TEST(generate_greedy_matches_manual_loop) {
         CHECK(best == got[i]);
         l = decode_last(b, {best}, f.n_vocab);
     }
+    // the greedy picks were taken where the logits are: the session's last logits caught up
+    std::vector<float> la(f.n_vocab);
+    endless_session_last_logits(a, la.data());
+    CHECK(std::memcmp(la.data(), l.data(), l.size() * 4) == 0);
+    // cancelled from the token callback at the third pick (which is then not decoded): the logits
+    // are those after the second
+    {
+        struct ctx { std::vector<int32_t> toks; volatile int32_t cancel = 0; } c;
+        auto cancel_cb = [](int32_t tok, void *ud) -> int {
+            ctx *x = static_cast<ctx *>(ud);
+            x->toks.push_back(tok);
+            if (x->toks.size() == 3) x->cancel = 1;
+            return 0;
+        };
+        CHECK(endless_session_generate(a, smp, 20, nullptr, 0, cancel_cb, &c, &c.cancel, &n) == ENDLESS_ERR_CANCELLED);
+        CHECK(c.toks.size() == 3);
+        for (size_t i = 0; i < c.toks.size(); i++) {
+            CHECK(c.toks[i] == (int32_t)(std::max_element(l.begin(), l.end()) - l.begin()));
+            if (i + 1 < c.toks.size()) l = decode_last(b, {c.toks[i]}, f.n_vocab);
+        }
+        endless_session_last_logits(a, la.data());
+        CHECK(std::memcmp(la.data(), l.data(), l.size() * 4) == 0);
+    }
     // a stop token ends generation and is not decoded
     endless_session_stats s0, s1;
     endless_session_stats_get(a, &s0);
-    std::vector<float> la(f.n_vocab);
-    endless_session_last_logits(a, la.data());
     int32_t next = (int32_t)(std::max_element(la.begin(), la.end()) - la.begin());
     got.clear();
     CHECK(endless_session_generate(a, smp, 20, &next, 1, cb, &got, nullptr, &n) == ENDLESS_OK);

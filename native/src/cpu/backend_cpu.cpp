@@ -18,6 +18,7 @@
 #include "cpu/cpu_internal.h"
 #include "cpu/cpu_kernels.h"
 #include "error.h"
+#include "sampler.h"
 
 namespace endless {
 
@@ -150,6 +151,12 @@ public:
         auto part = [&](int64_t i0, int64_t i1, int) { ks.swiglu_f32(gate + i0, up + i0, y + i0, i1 - i0); };
         if (count < CPU_PARALLEL_MIN) part(0, (int64_t)count, 0);
         else pool_.parallel_for((int64_t)count, part);
+    }
+
+    void argmax(const float *x, int64_t n, int32_t *out) override {
+        if (n <= 0 || n >= INT32_MAX) fail(ENDLESS_ERR_INVALID_ARGUMENT, "argmax: " + std::to_string(n) + " values");
+        if (!x || !out) fail(ENDLESS_ERR_INVALID_ARGUMENT, "argmax: null tensor");
+        out[0] = greedy_index(x, (int32_t)n);
     }
 
     void kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,

@@ -1210,6 +1210,7 @@ cuda_attn_plan cuda_attention_plan(const attn_args &a, int keys_bucket, int n_sm
     if (at_decode1_on() && cuda_attention_decode1_fits(a)) {
         p.variant = 6;
         cuda_attention_decode1_shape(keys_bucket, a.n_head_kv, n_sm, p.rounds, p.n_split);
+        p.early = cuda_attention_decode1_early(p.rounds);
         p.scratch_bytes = cuda_attention_decode1_scratch_bytes(a, p.n_split);
         return p;
     }

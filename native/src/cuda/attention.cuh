@@ -21,6 +21,9 @@ struct cuda_attn_plan {
     // 1, 2: many rows, head_dim <= 128 / 256 (+ a combine launch)
     int variant = 0;
     int rounds = 1;
+    // one query on variant 6: the kernel requests the cached K/V rows before it waits for the
+    // kernels before it, all but the rows the batch wrote (the backend passes those: fresh rows)
+    bool early = false;
     int heads_per_block = 1;
     int queries_per_block = 1;
     int n_hchunk = 1;

@@ -447,6 +447,8 @@ void cuda_attention_decode1_shape(int keys_bucket, int n_head_kv, int n_sm, int 
     n_split = std::max(1, splits(rounds));
 }
 
+bool cuda_attention_decode1_early(int rounds) { return rounds == 1; }
+
 size_t cuda_attention_decode1_scratch_bytes(const attn_args &a, int n_split) {
     if (n_split <= 1) return 0;
     const size_t rs = (size_t)(a.head_dim + 2 + 3) / 4 * 4;

@@ -20,6 +20,10 @@ bool cuda_attention_decode1_fits(const attn_args &a);
 // the blocks fit two per multiprocessor, more beyond.
 void cuda_attention_decode1_shape(int keys_bucket, int n_head_kv, int n_sm, int &rounds, int &n_split);
 
+// Whether a launch of that many rounds per block requests the K/V rows before its wait (then the
+// backend passes the rows written in the batch; otherwise it need not find them).
+bool cuda_attention_decode1_early(int rounds);
+
 // Bytes of the merge records the launch needs.
 size_t cuda_attention_decode1_scratch_bytes(const attn_args &a, int n_split);
 

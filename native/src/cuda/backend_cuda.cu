@@ -28,6 +28,7 @@
 #include "attention.cuh"
 #include "attention_decode1.cuh"
 #include "attention_mma.cuh"
+#include "argmax.cuh"
 #include "elementwise.cuh"
 #include "gemm_cublas.cuh"
 #include "get_rows.cuh"
@@ -48,7 +49,7 @@ constexpr size_t GRAPH_CACHE = 8;
 constexpr int ATTN_MMA_MIN_QUERIES = 16;  // fewer queries per call: the fp32 kernels (decode, short chunks)
 
 enum op_code : uint64_t {
-    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD,
+    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD, OP_ARGMAX,
 };
 
 inline uint64_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
@@ -283,6 +284,15 @@ public:
         });
     }
 
+    void argmax(const float *x, int64_t n, int32_t *out) override {
+        if (n <= 0 || n >= INT32_MAX) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: " + std::to_string(n) + " values");
+        if (!x || !out) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: null tensor");
+        // scratch first: growing it flushes the queue
+        uint64_t *partials = (uint64_t *)scratch((size_t)CUDA_ARGMAX_MAX_BLOCKS * 8);
+        sig({OP_ARGMAX, ptr_bits(x), (uint64_t)n, ptr_bits(out), ptr_bits(partials)});
+        wrote(out, 4);
+        push([=] { cuda_argmax(x, n, out, partials, stream_); });
+    }
     void rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y) override {
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
         if (n == 0) return;
@@ -485,10 +495,11 @@ public:
         // meta is followed by the decode kernel's merge counters, staged as zeros: the staging copy
         // zeroes them for every batch and graph replay (and the kernel leaves them zero)
         const size_t meta_bytes = 16 + (plan.counter_bytes + 15) / 16 * 16;
-        // one query: the cache rows this batch has written so far (the kernel requests the others
-        // before waiting for the kernels before it); -1 when that is not known
+        // one query on a kernel with early loads (plan.early): the cache rows this batch has written
+        // so far (the kernel requests the others before waiting for the kernels before it); -1
+        // when that is not known or the kernel does not use them
         int32_t fresh[CUDA_A1_MAX_FRESH];
-        const int n_fresh = tc || a.n_q != 1 ? -1 : fresh_rows(a, max_slot, fresh);
+        const int n_fresh = tc || !plan.early ? -1 : fresh_rows(a, max_slot, fresh);
         if (n_fresh >= 0) attn_early_++;
         const size_t fresh_bytes = n_fresh > 0 ? (size_t)n_fresh * 4 : 0;
         const size_t need = meta_bytes + keys_bytes + 2 * win_bytes + (fresh_bytes + 15) / 16 * 16 + 64;  // keys too: a flush below forgets them

@@ -523,15 +523,15 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
     if (!mv_task(P, task, m, row)) return;
     mv_pre<N> pre;
     mv_pre_static<N>(P, m, row, lane, pre);
-    float acc[2][N] = {}, ss[N], r[N];
+    float acc[R][N], ss[N], r[N];
     const uint8_t *wr[R];
     wr[0] = P.W[m] + (size_t)row * P.row_bytes;
     if (SW) wr[R - 1] = P.W[1] + (size_t)row * P.row_bytes;
-    mv_dot_quant<N, T, NORM, R>(wr, P.x, P.norm_g, P.K, smem[warp], lane, reinterpret_cast<float (&)[R][N]>(acc), ss,
+    mv_dot_quant<N, T, NORM, R>(wr, P.x, P.norm_g, P.K, smem[warp], lane, acc, ss,
                                 [&] { mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre); });
-    mv_reduce<N, 2, NORM, 1>(acc, ss, nullptr, warp, lane);
+    mv_reduce<N, R, NORM, 1>(acc, ss, nullptr, warp, lane);
     mv_norm_scale<N, NORM>(P, ss, r);
-    if (SW) mv_epilogue_swiglu<N>(P, row, acc[0], acc[1], r, lane);
+    if (SW) mv_epilogue_swiglu<N>(P, row, acc[0], acc[R - 1], r, lane);
     else mv_epilogue<N>(P, m, row, acc[0], r, pre, lane);
     if (NORM) mv_write_norm<N>(P, task, r, pre, lane);
 }
