@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "error.h"
 #include "ggml_types.h"
 
 namespace endless {
@@ -55,6 +56,26 @@ struct attn_args {
     const float *rope_sin = nullptr; // [n_pos, n_rot/2]
     float scale = 1.0f;              // 1/sqrt(head_dim)
 };
+
+// A repetition penalty for backend::argmax: ids (host memory) strictly increasing, in [0, n), at
+// most ARGMAX_MAX_PENALIZED of them.
+constexpr int ARGMAX_MAX_PENALIZED = 1024;
+struct argmax_penalty {
+    const int32_t *ids = nullptr;
+    int n_ids = 0;
+    float penalty = 1.0f;
+};
+// Checks n and pen (endless::error(ENDLESS_ERR_INVALID_ARGUMENT) naming `op`).
+inline void argmax_check(const char *op, int64_t n, const argmax_penalty &pen) {
+    const std::string at = std::string(op) + ": ";
+    if (n <= 0 || n >= INT32_MAX) fail(ENDLESS_ERR_INVALID_ARGUMENT, at + std::to_string(n) + " values");
+    if (pen.n_ids < 0 || pen.n_ids > ARGMAX_MAX_PENALIZED || (pen.n_ids > 0 && !pen.ids))
+        fail(ENDLESS_ERR_INVALID_ARGUMENT, at + std::to_string(pen.n_ids) + " penalized ids (at most " + std::to_string(ARGMAX_MAX_PENALIZED) + ")");
+    if (pen.n_ids > 0 && !(pen.penalty > 0)) fail(ENDLESS_ERR_INVALID_ARGUMENT, at + "the penalty must be positive");
+    for (int i = 0; i < pen.n_ids; i++)
+        if (pen.ids[i] < 0 || pen.ids[i] >= n || (i > 0 && pen.ids[i] <= pen.ids[i - 1]))
+            fail(ENDLESS_ERR_INVALID_ARGUMENT, at + "penalized ids must increase strictly within 0.." + std::to_string(n - 1));
+}
 
 class backend {
 public:
@@ -108,9 +129,11 @@ public:
     virtual void kv_store(float *k_cache, float *v_cache, const float *k, const float *v,
                           const int32_t *slots /* host */, int n, int row) = 0;
     virtual void attention(const attn_args &args) = 0;
-    // out[0] (backend memory) = the first index of the largest of x[0, n), NaN counting as -inf:
-    // greedy_index (sampler.h) where the logits are, so a greedy step brings back 4 bytes.
-    virtual void argmax(const float *x, int64_t n, int32_t *out) = 0;
+    // out[0] (backend memory) = the first index of the largest of x[0, n), NaN counting as -inf,
+    // the values at pen.ids first penalized as the sampler does (divided by pen.penalty where
+    // positive, multiplied where not): the greedy pick where the logits are (greedy_index /
+    // sampler.h), so a greedy step brings back 4 bytes. x itself is not changed.
+    virtual void argmax(const float *x, int64_t n, int32_t *out, const argmax_penalty &pen) = 0;
 };
 
 std::unique_ptr<backend> backend_cpu_create(int n_threads);

@@ -122,7 +122,35 @@ int32_t greedy_index(const float *x, int32_t n) {
 
 sampler::sampler(const endless_sampler_params &p) : p_(p), rng_(p.seed) {}
 
-bool sampler::plain_greedy() const { return p_.temperature <= 0.0f && (p_.repeat_penalty == 1.0f || !(p_.repeat_penalty > 0)); }
+int32_t greedy_index_penalized(const float *x, int32_t n, const int32_t *ids, int n_ids, float penalty) {
+    if (n_ids == 0) return greedy_index(x, n);
+    // one pass, the penalized ids met in order; a strictly larger value moves the pick (first index)
+    float best = -INFINITY;
+    int32_t at = 0;
+    int j = 0;
+    for (int32_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (j < n_ids && ids[j] == i) {
+            v = v > 0 ? v / penalty : v * penalty;
+            j++;
+        }
+        if (v > best) {
+            best = v;
+            at = i;
+        }
+    }
+    return at;
+}
+
+std::vector<int32_t> sampler::penalized_ids(const int32_t *recent, int32_t n_recent, int32_t n_vocab) const {
+    if (!(p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0)) return {};
+    const int32_t n = p_.repeat_last_n > 0 ? std::min(n_recent, p_.repeat_last_n) : n_recent;
+    std::vector<int32_t> seen(recent + (n_recent - n), recent + n_recent);
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    seen.erase(std::remove_if(seen.begin(), seen.end(), [&](int32_t t) { return t < 0 || t >= n_vocab; }), seen.end());
+    return seen;
+}
 
 int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent) {
     const bool penalize = p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0;
@@ -133,16 +161,9 @@ int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *rec
         return first_max(logits, n_vocab, mx);
     }
     work_.assign(logits, logits + n_vocab);
-    if (penalize) {
-        const int32_t n = p_.repeat_last_n > 0 ? std::min(n_recent, p_.repeat_last_n) : n_recent;
-        std::vector<int32_t> seen(recent + (n_recent - n), recent + n_recent);
-        std::sort(seen.begin(), seen.end());
-        seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-        for (int32_t t : seen) {
-            if (t < 0 || t >= n_vocab) continue;
+    if (penalize)
+        for (int32_t t : penalized_ids(recent, n_recent, n_vocab))
             work_[t] = work_[t] > 0 ? work_[t] / p_.repeat_penalty : work_[t] * p_.repeat_penalty;
-        }
-    }
     // NaN logits never win (the stages below compare logits: none is left)
     for (float &x : work_) x = x == x ? x : -INFINITY;
     const int32_t best = first_max(work_.data(), n_vocab, mx);

@@ -12,15 +12,20 @@ namespace endless {
 // The first index of the largest of x[0, n), NaN counting as -inf (0 when nothing is above -inf):
 // the greedy pick. backend::argmax computes the same index where the logits are.
 int32_t greedy_index(const float *x, int32_t n);
+// The same with the values at ids (strictly increasing, in [0, n)) penalized as the sampler does:
+// x / penalty where x > 0, x * penalty otherwise.
+int32_t greedy_index_penalized(const float *x, int32_t n, const int32_t *ids, int n_ids, float penalty);
 
 class sampler {
 public:
     explicit sampler(const endless_sampler_params &p);
     int32_t sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent);
     const endless_sampler_params &params() const { return p_; }
-    // Whether every draw is greedy_index of the logits as given (temperature <= 0, no penalty), so
-    // the index can be taken where the logits are.
-    bool plain_greedy() const;
+    // Whether draws are greedy (temperature <= 0): greedy_index_penalized of the logits with
+    // penalized_ids, so the index can be taken where the logits are.
+    bool greedy() const { return p_.temperature <= 0.0f; }
+    // The tokens a draw after `recent` penalizes, in increasing order (none without a penalty).
+    std::vector<int32_t> penalized_ids(const int32_t *recent, int32_t n_recent, int32_t n_vocab) const;
     struct cand {
         float x;      // logit after the penalties
         int32_t id;

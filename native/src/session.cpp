@@ -43,7 +43,7 @@ void session::decode(const int32_t *tokens, int n, endless_logits_mode mode, flo
 }
 
 void session::decode_impl(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel,
-                          int32_t *greedy) {
+                          int32_t *greedy, const argmax_penalty &pen) {
     check_tokens(tokens, n);
     if (mode != ENDLESS_LOGITS_NONE && !logits) fail(ENDLESS_ERR_INVALID_ARGUMENT, "logits output is null");
     if (n == 0) {
@@ -74,7 +74,7 @@ void session::decode_impl(const int32_t *tokens, int n, endless_logits_mode mode
         // Every chunk yields the logits of its last token, so a cancelled decode still leaves
         // valid last logits for the tokens that made it in.
         int32_t *pick = greedy && !all && done + k == n ? greedy : nullptr;
-        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst, pick);
+        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst, pick, pen);
         cache_.commit_append(tokens + done, k);
         n_processed_ += k;
         done += k;
@@ -155,23 +155,30 @@ int session::generate(sampler &smp, int max_tokens, const int32_t *stop, int n_s
     std::vector<int32_t> recent = cache_.tokens();
     const int keep = std::max(64, smp.params().repeat_last_n);
     if ((int)recent.size() > keep) recent.erase(recent.begin(), recent.end() - keep);
-    // A greedy sampler's pick is taken where the logits are (the CUDA backend: 4 bytes come back a
-    // token instead of the vocabulary's logits); logits_ catches up once, before returning.
-    const bool greedy = smp.plain_greedy();
+    // A greedy sampler's pick (with its repetition penalty) is taken where the logits are (the
+    // CUDA backend: 4 bytes come back a token instead of the vocabulary's logits); logits_ catches
+    // up once, before returning.
+    const int32_t nv = (int32_t)logits_.size();
     int32_t next = -1;  // greedy: the pick after the last decoded token
     int produced = 0;
     try {
         while (produced < max_tokens) {
             if (cancelled(cancel)) fail(ENDLESS_ERR_CANCELLED, "generation cancelled after " + std::to_string(produced) + " tokens");
-            const int32_t tok = next >= 0 ? next : smp.sample(logits_.data(), (int32_t)logits_.size(), recent.data(), (int32_t)recent.size());
+            const int32_t tok = next >= 0 ? next : smp.sample(logits_.data(), nv, recent.data(), (int32_t)recent.size());
             next = -1;
             produced++;
             const bool is_stop = std::find(stop, stop + n_stop, tok) != stop + n_stop;
             const bool want_stop = on_token ? on_token(tok, user_data) != 0 : false;
             if (is_stop) break;
-            decode_impl(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel, greedy ? &next : nullptr);
-            recent.push_back(tok);
+            recent.push_back(tok);  // (the next draw's penalty window)
             if ((int)recent.size() > keep) recent.erase(recent.begin());
+            const std::vector<int32_t> pen_ids = smp.greedy() ? smp.penalized_ids(recent.data(), (int32_t)recent.size(), nv) : std::vector<int32_t>();
+            if (smp.greedy() && pen_ids.size() <= (size_t)ARGMAX_MAX_PENALIZED) {
+                decode_impl(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel, &next,
+                            argmax_penalty{pen_ids.data(), (int)pen_ids.size(), smp.params().repeat_penalty});
+            } else {
+                decode(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel);
+            }
             if (want_stop) break;
         }
     } catch (...) {

@@ -464,17 +464,48 @@ TEST(argmax_matches_greedy_index) {
                     break;
                 }
                 dev_buf dx(b, x), dout(b, 4);
-                b.argmax(dx.f() + 1, n, (int32_t *)dout.p);
+                b.argmax(dx.f() + 1, n, (int32_t *)dout.p, argmax_penalty{});
                 const int32_t got = dout.get<int32_t>(1)[0], want = greedy_index(v, (int32_t)n);
                 CHECK_MSG(got == want, "%s argmax n=%lld pattern %d: %d, expected %d", label.c_str(), (long long)n, pattern, got, want);
+                // with a repetition penalty: the sampler's greedy draw over the same recent tokens
+                // (the largest values among them, so the penalty decides; some ids twice, some
+                // outside the vocabulary, which the sampler drops)
+                std::vector<int32_t> recent;
+                for (int i = 0; i < 40; i++) recent.push_back(rand_int(0, (int)n - 1));
+                recent.push_back((int32_t)n / 3);
+                recent.push_back((int32_t)n - 1);
+                recent.push_back((int32_t)n + 5);
+                recent.push_back(-2);
+                for (float penalty : {1.3f, 0.7f, 1e-3f}) {
+                    endless_sampler_params sp = endless_sampler_default_params();
+                    sp.temperature = 0.0f;
+                    sp.repeat_penalty = penalty;
+                    sp.repeat_last_n = 64;
+                    sampler smp(sp);
+                    const std::vector<int32_t> ids = smp.penalized_ids(recent.data(), (int32_t)recent.size(), (int32_t)n);
+                    b.argmax(dx.f() + 1, n, (int32_t *)dout.p, argmax_penalty{ids.data(), (int)ids.size(), penalty});
+                    const int32_t gp = dout.get<int32_t>(1)[0];
+                    const int32_t wp = smp.sample(v, (int32_t)n, recent.data(), (int32_t)recent.size());
+                    CHECK_MSG(gp == wp, "%s argmax n=%lld pattern %d penalty %g: %d, the sampler draws %d", label.c_str(), (long long)n, pattern,
+                              penalty, gp, wp);
+                }
+                // x is left as it was
+                const std::vector<float> back = dx.get<float>(x.size());
+                CHECK_MSG(std::memcmp(back.data(), x.data(), x.size() * 4) == 0, "%s argmax changed its input", label.c_str());
             }
         }
-        // bad lengths fail clearly
-        dev_buf dx(b, 16), dout(b, 4);
-        for (int64_t n : {0, -3}) {
+        // bad lengths and penalized ids fail clearly
+        dev_buf dx(b, 16 * 4), dout(b, 4);
+        const int32_t unsorted[2] = {3, 1}, outside[1] = {16};
+        const argmax_penalty bad[4] = {{}, {unsorted, 2, 1.1f}, {outside, 1, 1.1f}, {unsorted, 1, -1.0f}};
+        for (int c = 0; c < 6; c++) {
             bool threw = false;
-            try { b.argmax(dx.f(), n, (int32_t *)dout.p); } catch (const error &) { threw = true; }
-            CHECK_MSG(threw, "%s argmax of %lld values did not fail", label.c_str(), (long long)n);
+            try {
+                b.argmax(dx.f(), c < 2 ? -3 * c : 16, (int32_t *)dout.p, c < 2 ? bad[0] : c < 5 ? bad[c - 1] : argmax_penalty{unsorted, ARGMAX_MAX_PENALIZED + 1, 1.1f});
+            } catch (const error &) {
+                threw = true;
+            }
+            CHECK_MSG(threw, "%s argmax case %d did not fail", label.c_str(), c);
         }
     });
 }

@@ -235,7 +235,7 @@ struct synth_model {
         }
         b.rms_norm(h + (size_t)(n - 1) * n_embd, out_norm, 1, n_embd, 1e-6f, xn);
         b.matmul(emb, xn, 1, logits);
-        if (greedy) b.argmax(logits, n_vocab, pick);
+        if (greedy) b.argmax(logits, n_vocab, pick, argmax_penalty{});
         host_s = now_s() - t_start;  // issuing the ops: the backend launches nothing before the download
         if (greedy) {
             b.download(greedy, pick, 4);

@@ -495,6 +495,45 @@ TEST(generate_greedy_matches_manual_loop) {
     endless_session_free(b);
 }
 
+// A greedy sampler with a repetition penalty: generate takes each pick where the logits are
+// (backend::argmax with the penalized ids); the host sampler over the same logits and tokens must
+// draw the same tokens, and the session's last logits must be the model's.
+TEST(generate_greedy_with_penalty_matches_sampler) {
+    model_fixture &f = llama();
+    std::vector<int32_t> recent = random_tokens(12, f.n_vocab);
+    endless_session *a = make_session(f, 4, 64), *b = make_session(f, 4, 64);
+    decode_last(a, recent, f.n_vocab);
+    std::vector<float> l = decode_last(b, recent, f.n_vocab);
+    for (float penalty : {1.5f, 0.5f}) {
+        endless_sampler_params sp = endless_sampler_default_params();
+        sp.temperature = 0.0f;
+        sp.repeat_penalty = penalty;
+        sp.repeat_last_n = 8;
+        endless_sampler *smp = nullptr, *host = nullptr;
+        CHECK(endless_sampler_create(&sp, &smp) == ENDLESS_OK);
+        CHECK(endless_sampler_create(&sp, &host) == ENDLESS_OK);
+        std::vector<int32_t> got;
+        auto cb = [](int32_t tok, void *ud) -> int { static_cast<std::vector<int32_t> *>(ud)->push_back(tok); return 0; };
+        int32_t n = 0;
+        CHECK(endless_session_generate(a, smp, 12, nullptr, 0, cb, &got, nullptr, &n) == ENDLESS_OK);
+        CHECK(n == 12 && got.size() == 12);
+        for (size_t i = 0; i < got.size(); i++) {
+            const int32_t want = endless_sampler_sample(host, l.data(), f.n_vocab, recent.data(), (int32_t)recent.size());
+            CHECK_MSG(got[i] == want, "penalty %g, token %zu: %d, the host sampler draws %d", penalty, i, got[i], want);
+            recent.push_back(got[i]);
+            if (i + 1 < got.size()) l = decode_last(b, {got[i]}, f.n_vocab);
+        }
+        l = decode_last(b, {got.back()}, f.n_vocab);
+        std::vector<float> la(f.n_vocab);
+        endless_session_last_logits(a, la.data());
+        CHECK(std::memcmp(la.data(), l.data(), l.size() * 4) == 0);
+        endless_sampler_free(smp);
+        endless_sampler_free(host);
+    }
+    endless_session_free(a);
+    endless_session_free(b);
+}
+
 TEST(sampler_respects_top_k_and_seed) {
     std::vector<float> logits = {1.0f, 3.0f, 2.0f, -1.0f, 2.5f};
     endless_sampler_params p = endless_sampler_default_params();

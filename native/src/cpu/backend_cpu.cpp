@@ -153,10 +153,10 @@ public:
         else pool_.parallel_for((int64_t)count, part);
     }
 
-    void argmax(const float *x, int64_t n, int32_t *out) override {
-        if (n <= 0 || n >= INT32_MAX) fail(ENDLESS_ERR_INVALID_ARGUMENT, "argmax: " + std::to_string(n) + " values");
+    void argmax(const float *x, int64_t n, int32_t *out, const argmax_penalty &pen) override {
+        argmax_check("argmax", n, pen);
         if (!x || !out) fail(ENDLESS_ERR_INVALID_ARGUMENT, "argmax: null tensor");
-        out[0] = greedy_index(x, (int32_t)n);
+        out[0] = greedy_index_penalized(x, (int32_t)n, pen.ids, pen.n_ids, pen.penalty);
     }
 
     void kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,

@@ -3,8 +3,12 @@
 // the largest partial. A candidate is the 64-bit key (order(x) << 32) | (UINT32_MAX - i), where
 // order() maps floats to unsigned integers in the same order (NaN as -inf, -0 as +0, so equal
 // values compare equal as they do on the host); the largest key is the largest value and, among
-// equal values, the first index. Keys compare the same in any reduction order.
+// equal values, the first index. Keys compare the same in any reduction order. A repetition
+// penalty: the block's threads bring the penalized ids into shared memory and each value finds
+// whether it is one of them by binary search; x / penalty and x * penalty are rounded as on the
+// host (__fdiv_rn, __fmul_rn: --use_fast_math would make the division approximate).
 #include "argmax.cuh"
+#include "backend.h"
 #include "cuda_common.cuh"
 
 #include <algorithm>
@@ -39,12 +43,28 @@ __device__ __forceinline__ uint64_t am_block_max(uint64_t k) {
     return k;  // (valid on thread 0)
 }
 
-__global__ void __launch_bounds__(AM_THREADS) argmax_partial_kernel(const float *x, int64_t n, int64_t stretch, uint64_t *partials) {
+__global__ void __launch_bounds__(AM_THREADS) argmax_partial_kernel(const float *x, int64_t n, int64_t stretch, uint64_t *partials,
+                                                                     const int32_t *ids, int n_ids, float penalty) {
+    __shared__ int32_t sids[ARGMAX_MAX_PENALIZED];
+    for (int i = threadIdx.x; i < n_ids; i += AM_THREADS) sids[i] = __ldg(ids + i);  // (staged: no kernel writes them)
+    if (n_ids) __syncthreads();
     dev_pdl_wait();
     dev_pdl_release();
     const int64_t begin = (int64_t)blockIdx.x * stretch, end = min(n, begin + stretch);
     uint64_t k = 0;  // below every candidate's key (index < 2^32 - 1)
-    for (int64_t i = begin + threadIdx.x; i < end; i += AM_THREADS) k = max(k, am_key(__ldg(x + i), i));
+    for (int64_t i = begin + threadIdx.x; i < end; i += AM_THREADS) {
+        float v = __ldg(x + i);
+        if (n_ids) {
+            int lo = 0, hi = n_ids;  // the first id >= i
+            while (lo < hi) {
+                const int mid = (lo + hi) >> 1;
+                if (sids[mid] < i) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo < n_ids && sids[lo] == i) v = v > 0.0f ? __fdiv_rn(v, penalty) : __fmul_rn(v, penalty);
+        }
+        k = max(k, am_key(v, i));
+    }
     k = am_block_max(k);
     if (threadIdx.x == 0) partials[blockIdx.x] = k;
 }
@@ -60,11 +80,13 @@ __global__ void __launch_bounds__(AM_THREADS) argmax_final_kernel(const uint64_t
 
 }  // namespace
 
-void cuda_argmax(const float *x, int64_t n, int32_t *out, uint64_t *partials, cudaStream_t stream) {
+void cuda_argmax(const float *x, int64_t n, int32_t *out, uint64_t *partials, const int32_t *ids, int n_ids, float penalty,
+                 cudaStream_t stream) {
     if (n <= 0 || n >= (int64_t)INT32_MAX) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: " + std::to_string(n) + " values");
+    if (n_ids < 0 || n_ids > ARGMAX_MAX_PENALIZED || (n_ids && !ids)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: bad penalized ids");
     const int64_t stretch = std::max<int64_t>((n + CUDA_ARGMAX_MAX_BLOCKS - 1) / CUDA_ARGMAX_MAX_BLOCKS, AM_THREADS * AM_PER_THREAD);
     const int blocks = (int)((n + stretch - 1) / stretch);
-    cuda_launch_pdl(argmax_partial_kernel, dim3(blocks), dim3(AM_THREADS), 0, stream, x, n, stretch, partials);
+    cuda_launch_pdl(argmax_partial_kernel, dim3(blocks), dim3(AM_THREADS), 0, stream, x, n, stretch, partials, ids, n_ids, penalty);
     cuda_launch_pdl(argmax_final_kernel, dim3(1), dim3(AM_THREADS), 0, stream, (const uint64_t *)partials, blocks, out);
     CUDA_CHECK_LAUNCH("argmax");
 }

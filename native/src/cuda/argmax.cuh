@@ -9,7 +9,9 @@ namespace endless {
 
 constexpr int CUDA_ARGMAX_MAX_BLOCKS = 1024;  // partial results of the first launch
 
-// out[0] = the index; partials: CUDA_ARGMAX_MAX_BLOCKS 8-byte device words of scratch.
-void cuda_argmax(const float *x, int64_t n, int32_t *out, uint64_t *partials, cudaStream_t stream);
+// out[0] = the index; partials: CUDA_ARGMAX_MAX_BLOCKS 8-byte device words of scratch; ids (device,
+// strictly increasing, at most ARGMAX_MAX_PENALIZED): values penalized first (backend::argmax).
+void cuda_argmax(const float *x, int64_t n, int32_t *out, uint64_t *partials, const int32_t *ids, int n_ids, float penalty,
+                 cudaStream_t stream);
 
 }  // namespace endless

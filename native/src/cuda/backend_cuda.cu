@@ -284,14 +284,19 @@ public:
         });
     }
 
-    void argmax(const float *x, int64_t n, int32_t *out) override {
-        if (n <= 0 || n >= INT32_MAX) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: " + std::to_string(n) + " values");
+    void argmax(const float *x, int64_t n, int32_t *out, const argmax_penalty &pen) override {
+        argmax_check("cuda argmax", n, pen);
         if (!x || !out) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: null tensor");
-        // scratch first: growing it flushes the queue
+        // scratch first: growing it flushes the queue, which would drop the staged ids
         uint64_t *partials = (uint64_t *)scratch((size_t)CUDA_ARGMAX_MAX_BLOCKS * 8);
-        sig({OP_ARGMAX, ptr_bits(x), (uint64_t)n, ptr_bits(out), ptr_bits(partials)});
+        const size_t ids_bytes = (size_t)pen.n_ids * 4;
+        const size_t off = pen.n_ids ? stage(pen.ids, ids_bytes, ids_bytes) : 0;
+        sig({OP_ARGMAX, ptr_bits(x), (uint64_t)n, ptr_bits(out), ptr_bits(partials), (uint64_t)pen.n_ids, f32_bits(pen.penalty), off});
         wrote(out, 4);
-        push([=] { cuda_argmax(x, n, out, partials, stream_); });
+        const int32_t *dids = pen.n_ids ? (const int32_t *)(stage_dev_ + off) : nullptr;
+        const int n_ids = pen.n_ids;
+        const float penalty = pen.penalty;
+        push([=] { cuda_argmax(x, n, out, partials, dids, n_ids, penalty, stream_); });
     }
     void rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y) override {
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
