@@ -418,6 +418,25 @@ int main() {
         if (only) {
             synth_model m(b, GGML_TYPE_BF16, 4096);
             if (std::strcmp(only, "decode") == 0) {
+                // ENDLESS_BENCH_DECODE_PRE: comma-separated steps of the full benchmark's model part to
+                // run first (attn: the attention alone; attn_old: the same on attention_decode_kernel;
+                // unfused: a decode with the fusions off), to find what makes its BF16 step with the
+                // device pick slower than this mode's (NOTES.md, eighth session)
+                if (const char *pre = std::getenv("ENDLESS_BENCH_DECODE_PRE")) {
+                    const std::string steps = std::string(",") + pre + ",";
+                    if (steps.find(",attn,") != std::string::npos) bench_attention_decode_us(m);
+                    if (steps.find(",attn_old,") != std::string::npos) {
+                        backend_cuda_set_attn_decode1(false);
+                        bench_attention_decode_us(m);
+                        backend_cuda_set_attn_decode1(true);
+                    }
+                    if (steps.find(",unfused,") != std::string::npos) {
+                        backend_cuda_set_fusion(b, false);
+                        bench_decode(m, 100, 4096);
+                        backend_cuda_set_fusion(b, true);
+                    }
+                    std::printf("(first: %s)\n", pre);
+                }
                 const size_t early0 = backend_cuda_attention_early_ops(b);
                 const decode_result d = bench_decode(m, 200, 4096);
                 const double early = (double)(backend_cuda_attention_early_ops(b) - early0) / 203;
