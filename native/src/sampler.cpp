@@ -143,7 +143,7 @@ int32_t greedy_index_penalized(const float *x, int32_t n, const int32_t *ids, in
 }
 
 std::vector<int32_t> sampler::penalized_ids(const int32_t *recent, int32_t n_recent, int32_t n_vocab) const {
-    if (!(p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0)) return {};
+    if (!penalizes() || !recent || n_recent <= 0) return {};
     const int32_t n = p_.repeat_last_n > 0 ? std::min(n_recent, p_.repeat_last_n) : n_recent;
     std::vector<int32_t> seen(recent + (n_recent - n), recent + n_recent);
     std::sort(seen.begin(), seen.end());
@@ -153,21 +153,19 @@ std::vector<int32_t> sampler::penalized_ids(const int32_t *recent, int32_t n_rec
 }
 
 int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *recent, int32_t n_recent) {
-    const bool penalize = p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0 && recent && n_recent > 0;
-    float mx;
-    if (p_.temperature <= 0.0f && !penalize) {
-        // greedy on the logits as given, no copy of them (151,936 tokens: 0.093 -> 0.076 ms a draw on
-        // the VM through the addon, bench/results/sampler-2026-11-26T2157.json)
-        return first_max(logits, n_vocab, mx);
+    const std::vector<int32_t> pen = penalized_ids(recent, n_recent, n_vocab);
+    if (greedy()) {
+        // on the logits as given, no copy of them (151,936 tokens: 0.093 -> 0.076 ms a draw on the VM
+        // through the addon, bench/results/sampler-2026-11-26T2157.json); the penalty in passing
+        return greedy_index_penalized(logits, n_vocab, pen.data(), (int)pen.size(), p_.repeat_penalty);
     }
     work_.assign(logits, logits + n_vocab);
-    if (penalize)
-        for (int32_t t : penalized_ids(recent, n_recent, n_vocab))
-            work_[t] = work_[t] > 0 ? work_[t] / p_.repeat_penalty : work_[t] * p_.repeat_penalty;
+    for (int32_t t : pen) work_[t] = work_[t] > 0 ? work_[t] / p_.repeat_penalty : work_[t] * p_.repeat_penalty;
     // NaN logits never win (the stages below compare logits: none is left)
     for (float &x : work_) x = x == x ? x : -INFINITY;
+    float mx;
     const int32_t best = first_max(work_.data(), n_vocab, mx);
-    if (p_.temperature <= 0.0f || !std::isfinite(mx)) return best;
+    if (!std::isfinite(mx)) return best;
 
     // the candidates (p > 0; a prefix of the order) with z, cut to the first top_k; cand_ only
     // grows, c[0, n) is this draw's

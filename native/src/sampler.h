@@ -24,6 +24,8 @@ public:
     // Whether draws are greedy (temperature <= 0): greedy_index_penalized of the logits with
     // penalized_ids, so the index can be taken where the logits are.
     bool greedy() const { return p_.temperature <= 0.0f; }
+    // Whether draws apply a repetition penalty (to the recent tokens, when there are any).
+    bool penalizes() const { return p_.repeat_penalty != 1.0f && p_.repeat_penalty > 0; }
     // The tokens a draw after `recent` penalizes, in increasing order (none without a penalty).
     std::vector<int32_t> penalized_ids(const int32_t *recent, int32_t n_recent, int32_t n_vocab) const;
     struct cand {

@@ -43,7 +43,7 @@ void session::decode(const int32_t *tokens, int n, endless_logits_mode mode, flo
 }
 
 void session::decode_impl(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel,
-                          int32_t *greedy, const argmax_penalty &pen) {
+                          int32_t *greedy) {
     check_tokens(tokens, n);
     if (mode != ENDLESS_LOGITS_NONE && !logits) fail(ENDLESS_ERR_INVALID_ARGUMENT, "logits output is null");
     if (n == 0) {
@@ -74,7 +74,7 @@ void session::decode_impl(const int32_t *tokens, int n, endless_logits_mode mode
         // Every chunk yields the logits of its last token, so a cancelled decode still leaves
         // valid last logits for the tokens that made it in.
         int32_t *pick = greedy && !all && done + k == n ? greedy : nullptr;
-        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst, pick, pen);
+        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst, pick);
         cache_.commit_append(tokens + done, k);
         n_processed_ += k;
         done += k;
@@ -161,6 +161,7 @@ int session::generate(sampler &smp, int max_tokens, const int32_t *stop, int n_s
     // signature, so steps whose window holds a changing number of distinct tokens would not replay
     // one graph (native/src/cuda/NOTES.md, eighth session); those draws stay on the host.
     const int32_t nv = (int32_t)logits_.size();
+    const bool device_pick = smp.greedy() && !smp.penalizes();
     int32_t next = -1;  // greedy: the pick after the last decoded token
     int produced = 0;
     try {
@@ -174,11 +175,7 @@ int session::generate(sampler &smp, int max_tokens, const int32_t *stop, int n_s
             if (is_stop) break;
             recent.push_back(tok);  // (the next draw's penalty window)
             if ((int)recent.size() > keep) recent.erase(recent.begin());
-            if (smp.greedy() && smp.penalized_ids(recent.data(), (int32_t)recent.size(), nv).empty()) {
-                decode_impl(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel, &next);
-            } else {
-                decode(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel);
-            }
+            decode_impl(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel, device_pick ? &next : nullptr);
             if (want_stop) break;
         }
     } catch (...) {

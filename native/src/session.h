@@ -41,7 +41,7 @@ private:
     // decode; greedy (mode NONE): the last chunk's next token is picked where the logits are
     // (model::forward's greedy) and logits_ is left behind them until settle_logits.
     void decode_impl(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel,
-                     int32_t *greedy, const argmax_penalty &pen = {});
+                     int32_t *greedy);
     void settle_logits();
     model &model_;
     kv_cache cache_;

@@ -114,6 +114,12 @@ model_fixture &qwen() {
     return f;
 }
 
+// generate's token callback for tests: appends each token to the std::vector<int32_t> at ud.
+int collect_token(int32_t tok, void *ud) {
+    static_cast<std::vector<int32_t> *>(ud)->push_back(tok);
+    return 0;
+}
+
 endless_session *make_session(model_fixture &f, int S, int W, int M = 0, int B = 64, int batch = 256) {
     endless_session_params p = endless_session_default_params();
     p.n_sinks = S;
@@ -447,9 +453,8 @@ TEST(generate_greedy_matches_manual_loop) {
     endless_sampler_params sp = endless_sampler_default_params();
     CHECK(endless_sampler_create(&sp, &smp) == ENDLESS_OK);
     std::vector<int32_t> got;
-    auto cb = [](int32_t tok, void *ud) -> int { static_cast<std::vector<int32_t> *>(ud)->push_back(tok); return 0; };
     int32_t n = 0;
-    CHECK(endless_session_generate(a, smp, 20, nullptr, 0, cb, &got, nullptr, &n) == ENDLESS_OK);
+    CHECK(endless_session_generate(a, smp, 20, nullptr, 0, collect_token, &got, nullptr, &n) == ENDLESS_OK);
     CHECK(n == 20 && got.size() == 20);
     for (int i = 0; i < 20 && i < (int)got.size(); i++) {
         int32_t best = (int32_t)(std::max_element(l.begin(), l.end()) - l.begin());
@@ -484,12 +489,12 @@ TEST(generate_greedy_matches_manual_loop) {
     endless_session_stats_get(a, &s0);
     int32_t next = (int32_t)(std::max_element(la.begin(), la.end()) - la.begin());
     got.clear();
-    CHECK(endless_session_generate(a, smp, 20, &next, 1, cb, &got, nullptr, &n) == ENDLESS_OK);
+    CHECK(endless_session_generate(a, smp, 20, &next, 1, collect_token, &got, nullptr, &n) == ENDLESS_OK);
     endless_session_stats_get(a, &s1);
     CHECK(n == 1 && s1.n_seen == s0.n_seen);
     // cancellation
     volatile int32_t cancel = 1;
-    CHECK(endless_session_generate(a, smp, 20, nullptr, 0, cb, &got, &cancel, &n) == ENDLESS_ERR_CANCELLED);
+    CHECK(endless_session_generate(a, smp, 20, nullptr, 0, collect_token, &got, &cancel, &n) == ENDLESS_ERR_CANCELLED);
     endless_sampler_free(smp);
     endless_session_free(a);
     endless_session_free(b);
@@ -514,9 +519,8 @@ TEST(generate_greedy_with_penalty_matches_sampler) {
         CHECK(endless_sampler_create(&sp, &smp) == ENDLESS_OK);
         CHECK(endless_sampler_create(&sp, &host) == ENDLESS_OK);
         std::vector<int32_t> got;
-        auto cb = [](int32_t tok, void *ud) -> int { static_cast<std::vector<int32_t> *>(ud)->push_back(tok); return 0; };
         int32_t n = 0;
-        CHECK(endless_session_generate(a, smp, 12, nullptr, 0, cb, &got, nullptr, &n) == ENDLESS_OK);
+        CHECK(endless_session_generate(a, smp, 12, nullptr, 0, collect_token, &got, nullptr, &n) == ENDLESS_OK);
         CHECK(n == 12 && got.size() == 12);
         for (size_t i = 0; i < got.size(); i++) {
             const int32_t want = endless_sampler_sample(host, l.data(), f.n_vocab, recent.data(), (int32_t)recent.size());
@@ -575,6 +579,8 @@ TEST(sampler_matches_its_full_sort_definition) {
             if (nv > 5) { logits[3] = -INFINITY; logits[4] = NAN; logits[nv - 1] = logits[nv / 2]; }
             std::vector<int32_t> recent;
             for (int i = 0; i < 20; i++) recent.push_back((int32_t)(gen() % (uint32_t)nv));
+            // the largest logit among them, so the penalty decides greedy draws
+            recent.push_back((int32_t)(std::max_element(logits.begin(), logits.end(), [](float a, float b) { return !(a >= b) && b == b; }) - logits.begin()));
             for (float t : {0.0f, 0.05f, 0.2f, 0.7f, 1.0f, 3.0f, 50.0f})
                 for (int k : {0, 1, 3, 40, 5000})
                     for (float tp : {1.0f, 0.95f, 0.5f, 0.999999f})
@@ -584,7 +590,7 @@ TEST(sampler_matches_its_full_sort_definition) {
                             p.top_k = k;
                             p.top_p = tp;
                             p.min_p = mp;
-                            p.repeat_penalty = configs % 2 ? 1.3f : 1.0f;
+                            p.repeat_penalty = configs % 2 ? (t == 0.0f ? 3.0f : 1.3f) : 1.0f;
                             p.repeat_last_n = 16;
                             p.seed = 1000 + configs;
                             endless_sampler *smp = nullptr;
