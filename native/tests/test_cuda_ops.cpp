@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "error.h"
 #include "quant.h"
+#include "sampler.h"
 #ifdef ENDLESS_WITH_CUDA
 #include "cuda/backend_cuda.h"
 #endif
@@ -669,6 +670,42 @@ TEST(cuda_attention_prefill_tensor_cores) {
     check_attention({37, 6, 3, 48, 16, ROPE_MODE_NORM, 1, 300, false, 0});
     check_attention({40, 4, 4, 64, 0, ROPE_MODE_NORM, 2, 500, true, 0});
     check_attention({16, 4, 2, 64, 64, ROPE_MODE_NEOX, 2, 16, true, 1});
+}
+
+// The greedy pick with a repetition penalty whose id count changes every step (the distinct tokens
+// of a sliding window), in batches that are otherwise the same: each pick must follow its own ids,
+// and the steps must still replay one graph (the count is staged, not part of the launch).
+TEST(cuda_argmax_penalty_follows_staged_ids_under_graph_replay) {
+    const int n = 151936;
+    std::vector<float> x = test::random_floats(n, -4, 4);
+    dbuf dx(x), a(64), b(64), out(1);
+    size_t launches0 = 0;
+    backend_cuda_graph_stats(be(), &launches0, nullptr);
+    for (int step = 0; step < 12; step++) {
+        // the largest values at a few ids, some of them penalized this step
+        const int32_t top = (int32_t)(test::rng()() % n);
+        std::vector<float> xs = x;
+        xs[top] = 9.0f;
+        xs[(top + 5000) % n] = 8.0f;
+        be().upload(dx.f(), xs.data(), (size_t)n * 4);
+        be().synchronize();
+        std::vector<int32_t> ids;
+        const int count = 3 + (step * 11) % 60;
+        for (int i = 0; i < count; i++) ids.push_back((int32_t)(test::rng()() % n));
+        if (step % 2 == 0) ids.push_back(top);
+        std::sort(ids.begin(), ids.end());
+        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+        for (int i = 0; i < 8; i++) be().add(a.f(), b.f(), 64);  // (enough ops for a graph)
+        be().argmax(dx.f(), n, (int32_t *)out.p, argmax_penalty{ids.data(), (int)ids.size(), 2.0f});
+        int32_t got = -1;
+        be().download(&got, out.p, 4);
+        const int32_t want = greedy_index_penalized(xs.data(), n, ids.data(), (int)ids.size(), 2.0f);
+        CHECK_MSG(got == want, "step %d (%zu ids): %d, expected %d", step, ids.size(), got, want);
+    }
+    size_t launches1 = 0;
+    backend_cuda_graph_stats(be(), &launches1, nullptr);
+    const char *gflag = std::getenv("ENDLESS_CUDA_GRAPHS");
+    if (!(gflag && std::strcmp(gflag, "0") == 0)) CHECK_MSG(launches1 - launches0 >= 8, "graph launches %zu of 12 steps", launches1 - launches0);
 }
 
 TEST(cuda_graph_replay_follows_staged_inputs) {

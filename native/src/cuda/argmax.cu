@@ -44,9 +44,11 @@ __device__ __forceinline__ uint64_t am_block_max(uint64_t k) {
 }
 
 __global__ void __launch_bounds__(AM_THREADS) argmax_partial_kernel(const float *x, int64_t n, int64_t stretch, uint64_t *partials,
-                                                                     const int32_t *ids, int n_ids, float penalty) {
+                                                                     const int32_t *pen, float penalty) {
     __shared__ int32_t sids[ARGMAX_MAX_PENALIZED];
-    for (int i = threadIdx.x; i < n_ids; i += AM_THREADS) sids[i] = __ldg(ids + i);  // (staged: no kernel writes them)
+    // (staged by the host: no kernel writes them, so they load before the wait)
+    const int n_ids = pen ? min(max(__ldg(pen), 0), ARGMAX_MAX_PENALIZED) : 0;
+    for (int i = threadIdx.x; i < n_ids; i += AM_THREADS) sids[i] = __ldg(pen + 1 + i);
     if (n_ids) __syncthreads();
     dev_pdl_wait();
     dev_pdl_release();
@@ -80,13 +82,12 @@ __global__ void __launch_bounds__(AM_THREADS) argmax_final_kernel(const uint64_t
 
 }  // namespace
 
-void cuda_argmax(const float *x, int64_t n, int32_t *out, uint64_t *partials, const int32_t *ids, int n_ids, float penalty,
+void cuda_argmax(const float *x, int64_t n, int32_t *out, uint64_t *partials, const int32_t *pen, float penalty,
                  cudaStream_t stream) {
     if (n <= 0 || n >= (int64_t)INT32_MAX) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: " + std::to_string(n) + " values");
-    if (n_ids < 0 || n_ids > ARGMAX_MAX_PENALIZED || (n_ids && !ids)) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: bad penalized ids");
     const int64_t stretch = std::max<int64_t>((n + CUDA_ARGMAX_MAX_BLOCKS - 1) / CUDA_ARGMAX_MAX_BLOCKS, AM_THREADS * AM_PER_THREAD);
     const int blocks = (int)((n + stretch - 1) / stretch);
-    cuda_launch_pdl(argmax_partial_kernel, dim3(blocks), dim3(AM_THREADS), 0, stream, x, n, stretch, partials, ids, n_ids, penalty);
+    cuda_launch_pdl(argmax_partial_kernel, dim3(blocks), dim3(AM_THREADS), 0, stream, x, n, stretch, partials, pen, penalty);
     cuda_launch_pdl(argmax_final_kernel, dim3(1), dim3(AM_THREADS), 0, stream, (const uint64_t *)partials, blocks, out);
     CUDA_CHECK_LAUNCH("argmax");
 }

@@ -289,14 +289,22 @@ public:
         if (!x || !out) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: null tensor");
         // scratch first: growing it flushes the queue, which would drop the staged ids
         uint64_t *partials = (uint64_t *)scratch((size_t)CUDA_ARGMAX_MAX_BLOCKS * 8);
-        const size_t ids_bytes = (size_t)pen.n_ids * 4;
-        const size_t off = pen.n_ids ? stage(pen.ids, ids_bytes, ids_bytes) : 0;
-        sig({OP_ARGMAX, ptr_bits(x), (uint64_t)n, ptr_bits(out), ptr_bits(partials), (uint64_t)pen.n_ids, f32_bits(pen.penalty), off});
+        // penalized ids staged as {count, ids..., 0...} in a bucket of 64: the count the kernel reads
+        // changes from step to step (the distinct tokens of a sliding window), the batch's
+        // signature does not, so decode steps still replay one graph
+        const int bucket = (pen.n_ids + 63) / 64 * 64;
+        size_t off = 0;
+        if (bucket) {
+            argmax_ids_.assign((size_t)bucket + 1, 0);
+            argmax_ids_[0] = pen.n_ids;
+            std::copy(pen.ids, pen.ids + pen.n_ids, argmax_ids_.begin() + 1);
+            off = stage(argmax_ids_.data(), argmax_ids_.size() * 4, argmax_ids_.size() * 4);
+        }
+        sig({OP_ARGMAX, ptr_bits(x), (uint64_t)n, ptr_bits(out), ptr_bits(partials), (uint64_t)bucket, f32_bits(pen.penalty), off});
         wrote(out, 4);
-        const int32_t *dids = pen.n_ids ? (const int32_t *)(stage_dev_ + off) : nullptr;
-        const int n_ids = pen.n_ids;
+        const int32_t *dids = bucket ? (const int32_t *)(stage_dev_ + off) : nullptr;
         const float penalty = pen.penalty;
-        push([=] { cuda_argmax(x, n, out, partials, dids, n_ids, penalty, stream_); });
+        push([=] { cuda_argmax(x, n, out, partials, dids, penalty, stream_); });
     }
     void rms_norm(const float *x, const float *g, int n, int dim, float eps, float *y) override {
         if (n < 0 || dim <= 0) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda rms_norm: bad shape " + std::to_string(n) + " x " + std::to_string(dim));
@@ -879,6 +887,7 @@ private:
     std::string gemm_failed_;
     std::vector<uint64_t> sig_, last_sig_;
     std::vector<graph_entry> graphs_;
+    std::vector<int32_t> argmax_ids_;  // argmax's staged penalized ids (host side, reused)
     bool graphs_enabled_ = true;
     uint64_t use_clock_ = 0;
     size_t graph_launches_ = 0, graph_captures_ = 0;
