@@ -311,7 +311,8 @@ void model::ensure_scratch(int n) {
 
 void model::forward(const int32_t *tokens, int n, const cache_view &view,
                     const std::vector<float *> &k_cache, const std::vector<float *> &v_cache,
-                    const float *rope_cos, const float *rope_sin, int logits_rows, float *logits, int32_t *greedy) {
+                    const float *rope_cos, const float *rope_sin, int logits_rows, float *logits, int32_t *greedy,
+                    const argmax_penalty &pen) {
     backend &be = *be_;
     const int d = hp_.n_embd, hd = hp_.head_dim, nq = hp_.n_head * hd, nkv = hp_.n_head_kv * hd;
     if (greedy && logits_rows != 1) fail(ENDLESS_ERR_INTERNAL, "model forward: a greedy pick takes one row of logits");
@@ -367,7 +368,7 @@ void model::forward(const int32_t *tokens, int n, const cache_view &view,
         be.matmul(output_, h_, logits_rows, logits_dev_);
         logits_last_rows_ = 0;  // (set again once the logits are complete)
         if (greedy) {
-            be.argmax(logits_dev_, hp_.n_vocab, greedy_dev_, argmax_penalty{});
+            be.argmax(logits_dev_, hp_.n_vocab, greedy_dev_, pen);
             be.download(greedy, greedy_dev_, sizeof(int32_t));
         } else {
             be.download(logits, logits_dev_, (size_t)logits_rows * hp_.n_vocab * sizeof(float));

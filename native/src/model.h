@@ -74,12 +74,12 @@ public:
     // rope tables: [n_pos, n_rot/2]. If logits_rows > 0, writes the logits of the last
     // logits_rows tokens to logits (host memory, logits_rows * n_vocab floats).
     // greedy (then logits_rows is 1 and logits unused): the logits stay in backend memory and
-    // *greedy gets their greedy pick (backend::argmax), taken there: 4 bytes come back instead of
-    // the vocabulary's logits; fetch_logits brings the logits when they are wanted.
+    // *greedy gets their greedy pick (backend::argmax with pen), taken there: 4 bytes come back
+    // instead of the vocabulary's logits; fetch_logits brings the logits when they are wanted.
     void forward(const int32_t *tokens, int n, const cache_view &view,
                  const std::vector<float *> &k_cache, const std::vector<float *> &v_cache,
                  const float *rope_cos, const float *rope_sin, int logits_rows, float *logits,
-                 int32_t *greedy = nullptr);
+                 int32_t *greedy = nullptr, const argmax_penalty &pen = {});
     // The last token's logits of the last forward that made any (n_vocab floats to dst). Valid
     // until the next forward: the caller keeps the model to itself in between.
     void fetch_logits(float *dst);

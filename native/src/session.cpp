@@ -43,7 +43,7 @@ void session::decode(const int32_t *tokens, int n, endless_logits_mode mode, flo
 }
 
 void session::decode_impl(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel,
-                          int32_t *greedy) {
+                          int32_t *greedy, const argmax_penalty &pen) {
     check_tokens(tokens, n);
     if (mode != ENDLESS_LOGITS_NONE && !logits) fail(ENDLESS_ERR_INVALID_ARGUMENT, "logits output is null");
     if (n == 0) {
@@ -74,7 +74,7 @@ void session::decode_impl(const int32_t *tokens, int n, endless_logits_mode mode
         // Every chunk yields the logits of its last token, so a cancelled decode still leaves
         // valid last logits for the tokens that made it in.
         int32_t *pick = greedy && !all && done + k == n ? greedy : nullptr;
-        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst, pick);
+        model_.forward(tokens + done, k, view_, cache_.k(), cache_.v(), cache_.rope_cos(), cache_.rope_sin(), all ? k : 1, dst, pick, pen);
         cache_.commit_append(tokens + done, k);
         n_processed_ += k;
         done += k;
@@ -155,13 +155,11 @@ int session::generate(sampler &smp, int max_tokens, const int32_t *stop, int n_s
     std::vector<int32_t> recent = cache_.tokens();
     const int keep = std::max(64, smp.params().repeat_last_n);
     if ((int)recent.size() > keep) recent.erase(recent.begin(), recent.end() - keep);
-    // A greedy sampler's pick is taken where the logits are (the CUDA backend: 4 bytes come back a
-    // token instead of the vocabulary's logits); logits_ catches up once, before returning. Not yet
-    // with a repetition penalty: the CUDA backend puts the penalized ids' count into the batch's
-    // signature, so steps whose window holds a changing number of distinct tokens would not replay
-    // one graph (native/src/cuda/NOTES.md, eighth session); those draws stay on the host.
+    // A greedy sampler's pick, with its repetition penalty, is taken where the logits are (the CUDA
+    // backend: 4 bytes come back a token instead of the vocabulary's logits); logits_ catches up
+    // once, before returning. A penalty window of more than ARGMAX_MAX_PENALIZED distinct tokens
+    // (a repeat_last_n above it) draws on the host.
     const int32_t nv = (int32_t)logits_.size();
-    const bool device_pick = smp.greedy() && !smp.penalizes();
     int32_t next = -1;  // greedy: the pick after the last decoded token
     int produced = 0;
     try {
@@ -175,7 +173,11 @@ int session::generate(sampler &smp, int max_tokens, const int32_t *stop, int n_s
             if (is_stop) break;
             recent.push_back(tok);  // (the next draw's penalty window)
             if ((int)recent.size() > keep) recent.erase(recent.begin());
-            decode_impl(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel, device_pick ? &next : nullptr);
+            std::vector<int32_t> pen_ids;
+            if (smp.greedy() && smp.penalizes()) pen_ids = smp.penalized_ids(recent.data(), (int32_t)recent.size(), nv);
+            const bool device_pick = smp.greedy() && pen_ids.size() <= (size_t)ARGMAX_MAX_PENALIZED;
+            decode_impl(&tok, 1, ENDLESS_LOGITS_NONE, nullptr, cancel, device_pick ? &next : nullptr,
+                        argmax_penalty{pen_ids.data(), (int)pen_ids.size(), smp.params().repeat_penalty});
             if (want_stop) break;
         }
     } catch (...) {

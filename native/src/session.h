@@ -39,9 +39,9 @@ public:
 private:
     void check_tokens(const int32_t *tokens, int n) const;
     // decode; greedy (mode NONE): the last chunk's next token is picked where the logits are
-    // (model::forward's greedy) and logits_ is left behind them until settle_logits.
+    // (model::forward's greedy, with pen) and logits_ is left behind them until settle_logits.
     void decode_impl(const int32_t *tokens, int n, endless_logits_mode mode, float *logits, const volatile int32_t *cancel,
-                     int32_t *greedy);
+                     int32_t *greedy, const argmax_penalty &pen = {});
     void settle_logits();
     model &model_;
     kv_cache cache_;

@@ -500,10 +500,9 @@ TEST(generate_greedy_matches_manual_loop) {
     endless_session_free(b);
 }
 
-// A greedy sampler with a repetition penalty: the host sampler over the same logits and tokens
-// must draw the same tokens as generate, and the session's last logits must be the model's. (generate
-// draws these on the host for now, session.cpp says why; backend::argmax's penalty is checked
-// against the sampler in test_backend_ops.)
+// A greedy sampler with a repetition penalty: generate takes each pick where the logits are
+// (backend::argmax with the penalized ids); the host sampler over the same logits and tokens must
+// draw the same tokens, and the session's last logits must be the model's.
 TEST(generate_greedy_with_penalty_matches_sampler) {
     model_fixture &f = llama();
     std::vector<int32_t> recent = random_tokens(12, f.n_vocab);
