@@ -416,7 +416,10 @@ int main() {
             return 0;
         }
         if (only) {
-            synth_model m(b, GGML_TYPE_BF16, 4096);
+            // ENDLESS_BENCH_TYPE=q8_0: the Q8_0 model instead of BF16
+            const char *bt = std::getenv("ENDLESS_BENCH_TYPE");
+            const ggml_type mt = bt && std::strcmp(bt, "q8_0") == 0 ? GGML_TYPE_Q8_0 : GGML_TYPE_BF16;
+            synth_model m(b, mt, 4096);
             if (std::strcmp(only, "decode") == 0) {
                 // ENDLESS_BENCH_DECODE_PRE: comma-separated steps of the full benchmark's model part to
                 // run first (attn: the attention alone; attn_old: the same on attention_decode_kernel;
@@ -435,6 +438,15 @@ int main() {
                         bench_decode(m, 100, 4096);
                         backend_cuda_set_fusion(b, true);
                     }
+                    // (unfused_none / unfused_host: the same with nothing / the logits coming back;
+                    // decode: a fused decode with the device pick)
+                    for (const char *v : {"none", "host"})
+                        if (steps.find(std::string(",unfused_") + v + ",") != std::string::npos) {
+                            backend_cuda_set_fusion(b, false);
+                            bench_decode(m, 100, 4096, nullptr, v[0] == 'n' ? pick_mode::none : pick_mode::host);
+                            backend_cuda_set_fusion(b, true);
+                        }
+                    if (steps.find(",decode,") != std::string::npos) bench_decode(m, 100, 4096);
                     std::printf("(first: %s)\n", pre);
                 }
                 const size_t early0 = backend_cuda_attention_early_ops(b);
@@ -444,10 +456,10 @@ int main() {
                 sampler chat(chat_sampler_params());
                 const decode_result ds = bench_decode(m, 100, 4096, &chat);
                 const decode_result dn = bench_decode(m, 200, 4096, nullptr, pick_mode::none);
-                std::printf("decode only: %.3f ms/token, greedy pick on the device included (%.3f ms of it issuing the ops on the host; %.1f of 28 attentions "
+                std::printf("decode only (%s): %.3f ms/token, greedy pick on the device included (%.3f ms of it issuing the ops on the host; %.1f of 28 attentions "
                             "with early K/V loads); attention alone %.2f us per layer; with the logits' download instead %.3f ms + the host's "
                             "greedy pick %.3f ms; the chat sampler's draw %.3f ms (a step with it %.3f ms); a step with nothing back %.3f ms\n",
-                            d.ms, d.host_ms, early, bench_attention_decode_us(m), dh.ms, dh.draw_ms, ds.draw_ms, ds.ms + ds.draw_ms, dn.ms);
+                            ggml_type_info(mt).name, d.ms, d.host_ms, early, bench_attention_decode_us(m), dh.ms, dh.draw_ms, ds.draw_ms, ds.ms + ds.draw_ms, dn.ms);
             } else {
                 // ENDLESS_BENCH_CHUNK: the chunk length (default 4096, at most the model's 4096 spare slots)
                 int chunk = 4096;

@@ -208,7 +208,7 @@ public:
         wrote(y, (size_t)n * w.ne1 * 4);
         const weight wc = w;
         if (n <= CUDA_MATVEC_MAX_N) {
-            sig({OP_MATMUL, 2, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y)});
+            sig({OP_MATMUL, 2, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), precise_});
             const size_t y_bytes = (size_t)n * w.ne1 * 4;
             mm_group *g = open_mm_.get();
             if (g && g->x == x && g->n == n && g->set.n_members < CUDA_MATVEC_MAX_SET && !g->set.swiglu_out &&
@@ -225,6 +225,7 @@ public:
             grp->set.n_members = 1;
             grp->set.w[0] = w;
             grp->set.y[0] = y;
+            grp->set.int8_x = !precise_;
             const size_t x_bytes = (size_t)n * w.ne0 * 4;
             if (norm_ && norm_->n <= CUDA_MATVEC_MAX_N && norm_->y == x && norm_->n == n && norm_->dim == w.ne0 &&
                 !ranges_overlap(y, y_bytes, norm_->x, x_bytes) &&

@@ -10,6 +10,9 @@
 #include "matvec.cuh"
 #include "cuda_common.cuh"
 
+#include <algorithm>
+#include <vector>
+
 
 namespace endless {
 
@@ -536,6 +539,189 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
     if (NORM) mv_write_norm<N>(P, task, r, pre, lane);
 }
 
+// Q8_0 rows against one token in integers, the CPU backend's way (cpu/matmul.cpp: the activations
+// quantized to int8 per 32 values, d = amax / 127, q = rint(v * 127 / amax), integer dot products
+// per block scaled by both blocks' d): each block of MVQ_WARPS warps quantizes x (times the gain
+// with a fused norm, whose sum of squares it takes on the way) into shared memory once, after the
+// wait for the kernel before; its warps then take tasks in turn (the grid is capped at what the SMs
+// hold, so the logits' 151,936 rows do not quantize x ~19,000 times), each row staged in shared
+// memory as matvec_quant_kernel does, 16 weights a lane at a time against 16 int8 x values: four
+// dp4a instead of 16 conversions and 16 FMAs, which held matvec_quant_kernel to 20-60% of the copy
+// bandwidth. The next task's first stretch is in flight while the current one is decoded.
+constexpr int MVQ_WARPS = 8;
+constexpr size_t MVQ_MAX_SMEM = 96 * 1024;
+
+// x quantized into xq (int8, K values) and xd (K / 32 scales) by the whole block: 8 lanes a block of
+// 32 values, 4 values each. Returns the block-wide sum of squares of x (the fused norm's), after a
+// block barrier that also publishes xq / xd.
+template <bool NORM>
+__device__ __forceinline__ float mvq_quantize_x(const float *x, const float *g, int64_t K, int8_t *xq, float *xd, float *red, int warp,
+                                                int lane) {
+    const int64_t nb = K / 32;
+    float ss = 0.0f;
+    for (int64_t b0 = (int64_t)warp * 4; b0 < nb; b0 += MVQ_WARPS * 4) {  // (uniform per warp: full-warp shuffles)
+        const int64_t b = b0 + (lane >> 3);
+        const bool ok = b < nb;
+        const int64_t k = 32 * b + 4 * (lane & 7);
+        float4 v = ok ? __ldg(reinterpret_cast<const float4 *>(x + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (NORM) {
+            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+            if (ok) {
+                const float4 gv = __ldg(reinterpret_cast<const float4 *>(g + k));
+                v.x *= gv.x; v.y *= gv.y; v.z *= gv.z; v.w *= gv.w;
+            }
+        }
+        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float id = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+        const int q0 = __float2int_rn(v.x * id), q1 = __float2int_rn(v.y * id), q2 = __float2int_rn(v.z * id), q3 = __float2int_rn(v.w * id);
+        if (ok) {
+            *reinterpret_cast<uint32_t *>(xq + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) | ((uint32_t)(q2 & 0xff) << 16) |
+                                                    ((uint32_t)(q3 & 0xff) << 24);
+            if ((lane & 7) == 0) xd[b] = __fdiv_rn(amax, 127.0f);
+        }
+    }
+    if (NORM) {
+        ss = warp_sum(ss);
+        if (lane == 0) red[warp] = ss;
+    }
+    __syncthreads();
+    float total = 0.0f;
+    if (NORM) {
+#pragma unroll
+        for (int w = 0; w < MVQ_WARPS; w++) total += red[w];
+    }
+    return total;
+}
+
+// 16 bytes at a 2-byte aligned shared-memory address, as four words (five aligned loads).
+__device__ __forceinline__ void mvq_ld16_a2(const uint8_t *p, int (&q)[4]) {
+    const uint32_t *w = reinterpret_cast<const uint32_t *>((uintptr_t)p & ~(uintptr_t)3);
+    const uint32_t sel = ((uintptr_t)p & 2) ? 0x5432u : 0x3210u;
+    uint32_t v[5];
+#pragma unroll
+    for (int j = 0; j < 5; j++) v[j] = w[j];
+#pragma unroll
+    for (int j = 0; j < 4; j++) q[j] = (int)__byte_perm(v[j], v[j + 1], sel);
+}
+
+template <bool NORM, bool SW>
+__global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_q8_0_kernel(const mv_params P) {
+    constexpr int R = SW ? 2 : 1;
+    constexpr int STRETCH_BYTES = MV_ITER / 32 * 34;
+    static_assert(STRETCH_BYTES + 32 <= MV_SMEM, "stretch fits the warp's shared memory");
+    extern __shared__ __align__(16) uint8_t mvq_smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t K = P.K, n_iter = (K + MV_ITER - 1) / MV_ITER;
+    uint8_t *stage = mvq_smem + (size_t)warp * R * MV_SMEM;
+    int8_t *xq = reinterpret_cast<int8_t *>(mvq_smem + (size_t)MVQ_WARPS * R * MV_SMEM);
+    float *xd = reinterpret_cast<float *>(xq + K), *red = xd + K / 32;
+
+    uint4 regs[R][MV_LOADS];
+    int delta[R], n16[R];
+    auto load = [&](const uint8_t *const (&wr)[R], int64_t it) {
+        const int64_t values = min((int64_t)MV_ITER, K - it * MV_ITER);
+        const int bytes = (int)(values / 32 * 34);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = wr[r] + (size_t)it * STRETCH_BYTES;
+            const uint8_t *p16 = reinterpret_cast<const uint8_t *>((uintptr_t)p & ~(uintptr_t)15);
+            delta[r] = (int)(p - p16);
+            n16[r] = (delta[r] + bytes + 15) / 16;
+#pragma unroll
+            for (int i = 0; i < MV_LOADS; i++) {
+                const int c = lane + 32 * i;
+                if (c < n16[r]) regs[r][i] = mv_ld_weight(reinterpret_cast<const uint4 *>(p16) + c);
+            }
+        }
+    };
+    auto rows = [&](int m, int64_t row, const uint8_t *(&wr)[R]) {
+        wr[0] = P.W[m] + (size_t)row * P.row_bytes;
+        if (SW) wr[R - 1] = P.W[1] + (size_t)row * P.row_bytes;
+    };
+
+    const int64_t stride = (int64_t)gridDim.x * MVQ_WARPS;
+    int64_t task = (int64_t)blockIdx.x * MVQ_WARPS + warp;
+    int m = 0;
+    int64_t row = 0;
+    bool have = mv_task(P, task, m, row);
+    const uint8_t *wr[R];
+    mv_pre<1> pre;
+    if (have) {
+        mv_pre_static<1>(P, m, row, lane, pre);
+        rows(m, row, wr);
+        load(wr, 0);
+    }
+    dev_pdl_wait();  // (the first stretch is in flight: weights depend on no earlier kernel)
+    dev_pdl_release();
+    if (have) mv_pre_inputs<1, NORM>(P, m, row, task, lane, pre);
+    const float ss = mvq_quantize_x<NORM>(P.x, P.norm_g, K, xq, xd, red, warp, lane);
+    float rs[1];
+    rs[0] = NORM ? dev_rms_scale(ss, (float)K, P.norm_eps) : 1.0f;
+    while (have) {
+        int nm = 0;
+        int64_t nrow = 0;
+        const bool more = mv_task(P, task + stride, nm, nrow);
+        const uint8_t *nwr[R];
+        if (more) rows(nm, nrow, nwr);
+        float acc[R][1];
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
+        for (int64_t it = 0; it < n_iter; it++) {
+            __syncwarp();  // every lane is done with the previous stretch
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int i = 0; i < MV_LOADS; i++) {
+                    const int c = lane + 32 * i;
+                    if (c < n16[r]) reinterpret_cast<uint4 *>(stage + r * MV_SMEM)[c] = regs[r][i];
+                }
+            __syncwarp();
+            int cur_delta[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) cur_delta[r] = delta[r];
+            const int64_t base = it * MV_ITER;
+            const int nbr = (int)(min((int64_t)MV_ITER, K - base) / 32);  // blocks in this stretch
+            if (it + 1 < n_iter) load(wr, it + 1);  // the next stretch in flight while this one is decoded
+            else if (more) load(nwr, 0);            // or the next task's first
+#pragma unroll
+            for (int s = 0; s < MV_ITER / 32 / 16; s++) {
+                const int b = 16 * s + (lane >> 1), h = lane & 1;
+                if (b < nbr) {
+                    const uint4 xv = *reinterpret_cast<const uint4 *>(xq + base + 32 * b + 16 * h);
+                    const float dx = xd[base / 32 + b];
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        const uint8_t *blk = stage + r * MV_SMEM + cur_delta[r] + 34 * b;
+                        int q[4];
+                        mvq_ld16_a2(blk + 2 + 16 * h, q);
+                        int sum = __dp4a(q[0], (int)xv.x, 0);
+                        sum = __dp4a(q[1], (int)xv.y, sum);
+                        sum = __dp4a(q[2], (int)xv.z, sum);
+                        sum = __dp4a(q[3], (int)xv.w, sum);
+                        acc[r][0] = fmaf((float)sum, dev_fp16_to_f32(dev_load_u16(blk)) * dx, acc[r][0]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][0] = warp_sum(acc[r][0]);
+        if (SW) mv_epilogue_swiglu<1>(P, row, acc[0], acc[R - 1], rs, lane);
+        else mv_epilogue<1>(P, m, row, acc[0], rs, pre, lane);
+        if (NORM) mv_write_norm<1>(P, task, rs, pre, lane);
+        if (!more) break;
+        task += stride;
+        m = nm;
+        row = nrow;
+#pragma unroll
+        for (int r = 0; r < R; r++) wr[r] = nwr[r];
+        pre = mv_pre<1>();
+        mv_pre_static<1>(P, m, row, lane, pre);
+        mv_pre_inputs<1, NORM>(P, m, row, task, lane, pre);
+    }
+}
+
 // Anything else (unaligned x, float rows of odd length): 16 values at a time (or one at a time),
 // through the shared decoder. Correct for every type; not tuned.
 // x value k of token t (times the gain with a fused norm, its square added to ss[t]).
@@ -615,6 +801,34 @@ mv_kernel mv_float_kernel(bool sw) {
     return sw ? matvec_float_kernel<N, T, NORM, true> : matvec_float_kernel<N, T, NORM, false>;
 }
 
+// Launches matvec_q8_0_kernel for a one-token Q8_0 set; false when x and its scales would not fit
+// the shared memory (then matvec_quant_kernel runs).
+template <bool NORM>
+bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream) {
+    const int R = sw ? 2 : 1;
+    const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)P.K + (size_t)P.K / 32 * 4 + MVQ_WARPS * 4;
+    if (smem > MVQ_MAX_SMEM) return false;
+    mv_kernel kernel = sw ? matvec_q8_0_kernel<NORM, true> : matvec_q8_0_kernel<NORM, false>;
+    // per kernel, once: the dynamic shared memory allowed; per (kernel, size): blocks per SM
+    struct occ_entry { mv_kernel k; size_t smem; int dev; int blocks; };
+    static thread_local std::vector<occ_entry> occ;
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    int per_sm = 0;
+    for (const occ_entry &e : occ)
+        if (e.k == kernel && e.smem == smem && e.dev == dev) per_sm = e.blocks;
+    if (per_sm == 0) {
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MVQ_MAX_SMEM));
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MVQ_WARPS * 32, smem));
+        per_sm = std::max(per_sm, 1);
+        occ.push_back(occ_entry{kernel, smem, dev, per_sm});
+    }
+    const int64_t cap = (int64_t)per_sm * cuda_device_attr<cudaDevAttrMultiProcessorCount>(1);
+    const unsigned grid = (unsigned)std::min<int64_t>(cuda_blocks((size_t)tasks, MVQ_WARPS), cap);
+    cuda_launch_pdl(kernel, dim3(grid), dim3(MVQ_WARPS * 32), smem, stream, P);
+    return true;
+}
+
 template <int N, bool NORM>
 void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
     mv_params P{};
@@ -659,6 +873,8 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     case GGML_TYPE_Q6_K: kernel = x_ok ? mv_quant_kernel<N, GGML_TYPE_Q6_K, NORM>(sw) : nullptr; break;
     default: break;
     }
+    // one token of Q8_0 rows: integer dot products against x quantized in shared memory
+    if (N == 1 && set.int8_x && w0.type == GGML_TYPE_Q8_0 && x_ok && mvq_launch<NORM>(P, sw, tasks, stream)) return;
     if (kernel) {
         const bool is_float = w0.type == GGML_TYPE_F32 || w0.type == GGML_TYPE_F16 || w0.type == GGML_TYPE_BF16;
         const dim3 g = is_float ? dim3(cuda_blocks((size_t)tasks, MV_WARPS / MV_SPLIT)) : grid;

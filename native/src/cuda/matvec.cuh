@@ -32,6 +32,10 @@ struct cuda_matvec_set {
     // go to kv_dst[i][slots[t] * ne1 + row]; slots is device memory [n].
     float *kv_dst[CUDA_MATVEC_MAX_SET] = {};
     const int32_t *kv_slots = nullptr;
+    // Q8_0 members, one token: x may be taken as int8 per 32 values with integer dot products, as
+    // the CPU backend takes the activations of quantized weights (the default mode; precise mode
+    // keeps x in fp32).
+    bool int8_x = false;
 };
 
 // n in 1..CUDA_MATVEC_MAX_N; x, y and the epilogue buffers are device memory.
