@@ -58,10 +58,10 @@ const ggml_type ALL_TYPES[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGM
                                GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
 
 // Error bound of a decode product (n <= 8 tokens) against double precision on the stored weights:
-// fp32 accumulation, except one token of Q8_0 rows in the default mode, whose activations are
-// quantized to int8 per 32 values as the CPU backend quantizes them (test_backend_ops' bound for
-// quantized types).
-double decode_tol(ggml_type t, int n, bool precise) { return t == GGML_TYPE_Q8_0 && n == 1 && !precise ? 1.5e-2 : 2e-5; }
+// fp32 accumulation, except one token of quantized rows in the default mode, whose activations are
+// quantized to int8 as the CPU backend quantizes them (test_backend_ops' bound for quantized types).
+bool quantized(ggml_type t) { return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16; }
+double decode_tol(ggml_type t, int n, bool precise) { return quantized(t) && n == 1 && !precise ? 1.5e-2 : 2e-5; }
 
 // A random weight of type t, quantized from random floats; bytes on the host and on the device.
 struct test_weight {
@@ -260,74 +260,73 @@ TEST(cuda_fused_decode_ops) {
             for (bool precise : {false, true}) check_fused_decode(t, n, precise);
 }
 
-// One token of Q8_0 rows in the default mode (matvec_q8_0_kernel): x quantized to int8 per 32
-// values in shared memory, integer dot products, warps looping over more rows than the grid has
-// warps (20,000 rows), rows of two stretches and a partial one (K 2304, 4160), the fused norm and
-// SwiGLU pair. Against double precision with the int8 bound, and against the CPU backend, which
-// quantizes the activations the same way: there only the summation order differs (a float x would
-// miss by the CPU's quantization error, ~4e-3).
-TEST(cuda_q8_0_one_token_products_match_cpu_backend) {
+// One token of quantized rows in the default mode (matvec_int8_kernel): x quantized to int8 in
+// shared memory (per 32 values for Q8_0 / Q4_0, per 256 for Q4_K / Q6_K), integer dot products,
+// warps looping over more rows than the grid has warps (12,000 rows), rows of two stretches and a
+// partial one (K 2304, 4352), the fused norm and SwiGLU pair. Against double precision with the
+// int8 bound, and against the CPU backend, which quantizes the activations the same way: there only
+// the summation order differs (a float x would miss by the CPU's quantization error, ~4e-3).
+TEST(cuda_int8_one_token_products_match_cpu_backend) {
     auto cpu = backend_cpu_create(2);
-    auto on_cpu = [&](const test_weight &tw) {  // (a host backend may read the bytes in place)
-        weight w = tw.w;
-        w.data = tw.bytes.data();
-        return w;
-    };
-    for (int64_t K : {2304, 4160}) {
-        const int64_t M = 20000;
-        test_weight tw(GGML_TYPE_Q8_0, K, M);
-        auto x = test::random_floats((size_t)K, -2, 2);
-        dbuf dx(x), dy((size_t)M);
-        dy.poison();
-        be().matmul(tw.w, dx.f(), 1, dy.f());
-        const auto got = dy.get();
-        std::vector<float> ref(M), cref(M);
-        for (int64_t r = 0; r < M; r++) {
-            auto wr = tw.row(r);
-            double s = 0;
-            for (int64_t k = 0; k < K; k++) s += (double)wr[k] * x[k];
-            ref[r] = (float)s;
+    for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
+        const char *tn = ggml_type_info(t).name;
+        for (int64_t K : {2304, 4352}) {
+            const int64_t M = 12000;
+            test_weight tw(t, K, M);
+            auto x = test::random_floats((size_t)K, -2, 2);
+            dbuf dx(x), dy((size_t)M);
+            dy.poison();
+            be().matmul(tw.w, dx.f(), 1, dy.f());
+            const auto got = dy.get();
+            std::vector<float> ref(M), cref(M);
+            for (int64_t r = 0; r < M; r++) {
+                auto wr = tw.row(r);
+                double s = 0;
+                for (int64_t k = 0; k < K; k++) s += (double)wr[k] * x[k];
+                ref[r] = (float)s;
+            }
+            weight cw = tw.w;  // (a host backend reads the bytes in place)
+            cw.data = tw.bytes.data();
+            float *cx = (float *)cpu->alloc(K * 4), *cy = (float *)cpu->alloc(M * 4);
+            cpu->upload(cx, x.data(), K * 4);
+            cpu->matmul(cw, cx, 1, cy);
+            cpu->download(cref.data(), cy, M * 4);
+            cpu->release(cx);
+            cpu->release(cy);
+            const double e = test::rel_error(got.data(), ref.data(), M), ec = test::rel_error(got.data(), cref.data(), M);
+            std::printf("  %s one token K %lld x %lld rows: error %.3g against double, %.3g against the CPU backend\n", tn, (long long)K,
+                        (long long)M, e, ec);
+            CHECK_MSG(all_finite(got) && e < 1.5e-2 && ec < 1e-3, "%s one token K %lld: error %g against double, %g against the CPU backend",
+                      tn, (long long)K, e, ec);
         }
-        const weight cw = on_cpu(tw);
-        float *cx = (float *)cpu->alloc(K * 4), *cy = (float *)cpu->alloc(M * 4);
-        cpu->upload(cx, x.data(), K * 4);
-        cpu->matmul(cw, cx, 1, cy);
-        cpu->download(cref.data(), cy, M * 4);
-        cpu->release(cx);
-        cpu->release(cy);
-        const double e = test::rel_error(got.data(), ref.data(), M), ec = test::rel_error(got.data(), cref.data(), M);
-        std::printf("  Q8_0 one token K %lld x %lld rows: error %.3g against double, %.3g against the CPU backend\n", (long long)K,
-                    (long long)M, e, ec);
-        CHECK_MSG(all_finite(got) && e < 1.5e-2 && ec < 1e-3, "Q8_0 one token K %lld: error %g against double, %g against the CPU backend",
-                  (long long)K, e, ec);
+        // rms_norm, then gate/up (one launch, SwiGLU in its epilogue): 9000 pairs of rows
+        const int64_t d = 1536, ff = 9000;
+        test_weight wg(t, d, ff), wu(t, d, ff);
+        auto x = test::random_floats((size_t)d, -3, 3), g = test::random_floats(d, 0.5f, 1.5f);
+        dbuf dx(x), dg(g), dxn((size_t)d), dgate((size_t)ff), dup((size_t)ff);
+        dxn.poison();
+        be().rms_norm(dx.f(), dg.f(), 1, (int)d, 1e-6f, dxn.f());
+        be().matmul(wg.w, dxn.f(), 1, dgate.f());
+        be().matmul(wu.w, dxn.f(), 1, dup.f());
+        be().swiglu(dgate.f(), dup.f(), (size_t)ff, dgate.f());
+        std::vector<float> xn(d);
+        double ss = 0;
+        for (int64_t k = 0; k < d; k++) ss += (double)x[k] * x[k];
+        for (int64_t k = 0; k < d; k++) xn[k] = (float)(x[k] / std::sqrt(ss / d + 1e-6) * g[k]);
+        std::vector<float> ru(ff), rs(ff);
+        for (int64_t r = 0; r < ff; r++) {
+            auto a = wg.row(r), b = wu.row(r);
+            double sg = 0, su = 0;
+            for (int64_t k = 0; k < d; k++) { sg += (double)a[k] * xn[k]; su += (double)b[k] * xn[k]; }
+            ru[r] = (float)su;
+            rs[r] = (float)(sg / (1.0 + std::exp(-sg)) * su);
+        }
+        const double en = test::rel_error(dxn.get().data(), xn.data(), d), eu = test::rel_error(dup.get().data(), ru.data(), ff),
+                     es = test::rel_error(dgate.get().data(), rs.data(), ff);
+        std::printf("  %s one token, fused norm + SwiGLU pair, %lld pairs: norm %.3g, up %.3g, swiglu %.3g against double\n", tn,
+                    (long long)ff, en, eu, es);
+        CHECK_MSG(en < 1e-5 && eu < 1.5e-2 && es < 3e-2, "%s fused norm + SwiGLU: norm %g, up %g, swiglu %g", tn, en, eu, es);
     }
-    // rms_norm, then gate/up (one launch, SwiGLU in its epilogue): 9000 pairs of rows
-    const int64_t d = 1536, ff = 9000;
-    test_weight wg(GGML_TYPE_Q8_0, d, ff), wu(GGML_TYPE_Q8_0, d, ff);
-    auto x = test::random_floats((size_t)d, -3, 3), g = test::random_floats(d, 0.5f, 1.5f);
-    dbuf dx(x), dg(g), dxn((size_t)d), dgate((size_t)ff), dup((size_t)ff);
-    dxn.poison();
-    be().rms_norm(dx.f(), dg.f(), 1, (int)d, 1e-6f, dxn.f());
-    be().matmul(wg.w, dxn.f(), 1, dgate.f());
-    be().matmul(wu.w, dxn.f(), 1, dup.f());
-    be().swiglu(dgate.f(), dup.f(), (size_t)ff, dgate.f());
-    std::vector<float> xn(d);
-    double ss = 0;
-    for (int64_t k = 0; k < d; k++) ss += (double)x[k] * x[k];
-    for (int64_t k = 0; k < d; k++) xn[k] = (float)(x[k] / std::sqrt(ss / d + 1e-6) * g[k]);
-    std::vector<float> ru(ff), rs(ff);
-    for (int64_t r = 0; r < ff; r++) {
-        auto a = wg.row(r), b = wu.row(r);
-        double sg = 0, su = 0;
-        for (int64_t k = 0; k < d; k++) { sg += (double)a[k] * xn[k]; su += (double)b[k] * xn[k]; }
-        ru[r] = (float)su;
-        rs[r] = (float)(sg / (1.0 + std::exp(-sg)) * su);
-    }
-    const double en = test::rel_error(dxn.get().data(), xn.data(), d), eu = test::rel_error(dup.get().data(), ru.data(), ff),
-                 es = test::rel_error(dgate.get().data(), rs.data(), ff);
-    std::printf("  Q8_0 one token, fused norm + SwiGLU pair, %lld pairs: norm %.3g, up %.3g, swiglu %.3g against double\n", (long long)ff, en,
-                eu, es);
-    CHECK_MSG(en < 1e-5 && eu < 1.5e-2 && es < 3e-2, "Q8_0 fused norm + SwiGLU: norm %g, up %g, swiglu %g", en, eu, es);
 }
 
 TEST(cuda_matmul_all_types_small_n) {

@@ -539,47 +539,63 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
     if (NORM) mv_write_norm<N>(P, task, r, pre, lane);
 }
 
-// Q8_0 rows against one token in integers, the CPU backend's way (cpu/matmul.cpp: the activations
-// quantized to int8 per 32 values, d = amax / 127, q = rint(v * 127 / amax), integer dot products
-// per block scaled by both blocks' d): each block of MVQ_WARPS warps quantizes x (times the gain
-// with a fused norm, whose sum of squares it takes on the way) into shared memory once, after the
-// wait for the kernel before; its warps then take tasks in turn (the grid is capped at what the SMs
-// hold, so the logits' 151,936 rows do not quantize x ~19,000 times), each row staged in shared
-// memory as matvec_quant_kernel does, 16 weights a lane at a time against 16 int8 x values: four
-// dp4a instead of 16 conversions and 16 FMAs, which held matvec_quant_kernel to 20-60% of the copy
-// bandwidth. The next task's first stretch is in flight while the current one is decoded.
+// Quantized rows against one token in integers, the CPU backend's way (cpu/matmul.cpp): the
+// activations quantized to int8 (d = amax / 127, q = rint(v * 127 / amax)) per 32 values for Q8_0 /
+// Q4_0 (act_q8_0), per 256 for Q4_K / Q6_K (act_q8_k), integer dot products per weight block,
+// scaled by the blocks' scales. Each block of MVQ_WARPS warps quantizes x (times the gain with a
+// fused norm, whose sum of squares it takes on the way) into shared memory once, after the wait for
+// the kernel before; its warps then take tasks in turn (the grid is capped at what the SMs hold,
+// so the logits' 151,936 rows do not quantize x ~19,000 times), each row staged in shared memory
+// as matvec_quant_kernel does, 16 weights a lane at a time against 16 int8 x values: four dp4a
+// (and four for the x sums the offsets need) instead of 16 conversions and 16 FMAs, which held
+// matvec_quant_kernel to 20-60% of the copy bandwidth. The next task's first stretch is in flight
+// while the current one is decoded. (H100, Q8_0: decode step 1.44 vs 2.21-2.23 ms, logits 85 vs
+// 137 us; NOTES.md, ninth session.)
 constexpr int MVQ_WARPS = 8;
 constexpr size_t MVQ_MAX_SMEM = 96 * 1024;
 
-// x quantized into xq (int8, K values) and xd (K / 32 scales) by the whole block: 8 lanes a block of
-// 32 values, 4 values each. Returns the block-wide sum of squares of x (the fused norm's), after a
-// block barrier that also publishes xq / xd.
-template <bool NORM>
+// x quantized into xq (int8, K values) and xd (K / XB scales) by the whole block: XB / 4 lanes a
+// block of XB values (32 or 256), 4 values a lane per pass. Returns the block-wide sum of squares
+// of x (the fused norm's), after a block barrier that also publishes xq / xd.
+template <bool NORM, int XB>
 __device__ __forceinline__ float mvq_quantize_x(const float *x, const float *g, int64_t K, int8_t *xq, float *xd, float *red, int warp,
                                                 int lane) {
-    const int64_t nb = K / 32;
+    static_assert(XB == 32 || XB == 256, "x blocks of 32 or 256 values");
+    constexpr int LANES = XB == 32 ? 8 : 32, PER = XB / 4 / LANES;  // lanes a block, float4s a lane
+    constexpr int BPW = 32 / LANES;                                 // blocks a warp per pass
+    const int64_t nb = K / XB;
     float ss = 0.0f;
-    for (int64_t b0 = (int64_t)warp * 4; b0 < nb; b0 += MVQ_WARPS * 4) {  // (uniform per warp: full-warp shuffles)
-        const int64_t b = b0 + (lane >> 3);
+    for (int64_t b0 = (int64_t)warp * BPW; b0 < nb; b0 += MVQ_WARPS * BPW) {  // (uniform per warp: full-warp shuffles)
+        const int64_t b = b0 + lane / LANES;
         const bool ok = b < nb;
-        const int64_t k = 32 * b + 4 * (lane & 7);
-        float4 v = ok ? __ldg(reinterpret_cast<const float4 *>(x + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (NORM) {
-            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-            if (ok) {
-                const float4 gv = __ldg(reinterpret_cast<const float4 *>(g + k));
-                v.x *= gv.x; v.y *= gv.y; v.z *= gv.z; v.w *= gv.w;
-            }
-        }
-        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+        float4 v[PER];
+        float amax = 0.0f;
 #pragma unroll
-        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        for (int i = 0; i < PER; i++) {
+            const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
+            v[i] = ok ? __ldg(reinterpret_cast<const float4 *>(x + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (NORM) {
+                ss = fmaf(v[i].x, v[i].x, fmaf(v[i].y, v[i].y, fmaf(v[i].z, v[i].z, fmaf(v[i].w, v[i].w, ss))));
+                if (ok) {
+                    const float4 gv = __ldg(reinterpret_cast<const float4 *>(g + k));
+                    v[i].x *= gv.x; v[i].y *= gv.y; v[i].z *= gv.z; v[i].w *= gv.w;
+                }
+            }
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w))));
+        }
+#pragma unroll
+        for (int o = 1; o < LANES; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
         const float id = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
-        const int q0 = __float2int_rn(v.x * id), q1 = __float2int_rn(v.y * id), q2 = __float2int_rn(v.z * id), q3 = __float2int_rn(v.w * id);
         if (ok) {
-            *reinterpret_cast<uint32_t *>(xq + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) | ((uint32_t)(q2 & 0xff) << 16) |
-                                                    ((uint32_t)(q3 & 0xff) << 24);
-            if ((lane & 7) == 0) xd[b] = __fdiv_rn(amax, 127.0f);
+#pragma unroll
+            for (int i = 0; i < PER; i++) {
+                const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
+                const int q0 = __float2int_rn(v[i].x * id), q1 = __float2int_rn(v[i].y * id), q2 = __float2int_rn(v[i].z * id),
+                          q3 = __float2int_rn(v[i].w * id);
+                *reinterpret_cast<uint32_t *>(xq + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) |
+                                                        ((uint32_t)(q2 & 0xff) << 16) | ((uint32_t)(q3 & 0xff) << 24);
+            }
+            if (lane % LANES == 0) xd[b] = __fdiv_rn(amax, 127.0f);
         }
     }
     if (NORM) {
@@ -605,24 +621,97 @@ __device__ __forceinline__ void mvq_ld16_a2(const uint8_t *p, int (&q)[4]) {
 #pragma unroll
     for (int j = 0; j < 4; j++) q[j] = (int)__byte_perm(v[j], v[j + 1], sel);
 }
+__device__ __forceinline__ int mvq_dot16(const int (&q)[4], const uint4 &x, int acc) {
+    acc = __dp4a(q[0], (int)x.x, acc);
+    acc = __dp4a(q[1], (int)x.y, acc);
+    acc = __dp4a(q[2], (int)x.z, acc);
+    return __dp4a(q[3], (int)x.w, acc);
+}
+__device__ __forceinline__ int mvq_sum16(const uint4 &x) {
+    const int ones = 0x01010101;
+    return __dp4a(ones, (int)x.w, __dp4a(ones, (int)x.z, __dp4a(ones, (int)x.y, __dp4a(ones, (int)x.x, 0))));
+}
 
-template <bool NORM, bool SW>
-__global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_q8_0_kernel(const mv_params P) {
+// Per type: XB (the activations' block), and unit u (16 values: 16u .. 16u + 15 of a stretch,
+// whose bytes s points at in shared memory) against its int8 x values xv with x scale dx.
+template <ggml_type T> struct mvi;
+template <> struct mvi<GGML_TYPE_Q8_0> {
+    static constexpr int XB = 32;
+    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
+        const uint8_t *b = s + 34 * (u >> 1);
+        int q[4];
+        mvq_ld16_a2(b + 2 + 16 * (u & 1), q);
+        return (float)mvq_dot16(q, xv, 0) * (dev_fp16_to_f32(dev_load_u16(b)) * dx);
+    }
+};
+template <> struct mvi<GGML_TYPE_Q4_0> {
+    static constexpr int XB = 32;
+    // values 0..15 of a block are the low nibbles of its 16 bytes, 16..31 the high ones
+    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
+        const uint8_t *b = s + 18 * (u >> 1);
+        int q[4];
+        mvq_ld16_a2(b + 2, q);
+        const int sh = 4 * (u & 1);
+#pragma unroll
+        for (int j = 0; j < 4; j++) q[j] = (q[j] >> sh) & 0x0f0f0f0f;
+        return (float)(mvq_dot16(q, xv, 0) - 8 * mvq_sum16(xv)) * (dev_fp16_to_f32(dev_load_u16(b)) * dx);
+    }
+};
+template <> struct mvi<GGML_TYPE_Q4_K> {
+    static constexpr int XB = 256;
+    // sub-block j (32 values) of a 144-byte block: nibbles (j & 1) of qs[32 (j / 2) ..], scale and
+    // min from the 12 packed bytes
+    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
+        const uint8_t *b = s + 144 * (u >> 4);
+        const int j = (u >> 1) & 7;
+        int q[4];
+        mvq_ld16_a2(b + 16 + 32 * (j >> 1) + 16 * (u & 1), q);
+        const int sh = 4 * (j & 1);
+#pragma unroll
+        for (int i = 0; i < 4; i++) q[i] = (q[i] >> sh) & 0x0f0f0f0f;
+        int sc, m;
+        dev_q4k_scale_min(b + 4, j, sc, m);
+        return dx * (dev_fp16_to_f32(dev_load_u16(b)) * (float)(sc * mvq_dot16(q, xv, 0)) -
+                     dev_fp16_to_f32(dev_load_u16(b + 2)) * (float)(m * mvq_sum16(xv)));
+    }
+};
+template <> struct mvi<GGML_TYPE_Q6_K> {
+    static constexpr int XB = 256;
+    // value i of a 210-byte block: h = i / 128, k = (i % 128) / 32, l = i % 32: low 4 bits from
+    // ql[64 h + 32 (k & 1) + l] (nibble k / 2), high 2 from qh[32 h + l] (bits 2k), minus 32; scale i / 16
+    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
+        const uint8_t *b = s + 210 * (u >> 4);
+        const int i0 = 16 * (u & 15), h = i0 >> 7, k = (i0 >> 5) & 3, l0 = i0 & 31;
+        int lo[4], hi[4];
+        mvq_ld16_a2(b + 64 * h + 32 * (k & 1) + l0, lo);
+        mvq_ld16_a2(b + 128 + 32 * h + l0, hi);
+        const int sl = k < 2 ? 0 : 4, shh = 2 * k;
+#pragma unroll
+        for (int j = 0; j < 4; j++) lo[j] = ((lo[j] >> sl) & 0x0f0f0f0f) | (((hi[j] >> shh) & 0x03030303) << 4);
+        const int sc = (int8_t)b[192 + (i0 >> 4)];
+        return (float)(sc * (mvq_dot16(lo, xv, 0) - 32 * mvq_sum16(xv))) * (dev_fp16_to_f32(dev_load_u16(b + 208)) * dx);
+    }
+};
+
+template <ggml_type T, bool NORM, bool SW>
+__global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_params P) {
+    using Q = mvq<T>;
+    constexpr int XB = mvi<T>::XB;
     constexpr int R = SW ? 2 : 1;
-    constexpr int STRETCH_BYTES = MV_ITER / 32 * 34;
+    constexpr int STRETCH_BYTES = MV_ITER / Q::BLOCK_VALUES * Q::BLOCK_BYTES;
     static_assert(STRETCH_BYTES + 32 <= MV_SMEM, "stretch fits the warp's shared memory");
     extern __shared__ __align__(16) uint8_t mvq_smem[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t K = P.K, n_iter = (K + MV_ITER - 1) / MV_ITER;
     uint8_t *stage = mvq_smem + (size_t)warp * R * MV_SMEM;
     int8_t *xq = reinterpret_cast<int8_t *>(mvq_smem + (size_t)MVQ_WARPS * R * MV_SMEM);
-    float *xd = reinterpret_cast<float *>(xq + K), *red = xd + K / 32;
+    float *xd = reinterpret_cast<float *>(xq + K), *red = xd + K / XB;
 
     uint4 regs[R][MV_LOADS];
     int delta[R], n16[R];
     auto load = [&](const uint8_t *const (&wr)[R], int64_t it) {
         const int64_t values = min((int64_t)MV_ITER, K - it * MV_ITER);
-        const int bytes = (int)(values / 32 * 34);
+        const int bytes = (int)(values / Q::BLOCK_VALUES * Q::BLOCK_BYTES);
 #pragma unroll
         for (int r = 0; r < R; r++) {
             const uint8_t *p = wr[r] + (size_t)it * STRETCH_BYTES;
@@ -656,7 +745,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_q8_0_kernel(const mv_pa
     dev_pdl_wait();  // (the first stretch is in flight: weights depend on no earlier kernel)
     dev_pdl_release();
     if (have) mv_pre_inputs<1, NORM>(P, m, row, task, lane, pre);
-    const float ss = mvq_quantize_x<NORM>(P.x, P.norm_g, K, xq, xd, red, warp, lane);
+    const float ss = mvq_quantize_x<NORM, XB>(P.x, P.norm_g, K, xq, xd, red, warp, lane);
     float rs[1];
     rs[0] = NORM ? dev_rms_scale(ss, (float)K, P.norm_eps) : 1.0f;
     while (have) {
@@ -682,26 +771,17 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_q8_0_kernel(const mv_pa
 #pragma unroll
             for (int r = 0; r < R; r++) cur_delta[r] = delta[r];
             const int64_t base = it * MV_ITER;
-            const int nbr = (int)(min((int64_t)MV_ITER, K - base) / 32);  // blocks in this stretch
+            const int nu = (int)(min((int64_t)MV_ITER, K - base) / 16);  // 16-value units in this stretch
             if (it + 1 < n_iter) load(wr, it + 1);  // the next stretch in flight while this one is decoded
             else if (more) load(nwr, 0);            // or the next task's first
 #pragma unroll
-            for (int s = 0; s < MV_ITER / 32 / 16; s++) {
-                const int b = 16 * s + (lane >> 1), h = lane & 1;
-                if (b < nbr) {
-                    const uint4 xv = *reinterpret_cast<const uint4 *>(xq + base + 32 * b + 16 * h);
-                    const float dx = xd[base / 32 + b];
+            for (int v = 0; v < MV_ITER / 16 / 32; v++) {
+                const int u = 32 * v + lane;
+                if (u < nu) {
+                    const uint4 xv = *reinterpret_cast<const uint4 *>(xq + base + 16 * u);
+                    const float dx = xd[(base + 16 * u) / XB];
 #pragma unroll
-                    for (int r = 0; r < R; r++) {
-                        const uint8_t *blk = stage + r * MV_SMEM + cur_delta[r] + 34 * b;
-                        int q[4];
-                        mvq_ld16_a2(blk + 2 + 16 * h, q);
-                        int sum = __dp4a(q[0], (int)xv.x, 0);
-                        sum = __dp4a(q[1], (int)xv.y, sum);
-                        sum = __dp4a(q[2], (int)xv.z, sum);
-                        sum = __dp4a(q[3], (int)xv.w, sum);
-                        acc[r][0] = fmaf((float)sum, dev_fp16_to_f32(dev_load_u16(blk)) * dx, acc[r][0]);
-                    }
+                    for (int r = 0; r < R; r++) acc[r][0] += mvi<T>::dot16(stage + r * MV_SMEM + cur_delta[r], u, xv, dx);
                 }
             }
         }
@@ -801,14 +881,14 @@ mv_kernel mv_float_kernel(bool sw) {
     return sw ? matvec_float_kernel<N, T, NORM, true> : matvec_float_kernel<N, T, NORM, false>;
 }
 
-// Launches matvec_q8_0_kernel for a one-token Q8_0 set; false when x and its scales would not fit
-// the shared memory (then matvec_quant_kernel runs).
-template <bool NORM>
+// Launches matvec_int8_kernel for a one-token set of quantized rows; false when x and its scales
+// would not fit the shared memory (then matvec_quant_kernel runs).
+template <ggml_type T, bool NORM>
 bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream) {
     const int R = sw ? 2 : 1;
-    const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)P.K + (size_t)P.K / 32 * 4 + MVQ_WARPS * 4;
-    if (smem > MVQ_MAX_SMEM) return false;
-    mv_kernel kernel = sw ? matvec_q8_0_kernel<NORM, true> : matvec_q8_0_kernel<NORM, false>;
+    const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)P.K + (size_t)P.K / mvi<T>::XB * 4 + MVQ_WARPS * 4;
+    if (smem > MVQ_MAX_SMEM || P.K % mvi<T>::XB != 0) return false;
+    mv_kernel kernel = sw ? matvec_int8_kernel<T, NORM, true> : matvec_int8_kernel<T, NORM, false>;
     // per kernel, once: the dynamic shared memory allowed; per (kernel, size): blocks per SM
     struct occ_entry { mv_kernel k; size_t smem; int dev; int blocks; };
     static thread_local std::vector<occ_entry> occ;
@@ -873,8 +953,16 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     case GGML_TYPE_Q6_K: kernel = x_ok ? mv_quant_kernel<N, GGML_TYPE_Q6_K, NORM>(sw) : nullptr; break;
     default: break;
     }
-    // one token of Q8_0 rows: integer dot products against x quantized in shared memory
-    if (N == 1 && set.int8_x && w0.type == GGML_TYPE_Q8_0 && x_ok && mvq_launch<NORM>(P, sw, tasks, stream)) return;
+    // one token of quantized rows: integer dot products against x quantized in shared memory
+    if (N == 1 && set.int8_x && x_ok) {
+        switch (w0.type) {
+        case GGML_TYPE_Q8_0: if (mvq_launch<GGML_TYPE_Q8_0, NORM>(P, sw, tasks, stream)) return; break;
+        case GGML_TYPE_Q4_0: if (mvq_launch<GGML_TYPE_Q4_0, NORM>(P, sw, tasks, stream)) return; break;
+        case GGML_TYPE_Q4_K: if (mvq_launch<GGML_TYPE_Q4_K, NORM>(P, sw, tasks, stream)) return; break;
+        case GGML_TYPE_Q6_K: if (mvq_launch<GGML_TYPE_Q6_K, NORM>(P, sw, tasks, stream)) return; break;
+        default: break;
+        }
+    }
     if (kernel) {
         const bool is_float = w0.type == GGML_TYPE_F32 || w0.type == GGML_TYPE_F16 || w0.type == GGML_TYPE_BF16;
         const dim3 g = is_float ? dim3(cuda_blocks((size_t)tasks, MV_WARPS / MV_SPLIT)) : grid;
