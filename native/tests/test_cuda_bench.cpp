@@ -447,6 +447,8 @@ int main() {
                             backend_cuda_set_fusion(b, true);
                         }
                     if (steps.find(",decode,") != std::string::npos) bench_decode(m, 100, 4096);
+                    if (steps.find(",host,") != std::string::npos) bench_decode(m, 100, 4096, nullptr, pick_mode::host);
+                    if (steps.find(",clear,") != std::string::npos) backend_cuda_drop_graphs(b);  // (last: after the steps above)
                     std::printf("(first: %s)\n", pre);
                 }
                 const size_t early0 = backend_cuda_attention_early_ops(b);

@@ -593,6 +593,11 @@ public:
         flush();
         fuse_ = on;
     }
+    void drop_graphs() {
+        flush();
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        clear_graphs();
+    }
     void set_cublas(bool on) {
         flush();
         use_cublas_ = on;
@@ -917,6 +922,10 @@ std::unique_ptr<backend> backend_cuda_create(int device_index) {
 
 void backend_cuda_set_precise(backend &b, bool on) {
     if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->set_precise(on);
+}
+
+void backend_cuda_drop_graphs(backend &b) {
+    if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->drop_graphs();
 }
 
 void backend_cuda_set_fusion(backend &b, bool on) {

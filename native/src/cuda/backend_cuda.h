@@ -16,6 +16,8 @@ size_t backend_cuda_attention_early_ops(const backend &b);
 void backend_cuda_set_precise(backend &b, bool on);
 // Benchmark knob: decode fusions of rms_norm and kv_store into the matrix-vector launches (default on).
 void backend_cuda_set_fusion(backend &b, bool on);
+// Destroys the captured graphs (benchmarks: what a later step costs without them).
+void backend_cuda_drop_graphs(backend &b);
 // Benchmark knob: prefill products on cuBLAS where it loads (default) or on our own kernel.
 void backend_cuda_set_cublas(backend &b, bool on);
 // What runs the prefill products: "cublas" or "own kernels (<why>)".
