@@ -47,6 +47,7 @@ struct mv_params {
     // fused K/V store: kv[m][slots[t] * M + row] = output
     float *kv[CUDA_MATVEC_MAX_SET];
     const int32_t *slots;
+    bool tmp_consecutive;
 };
 
 // Weight loads: every weight byte is read once per call, so they go around L1
@@ -730,8 +731,11 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
         if (SW) wr[R - 1] = P.W[1] + (size_t)row * P.row_bytes;
     };
 
+    // tasks interleaved over the blocks (block b: b, b + grid, ...), so every SM gets its share
+    // even when there are fewer tasks than warps (1536 rows over 264 blocks of 8 warps: 5-6 each,
+    // where consecutive tasks gave 8 to each of 192 blocks, two blocks on 60 SMs and one on 72)
     const int64_t stride = (int64_t)gridDim.x * MVQ_WARPS;
-    int64_t task = (int64_t)blockIdx.x * MVQ_WARPS + warp;
+    int64_t task = P.tmp_consecutive ? (int64_t)blockIdx.x * MVQ_WARPS + warp : (int64_t)warp * gridDim.x + blockIdx.x;
     int m = 0;
     int64_t row = 0;
     bool have = mv_task(P, task, m, row);
@@ -904,7 +908,10 @@ bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream)
         occ.push_back(occ_entry{kernel, smem, dev, per_sm});
     }
     const int64_t cap = (int64_t)per_sm * cuda_device_attr<cudaDevAttrMultiProcessorCount>(1);
-    const unsigned grid = (unsigned)std::min<int64_t>(cuda_blocks((size_t)tasks, MVQ_WARPS), cap);
+    static const bool consec = [] { const char *v = std::getenv("TMP_MVQ_CONSEC"); return v && v[0] == '1'; }();
+    const unsigned grid = consec ? (unsigned)std::min<int64_t>(cuda_blocks((size_t)tasks, MVQ_WARPS), cap)
+                                 : (unsigned)std::max<int64_t>(1, std::min<int64_t>(tasks, cap));
+    const_cast<mv_params &>(P).tmp_consecutive = consec;
     cuda_launch_pdl(kernel, dim3(grid), dim3(MVQ_WARPS * 32), smem, stream, P);
     return true;
 }
