@@ -621,16 +621,6 @@ __device__ __forceinline__ void mvq_ld16_a2(const uint8_t *p, int (&q)[4]) {
 #pragma unroll
     for (int j = 0; j < 4; j++) q[j] = (int)__byte_perm(v[j], v[j + 1], sel);
 }
-// 12 bytes at a 2-byte aligned shared-memory address, as three words.
-__device__ __forceinline__ void mvq_ld12_a2(const uint8_t *p, int (&q)[3]) {
-    const uint32_t *w = reinterpret_cast<const uint32_t *>((uintptr_t)p & ~(uintptr_t)3);
-    const uint32_t sel = ((uintptr_t)p & 2) ? 0x5432u : 0x3210u;
-    uint32_t v[4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) v[j] = w[j];
-#pragma unroll
-    for (int j = 0; j < 3; j++) q[j] = (int)__byte_perm(v[j], v[j + 1], sel);
-}
 __device__ __forceinline__ int mvq_dot16(const int (&q)[4], const uint4 &x, int acc) {
     acc = __dp4a(q[0], (int)x.x, acc);
     acc = __dp4a(q[1], (int)x.y, acc);
@@ -669,28 +659,18 @@ template <> struct mvi<GGML_TYPE_Q4_0> {
 };
 template <> struct mvi<GGML_TYPE_Q4_K> {
     static constexpr int XB = 256;
-    // sub-block j (32 values) of a 144-byte block: nibbles (j & 1) of qs[32 (j / 2) ..]; its 6-bit
-    // scale and min from the 12 packed bytes (dev_q4k_scale_min), taken here from three words with
-    // selects rather than branches (the two lanes of a unit share j, the warp's lanes do not)
+    // sub-block j (32 values) of a 144-byte block: nibbles (j & 1) of qs[32 (j / 2) ..], scale and
+    // min from the 12 packed bytes
     static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
         const uint8_t *b = s + 144 * (u >> 4);
-        const int j = (u >> 1) & 7, jj = j & 3;
-        const uint8_t *qp = b + 16 + 32 * (j >> 1) + 16 * (u & 1);
+        const int j = (u >> 1) & 7;
         int q[4];
-        if (((uintptr_t)qp & 15) == 0) {  // (the rows start 16-byte aligned: every unit is)
-            const uint4 v = *reinterpret_cast<const uint4 *>(qp);
-            q[0] = (int)v.x; q[1] = (int)v.y; q[2] = (int)v.z; q[3] = (int)v.w;
-        } else {
-            mvq_ld16_a2(qp, q);
-        }
+        mvq_ld16_a2(b + 16 + 32 * (j >> 1) + 16 * (u & 1), q);
         const int sh = 4 * (j & 1);
 #pragma unroll
         for (int i = 0; i < 4; i++) q[i] = (q[i] >> sh) & 0x0f0f0f0f;
-        int w[3];
-        mvq_ld12_a2(b + 4, w);
-        const uint32_t s0 = __byte_perm((uint32_t)w[0], 0, jj), s1 = __byte_perm((uint32_t)w[1], 0, jj), s2 = __byte_perm((uint32_t)w[2], 0, jj);
-        const int sc = j < 4 ? (int)(s0 & 63) : (int)((s2 & 15) | ((s0 >> 6) << 4));
-        const int m = j < 4 ? (int)(s1 & 63) : (int)((s2 >> 4) | ((s1 >> 6) << 4));
+        int sc, m;
+        dev_q4k_scale_min(b + 4, j, sc, m);
         return dx * (dev_fp16_to_f32(dev_load_u16(b)) * (float)(sc * mvq_dot16(q, xv, 0)) -
                      dev_fp16_to_f32(dev_load_u16(b + 2)) * (float)(m * mvq_sum16(xv)));
     }
