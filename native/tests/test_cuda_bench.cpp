@@ -404,15 +404,16 @@ int main() {
         jadd("\"copy_bandwidth_gbps\": " + std::to_string(bw / 1e9));
 
         // ENDLESS_BENCH_ONLY=decode|prefill: only that part, BF16, for a profiler (nsys) run;
-        // =matvec: the decode products alone (one token), BF16, Q8_0, Q4_K and Q6_K
+        // =matvec: the decode products alone (one and four tokens), BF16, Q8_0, Q4_K and Q6_K
         const char *only = std::getenv("ENDLESS_BENCH_ONLY");
         if (only && std::strcmp(only, "matvec") == 0) {
             const int64_t mshapes[][2] = {{1536, 1536}, {2048, 1536}, {8960, 1536}, {1536, 8960}, {151936, 1536}};
+            for (int n : {1, 4})
             for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K})
                 for (auto s : mshapes) {
-                    const mv_result r = bench_matmul(b, t, s[1], s[0], 1);
-                    std::printf("  matvec %-5s %6lldx%-6lld n=1 %9.2f us %7.0f GB/s %6.1f%%\n", ggml_type_info(t).name, (long long)s[0],
-                                (long long)s[1], r.us, r.gbps, 100.0 * r.gbps * 1e9 / bw);
+                    const mv_result r = bench_matmul(b, t, s[1], s[0], n);
+                    std::printf("  matvec %-5s %6lldx%-6lld n=%d %9.2f us %7.0f GB/s %6.1f%%\n", ggml_type_info(t).name, (long long)s[0],
+                                (long long)s[1], n, r.us, r.gbps, 100.0 * r.gbps * 1e9 / bw);
                 }
             return 0;
         }

@@ -58,10 +58,10 @@ const ggml_type ALL_TYPES[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGM
                                GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
 
 // Error bound of a decode product (n <= 8 tokens) against double precision on the stored weights:
-// fp32 accumulation, except one token of quantized rows in the default mode, whose activations are
-// quantized to int8 as the CPU backend quantizes them (test_backend_ops' bound for quantized types).
+// fp32 accumulation, except quantized rows in the default mode, whose activations are quantized to
+// int8 as the CPU backend quantizes them (test_backend_ops' bound for quantized types).
 bool quantized(ggml_type t) { return t != GGML_TYPE_F32 && t != GGML_TYPE_F16 && t != GGML_TYPE_BF16; }
-double decode_tol(ggml_type t, int n, bool precise) { return quantized(t) && n == 1 && !precise ? 1.5e-2 : 2e-5; }
+double decode_tol(ggml_type t, int n, bool precise) { return quantized(t) && n <= 8 && !precise ? 1.5e-2 : 2e-5; }
 
 // A random weight of type t, quantized from random floats; bytes on the host and on the device.
 struct test_weight {
@@ -260,44 +260,48 @@ TEST(cuda_fused_decode_ops) {
             for (bool precise : {false, true}) check_fused_decode(t, n, precise);
 }
 
-// One token of quantized rows in the default mode (matvec_int8_kernel): x quantized to int8 in
-// shared memory (per 32 values for Q8_0 / Q4_0, per 256 for Q4_K / Q6_K), integer dot products,
-// warps looping over more rows than the grid has warps (12,000 rows), rows of two stretches and a
-// partial one (K 2304, 4352), the fused norm and SwiGLU pair. Against double precision with the
-// int8 bound, and against the CPU backend, which quantizes the activations the same way: there only
-// the summation order differs (a float x would miss by the CPU's quantization error, ~4e-3).
-TEST(cuda_int8_one_token_products_match_cpu_backend) {
+// Tokens of quantized rows in the default mode (matvec_int8_kernel): x quantized to int8 in shared
+// memory (per 32 values for Q8_0 / Q4_0, per 256 for Q4_K / Q6_K), integer dot products, warps
+// looping over more rows than the grid has warps (12,000 rows), rows of two stretches and a partial
+// one (K 2304, 4352), one and three tokens, the fused norm and SwiGLU pair. Against double precision
+// with the int8 bound, and against the CPU backend, which quantizes the activations the same way:
+// there only the summation order differs (a float x would miss by the CPU's quantization error,
+// ~4e-3).
+TEST(cuda_int8_products_match_cpu_backend) {
     auto cpu = backend_cpu_create(2);
     for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
         const char *tn = ggml_type_info(t).name;
-        for (int64_t K : {2304, 4352}) {
+        for (int64_t K : {2304, 4352})
+        for (int n : {1, 3}) {
             const int64_t M = 12000;
             test_weight tw(t, K, M);
-            auto x = test::random_floats((size_t)K, -2, 2);
-            dbuf dx(x), dy((size_t)M);
+            auto x = test::random_floats((size_t)n * K, -2, 2);
+            dbuf dx(x), dy((size_t)n * M);
             dy.poison();
-            be().matmul(tw.w, dx.f(), 1, dy.f());
+            be().matmul(tw.w, dx.f(), n, dy.f());
             const auto got = dy.get();
-            std::vector<float> ref(M), cref(M);
+            std::vector<float> ref((size_t)n * M), cref((size_t)n * M);
             for (int64_t r = 0; r < M; r++) {
                 auto wr = tw.row(r);
-                double s = 0;
-                for (int64_t k = 0; k < K; k++) s += (double)wr[k] * x[k];
-                ref[r] = (float)s;
+                for (int i = 0; i < n; i++) {
+                    double s = 0;
+                    for (int64_t k = 0; k < K; k++) s += (double)wr[k] * x[(size_t)i * K + k];
+                    ref[(size_t)i * M + r] = (float)s;
+                }
             }
             weight cw = tw.w;  // (a host backend reads the bytes in place)
             cw.data = tw.bytes.data();
-            float *cx = (float *)cpu->alloc(K * 4), *cy = (float *)cpu->alloc(M * 4);
-            cpu->upload(cx, x.data(), K * 4);
-            cpu->matmul(cw, cx, 1, cy);
-            cpu->download(cref.data(), cy, M * 4);
+            float *cx = (float *)cpu->alloc((size_t)n * K * 4), *cy = (float *)cpu->alloc((size_t)n * M * 4);
+            cpu->upload(cx, x.data(), (size_t)n * K * 4);
+            cpu->matmul(cw, cx, n, cy);
+            cpu->download(cref.data(), cy, (size_t)n * M * 4);
             cpu->release(cx);
             cpu->release(cy);
-            const double e = test::rel_error(got.data(), ref.data(), M), ec = test::rel_error(got.data(), cref.data(), M);
-            std::printf("  %s one token K %lld x %lld rows: error %.3g against double, %.3g against the CPU backend\n", tn, (long long)K,
+            const double e = test::rel_error(got.data(), ref.data(), ref.size()), ec = test::rel_error(got.data(), cref.data(), ref.size());
+            std::printf("  %s %d token(s) K %lld x %lld rows: error %.3g against double, %.3g against the CPU backend\n", tn, n, (long long)K,
                         (long long)M, e, ec);
-            CHECK_MSG(all_finite(got) && e < 1.5e-2 && ec < 1e-3, "%s one token K %lld: error %g against double, %g against the CPU backend",
-                      tn, (long long)K, e, ec);
+            CHECK_MSG(all_finite(got) && e < 1.5e-2 && ec < 1e-3, "%s %d token(s) K %lld: error %g against double, %g against the CPU backend",
+                      tn, n, (long long)K, e, ec);
         }
         // rms_norm, then gate/up (one launch, SwiGLU in its epilogue): 9000 pairs of rows
         const int64_t d = 1536, ff = 9000;

@@ -554,61 +554,67 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
 constexpr int MVQ_WARPS = 8;
 constexpr size_t MVQ_MAX_SMEM = 96 * 1024;
 
-// x quantized into xq (int8, K values) and xd (K / XB scales) by the whole block: XB / 4 lanes a
-// block of XB values (32 or 256), 4 values a lane per pass. Returns the block-wide sum of squares
-// of x (the fused norm's), after a block barrier that also publishes xq / xd.
-template <bool NORM, int XB>
-__device__ __forceinline__ float mvq_quantize_x(const float *x, const float *g, int64_t K, int8_t *xq, float *xd, float *red, int warp,
-                                                int lane) {
+// x (N rows of K values) quantized into xq (int8, row t at t K) and xd (K / XB scales a row) by the
+// whole block: XB / 4 lanes a block of XB values (32 or 256), 4 values a lane per pass. ss[t]: the
+// block-wide sum of squares of row t (the fused norm's), after a block barrier that also publishes
+// xq / xd.
+template <int N, bool NORM, int XB>
+__device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, int64_t K, int8_t *xq, float *xd, float *red, int warp,
+                                               int lane, float (&ss)[N]) {
     static_assert(XB == 32 || XB == 256, "x blocks of 32 or 256 values");
     constexpr int LANES = XB == 32 ? 8 : 32, PER = XB / 4 / LANES;  // lanes a block, float4s a lane
     constexpr int BPW = 32 / LANES;                                 // blocks a warp per pass
     const int64_t nb = K / XB;
-    float ss = 0.0f;
-    for (int64_t b0 = (int64_t)warp * BPW; b0 < nb; b0 += MVQ_WARPS * BPW) {  // (uniform per warp: full-warp shuffles)
-        const int64_t b = b0 + lane / LANES;
-        const bool ok = b < nb;
-        float4 v[PER];
-        float amax = 0.0f;
 #pragma unroll
-        for (int i = 0; i < PER; i++) {
-            const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
-            v[i] = ok ? __ldg(reinterpret_cast<const float4 *>(x + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (NORM) {
-                ss = fmaf(v[i].x, v[i].x, fmaf(v[i].y, v[i].y, fmaf(v[i].z, v[i].z, fmaf(v[i].w, v[i].w, ss))));
-                if (ok) {
-                    const float4 gv = __ldg(reinterpret_cast<const float4 *>(g + k));
-                    v[i].x *= gv.x; v[i].y *= gv.y; v[i].z *= gv.z; v[i].w *= gv.w;
-                }
-            }
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w))));
-        }
-#pragma unroll
-        for (int o = 1; o < LANES; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float id = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
-        if (ok) {
+    for (int t = 0; t < N; t++) {
+        float sst = 0.0f;
+        for (int64_t b0 = (int64_t)warp * BPW; b0 < nb; b0 += MVQ_WARPS * BPW) {  // (uniform per warp: full-warp shuffles)
+            const int64_t b = b0 + lane / LANES;
+            const bool ok = b < nb;
+            float4 v[PER];
+            float amax = 0.0f;
 #pragma unroll
             for (int i = 0; i < PER; i++) {
                 const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
-                const int q0 = __float2int_rn(v[i].x * id), q1 = __float2int_rn(v[i].y * id), q2 = __float2int_rn(v[i].z * id),
-                          q3 = __float2int_rn(v[i].w * id);
-                *reinterpret_cast<uint32_t *>(xq + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) |
-                                                        ((uint32_t)(q2 & 0xff) << 16) | ((uint32_t)(q3 & 0xff) << 24);
+                v[i] = ok ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)t * K + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (NORM) {
+                    sst = fmaf(v[i].x, v[i].x, fmaf(v[i].y, v[i].y, fmaf(v[i].z, v[i].z, fmaf(v[i].w, v[i].w, sst))));
+                    if (ok) {
+                        const float4 gv = __ldg(reinterpret_cast<const float4 *>(g + k));
+                        v[i].x *= gv.x; v[i].y *= gv.y; v[i].z *= gv.z; v[i].w *= gv.w;
+                    }
+                }
+                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w))));
             }
-            if (lane % LANES == 0) xd[b] = __fdiv_rn(amax, 127.0f);
+#pragma unroll
+            for (int o = 1; o < LANES; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+            const float id = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+            if (ok) {
+#pragma unroll
+                for (int i = 0; i < PER; i++) {
+                    const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
+                    const int q0 = __float2int_rn(v[i].x * id), q1 = __float2int_rn(v[i].y * id), q2 = __float2int_rn(v[i].z * id),
+                              q3 = __float2int_rn(v[i].w * id);
+                    *reinterpret_cast<uint32_t *>(xq + (size_t)t * K + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) |
+                                                                            ((uint32_t)(q2 & 0xff) << 16) | ((uint32_t)(q3 & 0xff) << 24);
+                }
+                if (lane % LANES == 0) xd[t * nb + b] = __fdiv_rn(amax, 127.0f);
+            }
+        }
+        if (NORM) {
+            sst = warp_sum(sst);
+            if (lane == 0) red[warp * N + t] = sst;
         }
     }
-    if (NORM) {
-        ss = warp_sum(ss);
-        if (lane == 0) red[warp] = ss;
-    }
     __syncthreads();
-    float total = 0.0f;
-    if (NORM) {
 #pragma unroll
-        for (int w = 0; w < MVQ_WARPS; w++) total += red[w];
+    for (int t = 0; t < N; t++) {
+        ss[t] = 0.0f;
+        if (NORM) {
+#pragma unroll
+            for (int w = 0; w < MVQ_WARPS; w++) ss[t] += red[w * N + t];
+        }
     }
-    return total;
 }
 
 // 16 bytes at a 2-byte aligned shared-memory address, as four words (five aligned loads).
@@ -632,68 +638,73 @@ __device__ __forceinline__ int mvq_sum16(const uint4 &x) {
     return __dp4a(ones, (int)x.w, __dp4a(ones, (int)x.z, __dp4a(ones, (int)x.y, __dp4a(ones, (int)x.x, 0))));
 }
 
-// Per type: XB (the activations' block), and unit u (16 values: 16u .. 16u + 15 of a stretch,
-// whose bytes s points at in shared memory) against its int8 x values xv with x scale dx.
+// Per type: XB (the activations' block), and unit u (16 values: 16u .. 16u + 15 of a stretch, whose
+// bytes s points at in shared memory) decoded once into q (four words of int8 values for dp4a)
+// and factors a, b: against int8 x values xv with scale dx the unit contributes
+// dx (a dot(q, xv) - b sum(xv)) (OFFSET: whether b is used).
 template <ggml_type T> struct mvi;
 template <> struct mvi<GGML_TYPE_Q8_0> {
     static constexpr int XB = 32;
-    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
-        const uint8_t *b = s + 34 * (u >> 1);
-        int q[4];
-        mvq_ld16_a2(b + 2 + 16 * (u & 1), q);
-        return (float)mvq_dot16(q, xv, 0) * (dev_fp16_to_f32(dev_load_u16(b)) * dx);
+    static constexpr bool OFFSET = false;
+    static __device__ __forceinline__ void unit(const uint8_t *s, int u, int (&q)[4], float &a, float &b) {
+        const uint8_t *blk = s + 34 * (u >> 1);
+        mvq_ld16_a2(blk + 2 + 16 * (u & 1), q);
+        a = dev_fp16_to_f32(dev_load_u16(blk));
+        b = 0.0f;
     }
 };
 template <> struct mvi<GGML_TYPE_Q4_0> {
     static constexpr int XB = 32;
-    // values 0..15 of a block are the low nibbles of its 16 bytes, 16..31 the high ones
-    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
-        const uint8_t *b = s + 18 * (u >> 1);
-        int q[4];
-        mvq_ld16_a2(b + 2, q);
+    static constexpr bool OFFSET = true;
+    // values 0..15 of a block are the low nibbles of its 16 bytes, 16..31 the high ones; minus 8
+    static __device__ __forceinline__ void unit(const uint8_t *s, int u, int (&q)[4], float &a, float &b) {
+        const uint8_t *blk = s + 18 * (u >> 1);
+        mvq_ld16_a2(blk + 2, q);
         const int sh = 4 * (u & 1);
 #pragma unroll
         for (int j = 0; j < 4; j++) q[j] = (q[j] >> sh) & 0x0f0f0f0f;
-        return (float)(mvq_dot16(q, xv, 0) - 8 * mvq_sum16(xv)) * (dev_fp16_to_f32(dev_load_u16(b)) * dx);
+        a = dev_fp16_to_f32(dev_load_u16(blk));
+        b = 8.0f * a;
     }
 };
 template <> struct mvi<GGML_TYPE_Q4_K> {
     static constexpr int XB = 256;
+    static constexpr bool OFFSET = true;
     // sub-block j (32 values) of a 144-byte block: nibbles (j & 1) of qs[32 (j / 2) ..], scale and
-    // min from the 12 packed bytes
-    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
-        const uint8_t *b = s + 144 * (u >> 4);
+    // min from the 12 packed bytes: d sc q - dmin m
+    static __device__ __forceinline__ void unit(const uint8_t *s, int u, int (&q)[4], float &a, float &b) {
+        const uint8_t *blk = s + 144 * (u >> 4);
         const int j = (u >> 1) & 7;
-        int q[4];
-        mvq_ld16_a2(b + 16 + 32 * (j >> 1) + 16 * (u & 1), q);
+        mvq_ld16_a2(blk + 16 + 32 * (j >> 1) + 16 * (u & 1), q);
         const int sh = 4 * (j & 1);
 #pragma unroll
         for (int i = 0; i < 4; i++) q[i] = (q[i] >> sh) & 0x0f0f0f0f;
         int sc, m;
-        dev_q4k_scale_min(b + 4, j, sc, m);
-        return dx * (dev_fp16_to_f32(dev_load_u16(b)) * (float)(sc * mvq_dot16(q, xv, 0)) -
-                     dev_fp16_to_f32(dev_load_u16(b + 2)) * (float)(m * mvq_sum16(xv)));
+        dev_q4k_scale_min(blk + 4, j, sc, m);
+        a = dev_fp16_to_f32(dev_load_u16(blk)) * (float)sc;
+        b = dev_fp16_to_f32(dev_load_u16(blk + 2)) * (float)m;
     }
 };
 template <> struct mvi<GGML_TYPE_Q6_K> {
     static constexpr int XB = 256;
+    static constexpr bool OFFSET = true;
     // value i of a 210-byte block: h = i / 128, k = (i % 128) / 32, l = i % 32: low 4 bits from
     // ql[64 h + 32 (k & 1) + l] (nibble k / 2), high 2 from qh[32 h + l] (bits 2k), minus 32; scale i / 16
-    static __device__ __forceinline__ float dot16(const uint8_t *s, int u, const uint4 &xv, float dx) {
-        const uint8_t *b = s + 210 * (u >> 4);
+    static __device__ __forceinline__ void unit(const uint8_t *s, int u, int (&q)[4], float &a, float &b) {
+        const uint8_t *blk = s + 210 * (u >> 4);
         const int i0 = 16 * (u & 15), h = i0 >> 7, k = (i0 >> 5) & 3, l0 = i0 & 31;
-        int lo[4], hi[4];
-        mvq_ld16_a2(b + 64 * h + 32 * (k & 1) + l0, lo);
-        mvq_ld16_a2(b + 128 + 32 * h + l0, hi);
+        int hi[4];
+        mvq_ld16_a2(blk + 64 * h + 32 * (k & 1) + l0, q);
+        mvq_ld16_a2(blk + 128 + 32 * h + l0, hi);
         const int sl = k < 2 ? 0 : 4, shh = 2 * k;
 #pragma unroll
-        for (int j = 0; j < 4; j++) lo[j] = ((lo[j] >> sl) & 0x0f0f0f0f) | (((hi[j] >> shh) & 0x03030303) << 4);
-        const int sc = (int8_t)b[192 + (i0 >> 4)];
-        return (float)(sc * (mvq_dot16(lo, xv, 0) - 32 * mvq_sum16(xv))) * (dev_fp16_to_f32(dev_load_u16(b + 208)) * dx);
+        for (int j = 0; j < 4; j++) q[j] = ((q[j] >> sl) & 0x0f0f0f0f) | (((hi[j] >> shh) & 0x03030303) << 4);
+        a = dev_fp16_to_f32(dev_load_u16(blk + 208)) * (float)(int8_t)blk[192 + (i0 >> 4)];
+        b = 32.0f * a;
     }
 };
 
-template <ggml_type T, bool NORM, bool SW>
+template <ggml_type T, int N, bool NORM, bool SW>
 __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_params P) {
     using Q = mvq<T>;
     constexpr int XB = mvi<T>::XB;
@@ -705,7 +716,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
     const int64_t K = P.K, n_iter = (K + MV_ITER - 1) / MV_ITER;
     uint8_t *stage = mvq_smem + (size_t)warp * R * MV_SMEM;
     int8_t *xq = reinterpret_cast<int8_t *>(mvq_smem + (size_t)MVQ_WARPS * R * MV_SMEM);
-    float *xd = reinterpret_cast<float *>(xq + K), *red = xd + K / XB;
+    float *xd = reinterpret_cast<float *>(xq + (size_t)N * K), *red = xd + N * (K / XB);
 
     uint4 regs[R][MV_LOADS];
     int delta[R], n16[R];
@@ -739,27 +750,29 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
     int64_t row = 0;
     bool have = mv_task(P, task, m, row);
     const uint8_t *wr[R];
-    mv_pre<1> pre;
+    mv_pre<N> pre;
     if (have) {
-        mv_pre_static<1>(P, m, row, lane, pre);
+        mv_pre_static<N>(P, m, row, lane, pre);
         rows(m, row, wr);
         load(wr, 0);
     }
     dev_pdl_wait();  // (the first stretch is in flight: weights depend on no earlier kernel)
     dev_pdl_release();
-    if (have) mv_pre_inputs<1, NORM>(P, m, row, task, lane, pre);
-    const float ss = mvq_quantize_x<NORM, XB>(P.x, P.norm_g, K, xq, xd, red, warp, lane);
-    float rs[1];
-    rs[0] = NORM ? dev_rms_scale(ss, (float)K, P.norm_eps) : 1.0f;
+    if (have) mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre);
+    float ss[N], rs[N];
+    mvq_quantize_x<N, NORM, XB>(P.x, P.norm_g, K, xq, xd, red, warp, lane, ss);
+    mv_norm_scale<N, NORM>(P, ss, rs);
     while (have) {
         int nm = 0;
         int64_t nrow = 0;
         const bool more = mv_task(P, task + stride, nm, nrow);
         const uint8_t *nwr[R];
         if (more) rows(nm, nrow, nwr);
-        float acc[R][1];
+        float acc[R][N];
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[r][0] = 0.0f;
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < N; t++) acc[r][t] = 0.0f;
         for (int64_t it = 0; it < n_iter; it++) {
             __syncwarp();  // every lane is done with the previous stretch
 #pragma unroll
@@ -781,27 +794,40 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
             for (int v = 0; v < MV_ITER / 16 / 32; v++) {
                 const int u = 32 * v + lane;
                 if (u < nu) {
-                    const uint4 xv = *reinterpret_cast<const uint4 *>(xq + base + 16 * u);
-                    const float dx = xd[(base + 16 * u) / XB];
+                    int q[R][4];
+                    float a[R], b[R];
 #pragma unroll
-                    for (int r = 0; r < R; r++) acc[r][0] += mvi<T>::dot16(stage + r * MV_SMEM + cur_delta[r], u, xv, dx);
+                    for (int r = 0; r < R; r++) mvi<T>::unit(stage + r * MV_SMEM + cur_delta[r], u, q[r], a[r], b[r]);
+#pragma unroll
+                    for (int t = 0; t < N; t++) {
+                        const uint4 xv = *reinterpret_cast<const uint4 *>(xq + (size_t)t * K + base + 16 * u);
+                        const float dx = xd[t * (K / XB) + (base + 16 * u) / XB];
+                        const int xs = mvi<T>::OFFSET ? mvq_sum16(xv) : 0;
+#pragma unroll
+                        for (int r = 0; r < R; r++) {
+                            const float d = (float)mvq_dot16(q[r], xv, 0);
+                            acc[r][t] = fmaf(dx, mvi<T>::OFFSET ? fmaf(a[r], d, -b[r] * (float)xs) : a[r] * d, acc[r][t]);
+                        }
+                    }
                 }
             }
         }
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[r][0] = warp_sum(acc[r][0]);
-        if (SW) mv_epilogue_swiglu<1>(P, row, acc[0], acc[R - 1], rs, lane);
-        else mv_epilogue<1>(P, m, row, acc[0], rs, pre, lane);
-        if (NORM) mv_write_norm<1>(P, task, rs, pre, lane);
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < N; t++) acc[r][t] = warp_sum(acc[r][t]);
+        if (SW) mv_epilogue_swiglu<N>(P, row, acc[0], acc[R - 1], rs, lane);
+        else mv_epilogue<N>(P, m, row, acc[0], rs, pre, lane);
+        if (NORM) mv_write_norm<N>(P, task, rs, pre, lane);
         if (!more) break;
         task += stride;
         m = nm;
         row = nrow;
 #pragma unroll
         for (int r = 0; r < R; r++) wr[r] = nwr[r];
-        pre = mv_pre<1>();
-        mv_pre_static<1>(P, m, row, lane, pre);
-        mv_pre_inputs<1, NORM>(P, m, row, task, lane, pre);
+        pre = mv_pre<N>();
+        mv_pre_static<N>(P, m, row, lane, pre);
+        mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre);
     }
 }
 
@@ -886,12 +912,12 @@ mv_kernel mv_float_kernel(bool sw) {
 
 // Launches matvec_int8_kernel for a one-token set of quantized rows; false when x and its scales
 // would not fit the shared memory (then matvec_quant_kernel runs).
-template <ggml_type T, bool NORM>
+template <ggml_type T, int N, bool NORM>
 bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream) {
     const int R = sw ? 2 : 1;
-    const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)P.K + (size_t)P.K / mvi<T>::XB * 4 + MVQ_WARPS * 4;
+    const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)N * P.K + (size_t)N * (P.K / mvi<T>::XB) * 4 + MVQ_WARPS * N * 4;
     if (smem > MVQ_MAX_SMEM || P.K % mvi<T>::XB != 0) return false;
-    mv_kernel kernel = sw ? matvec_int8_kernel<T, NORM, true> : matvec_int8_kernel<T, NORM, false>;
+    mv_kernel kernel = sw ? matvec_int8_kernel<T, N, NORM, true> : matvec_int8_kernel<T, N, NORM, false>;
     // per kernel, once: the dynamic shared memory allowed; per (kernel, size): blocks per SM
     struct occ_entry { mv_kernel k; size_t smem; int dev; int blocks; };
     static thread_local std::vector<occ_entry> occ;
@@ -956,13 +982,13 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     case GGML_TYPE_Q6_K: kernel = x_ok ? mv_quant_kernel<N, GGML_TYPE_Q6_K, NORM>(sw) : nullptr; break;
     default: break;
     }
-    // one token of quantized rows: integer dot products against x quantized in shared memory
-    if (N == 1 && set.int8_x && x_ok) {
+    // quantized rows: integer dot products against x quantized in shared memory
+    if (set.int8_x && x_ok) {
         switch (w0.type) {
-        case GGML_TYPE_Q8_0: if (mvq_launch<GGML_TYPE_Q8_0, NORM>(P, sw, tasks, stream)) return; break;
-        case GGML_TYPE_Q4_0: if (mvq_launch<GGML_TYPE_Q4_0, NORM>(P, sw, tasks, stream)) return; break;
-        case GGML_TYPE_Q4_K: if (mvq_launch<GGML_TYPE_Q4_K, NORM>(P, sw, tasks, stream)) return; break;
-        case GGML_TYPE_Q6_K: if (mvq_launch<GGML_TYPE_Q6_K, NORM>(P, sw, tasks, stream)) return; break;
+        case GGML_TYPE_Q8_0: if (mvq_launch<GGML_TYPE_Q8_0, N, NORM>(P, sw, tasks, stream)) return; break;
+        case GGML_TYPE_Q4_0: if (mvq_launch<GGML_TYPE_Q4_0, N, NORM>(P, sw, tasks, stream)) return; break;
+        case GGML_TYPE_Q4_K: if (mvq_launch<GGML_TYPE_Q4_K, N, NORM>(P, sw, tasks, stream)) return; break;
+        case GGML_TYPE_Q6_K: if (mvq_launch<GGML_TYPE_Q6_K, N, NORM>(P, sw, tasks, stream)) return; break;
         default: break;
         }
     }
