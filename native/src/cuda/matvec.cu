@@ -6,7 +6,9 @@
 // Quantized rows are not 16-byte aligned block by block (Q8_0 blocks are 34 bytes), so a warp
 // copies a 2048-value stretch of its row into shared memory with aligned 16-byte loads (the next
 // stretch is loaded into registers while the current one is decoded) and each lane then decodes
-// 4 consecutive values at a time; the activations x stay in L1/L2 and are read as float4.
+// 4 consecutive values at a time; the activations x stay in L1/L2 and are read as float4. In the
+// default mode quantized rows go to matvec_int8_kernel instead (x as int8 in shared memory, dp4a;
+// below), the CPU backend's arithmetic; matvec_quant_kernel keeps fp32 x for precise mode.
 #include "matvec.cuh"
 #include "cuda_common.cuh"
 
