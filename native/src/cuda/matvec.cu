@@ -556,13 +556,13 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
 constexpr int MVQ_WARPS = 8;
 constexpr size_t MVQ_MAX_SMEM = 96 * 1024;
 
-// x (N rows of K values) quantized into xq (int8, row t at t K), xd (K / XB scales a row) and, with
-// SUMS, xs (the sum of each 16 quantized values, K / 16 a row) by the whole block: XB / 4 lanes a block of XB values (32 or 256), 4 values a lane per pass. ss[t]: the
+// x (N rows of K values) quantized into xq (int8, row t at t K) and xd (K / XB scales a row) by the
+// whole block: XB / 4 lanes a block of XB values (32 or 256), 4 values a lane per pass. ss[t]: the
 // block-wide sum of squares of row t (the fused norm's), after a block barrier that also publishes
 // xq / xd.
-template <int N, bool NORM, int XB, bool SUMS>
-__device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, int64_t K, int8_t *xq, float *xd, int *xs, float *red,
-                                               int warp, int lane, float (&ss)[N]) {
+template <int N, bool NORM, int XB>
+__device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, int64_t K, int8_t *xq, float *xd, float *red, int warp,
+                                               int lane, float (&ss)[N]) {
     static_assert(XB == 32 || XB == 256, "x blocks of 32 or 256 values");
     constexpr int LANES = XB == 32 ? 8 : 32, PER = XB / 4 / LANES;  // lanes a block, float4s a lane
     constexpr int BPW = 32 / LANES;                                 // blocks a warp per pass
@@ -591,24 +591,17 @@ __device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, i
 #pragma unroll
             for (int o = 1; o < LANES; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
             const float id = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+            if (ok) {
 #pragma unroll
-            for (int i = 0; i < PER; i++) {
-                const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
-                const int q0 = __float2int_rn(v[i].x * id), q1 = __float2int_rn(v[i].y * id), q2 = __float2int_rn(v[i].z * id),
-                          q3 = __float2int_rn(v[i].w * id);
-                // the sum of each 16 values (four consecutive lanes), for the offsets of Q4_0 / Q4_K / Q6_K
-                int sum = q0 + q1 + q2 + q3;
-                if (SUMS) {
-                    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-                    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-                }
-                if (ok) {
+                for (int i = 0; i < PER; i++) {
+                    const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
+                    const int q0 = __float2int_rn(v[i].x * id), q1 = __float2int_rn(v[i].y * id), q2 = __float2int_rn(v[i].z * id),
+                              q3 = __float2int_rn(v[i].w * id);
                     *reinterpret_cast<uint32_t *>(xq + (size_t)t * K + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) |
                                                                             ((uint32_t)(q2 & 0xff) << 16) | ((uint32_t)(q3 & 0xff) << 24);
-                    if (SUMS && (lane & 3) == 0) xs[(size_t)t * (K / 16) + k / 16] = sum;
                 }
+                if (lane % LANES == 0) xd[t * nb + b] = __fdiv_rn(amax, 127.0f);
             }
-            if (ok && lane % LANES == 0) xd[t * nb + b] = __fdiv_rn(amax, 127.0f);
         }
         if (NORM) {
             sst = warp_sum(sst);
@@ -636,21 +629,15 @@ __device__ __forceinline__ void mvq_ld16_a2(const uint8_t *p, int (&q)[4]) {
 #pragma unroll
     for (int j = 0; j < 4; j++) q[j] = (int)__byte_perm(v[j], v[j + 1], sel);
 }
-// 12 bytes at a 2-byte aligned shared-memory address, as three words (four aligned loads).
-__device__ __forceinline__ void mvq_ld12_a2(const uint8_t *p, int (&q)[3]) {
-    const uint32_t *w = reinterpret_cast<const uint32_t *>((uintptr_t)p & ~(uintptr_t)3);
-    const uint32_t sel = ((uintptr_t)p & 2) ? 0x5432u : 0x3210u;
-    uint32_t v[4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) v[j] = w[j];
-#pragma unroll
-    for (int j = 0; j < 3; j++) q[j] = (int)__byte_perm(v[j], v[j + 1], sel);
-}
 __device__ __forceinline__ int mvq_dot16(const int (&q)[4], const uint4 &x, int acc) {
     acc = __dp4a(q[0], (int)x.x, acc);
     acc = __dp4a(q[1], (int)x.y, acc);
     acc = __dp4a(q[2], (int)x.z, acc);
     return __dp4a(q[3], (int)x.w, acc);
+}
+__device__ __forceinline__ int mvq_sum16(const uint4 &x) {
+    const int ones = 0x01010101;
+    return __dp4a(ones, (int)x.w, __dp4a(ones, (int)x.z, __dp4a(ones, (int)x.y, __dp4a(ones, (int)x.x, 0))));
 }
 
 // Per type: XB (the activations' block), and unit u (16 values: 16u .. 16u + 15 of a stretch, whose
@@ -694,14 +681,8 @@ template <> struct mvi<GGML_TYPE_Q4_K> {
         const int sh = 4 * (j & 1);
 #pragma unroll
         for (int i = 0; i < 4; i++) q[i] = (q[i] >> sh) & 0x0f0f0f0f;
-        // dev_q4k_scale_min without its branch (lanes of one warp take both halves of j): bytes
-        // jj = j % 4 of the three scale words
-        int w[3];
-        mvq_ld12_a2(blk + 4, w);
-        const int sh8 = 8 * (j & 3);
-        const int s0 = ((uint32_t)w[0] >> sh8) & 0xff, s1 = ((uint32_t)w[1] >> sh8) & 0xff, s2 = ((uint32_t)w[2] >> sh8) & 0xff;
-        const int sc = j < 4 ? (s0 & 63) : ((s2 & 15) | ((s0 >> 6) << 4));
-        const int m = j < 4 ? (s1 & 63) : ((s2 >> 4) | ((s1 >> 6) << 4));
+        int sc, m;
+        dev_q4k_scale_min(blk + 4, j, sc, m);
         a = dev_fp16_to_f32(dev_load_u16(blk)) * (float)sc;
         b = dev_fp16_to_f32(dev_load_u16(blk + 2)) * (float)m;
     }
@@ -738,7 +719,6 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
     uint8_t *stage = mvq_smem + (size_t)warp * R * MV_SMEM;
     int8_t *xq = reinterpret_cast<int8_t *>(mvq_smem + (size_t)MVQ_WARPS * R * MV_SMEM);
     float *xd = reinterpret_cast<float *>(xq + (size_t)N * K), *red = xd + N * (K / XB);
-    int *xs = reinterpret_cast<int *>(red + MVQ_WARPS * N);  // (with an offset: K / 16 a row)
 
     uint4 regs[R][MV_LOADS];
     int delta[R], n16[R];
@@ -782,7 +762,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
     dev_pdl_release();
     if (have) mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre);
     float ss[N], rs[N];
-    mvq_quantize_x<N, NORM, XB, mvi<T>::OFFSET>(P.x, P.norm_g, K, xq, xd, xs, red, warp, lane, ss);
+    mvq_quantize_x<N, NORM, XB>(P.x, P.norm_g, K, xq, xd, red, warp, lane, ss);
     mv_norm_scale<N, NORM>(P, ss, rs);
     while (have) {
         int nm = 0;
@@ -824,11 +804,11 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
                     for (int t = 0; t < N; t++) {
                         const uint4 xv = *reinterpret_cast<const uint4 *>(xq + (size_t)t * K + base + 16 * u);
                         const float dx = xd[t * (K / XB) + (base + 16 * u) / XB];
-                        const int xsum = mvi<T>::OFFSET ? xs[(size_t)t * (K / 16) + (base + 16 * u) / 16] : 0;
+                        const int xs = mvi<T>::OFFSET ? mvq_sum16(xv) : 0;
 #pragma unroll
                         for (int r = 0; r < R; r++) {
                             const float d = (float)mvq_dot16(q[r], xv, 0);
-                            acc[r][t] = fmaf(dx, mvi<T>::OFFSET ? fmaf(a[r], d, -b[r] * (float)xsum) : a[r] * d, acc[r][t]);
+                            acc[r][t] = fmaf(dx, mvi<T>::OFFSET ? fmaf(a[r], d, -b[r] * (float)xs) : a[r] * d, acc[r][t]);
                         }
                     }
                 }
@@ -937,8 +917,7 @@ mv_kernel mv_float_kernel(bool sw) {
 template <ggml_type T, int N, bool NORM>
 bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream) {
     const int R = sw ? 2 : 1;
-    const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)N * P.K + (size_t)N * (P.K / mvi<T>::XB) * 4 + MVQ_WARPS * N * 4 +
-                        (mvi<T>::OFFSET ? (size_t)N * (P.K / 16) * 4 : 0);
+    const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)N * P.K + (size_t)N * (P.K / mvi<T>::XB) * 4 + MVQ_WARPS * N * 4;
     if (smem > MVQ_MAX_SMEM || P.K % mvi<T>::XB != 0) return false;
     mv_kernel kernel = sw ? matvec_int8_kernel<T, N, NORM, true> : matvec_int8_kernel<T, N, NORM, false>;
     // per kernel, once: the dynamic shared memory allowed; per (kernel, size): blocks per SM
