@@ -42,6 +42,9 @@ uint32_t desc_key(float x) {
 
 constexpr int BUCKETS = 2048;  // of u = (max - x) / T in [0, 40]
 
+// A logit as a repetition penalty leaves it (the one definition: the draws below, greedy or not).
+inline float penalized(float x, float penalty) { return x > 0 ? x / penalty : x * penalty; }
+
 // greedy_index; mx gets the largest value. 8 running maxima, so the loop is not one chain of
 // dependent compares.
 int32_t first_max(const float *x, int32_t n, float &mx) {
@@ -131,7 +134,7 @@ int32_t greedy_index_penalized(const float *x, int32_t n, const int32_t *ids, in
     for (int32_t i = 0; i < n; i++) {
         float v = x[i];
         if (j < n_ids && ids[j] == i) {
-            v = v > 0 ? v / penalty : v * penalty;
+            v = penalized(v, penalty);
             j++;
         }
         if (v > best) {
@@ -160,7 +163,7 @@ int32_t sampler::sample(const float *logits, int32_t n_vocab, const int32_t *rec
         return greedy_index_penalized(logits, n_vocab, pen.data(), (int)pen.size(), p_.repeat_penalty);
     }
     work_.assign(logits, logits + n_vocab);
-    for (int32_t t : pen) work_[t] = work_[t] > 0 ? work_[t] / p_.repeat_penalty : work_[t] * p_.repeat_penalty;
+    for (int32_t t : pen) work_[t] = penalized(work_[t], p_.repeat_penalty);
     // NaN logits never win (the stages below compare logits: none is left)
     for (float &x : work_) x = x == x ? x : -INFINITY;
     float mx;

@@ -103,10 +103,9 @@ TEST(cuda_get_rows_all_types) {
     }
 }
 
-void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
-    test_weight tw(t, K, M);
-    auto x = test::random_floats((size_t)n * K);
-    dbuf dx(x), dy((size_t)n * M);
+// y[n, M] = x[n, K] W^T in double precision on the stored (dequantized) weights.
+std::vector<float> reference_product(const test_weight &tw, const std::vector<float> &x, int n) {
+    const int64_t K = tw.w.ne0, M = tw.w.ne1;
     std::vector<float> ref((size_t)n * M);
     for (int64_t r = 0; r < M; r++) {
         auto wr = tw.row(r);
@@ -116,6 +115,14 @@ void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
             ref[(size_t)i * M + r] = (float)s;
         }
     }
+    return ref;
+}
+
+void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
+    test_weight tw(t, K, M);
+    auto x = test::random_floats((size_t)n * K);
+    dbuf dx(x), dy((size_t)n * M);
+    const std::vector<float> ref = reference_product(tw, x, n);
     // n <= 8 (and F32 weights) run in fp32; larger n on tensor cores with 16-bit operands: by
     // default the activations are rounded to 16 bits (~1e-3); in precise mode F16/BF16 products
     // take them as two 16-bit parts and match fp32
@@ -280,15 +287,8 @@ TEST(cuda_int8_products_match_cpu_backend) {
             dy.poison();
             be().matmul(tw.w, dx.f(), n, dy.f());
             const auto got = dy.get();
-            std::vector<float> ref((size_t)n * M), cref((size_t)n * M);
-            for (int64_t r = 0; r < M; r++) {
-                auto wr = tw.row(r);
-                for (int i = 0; i < n; i++) {
-                    double s = 0;
-                    for (int64_t k = 0; k < K; k++) s += (double)wr[k] * x[(size_t)i * K + k];
-                    ref[(size_t)i * M + r] = (float)s;
-                }
-            }
+            const std::vector<float> ref = reference_product(tw, x, n);
+            std::vector<float> cref((size_t)n * M);
             weight cw = tw.w;  // (a host backend reads the bytes in place)
             cw.data = tw.bytes.data();
             float *cx = (float *)cpu->alloc((size_t)n * K * 4), *cy = (float *)cpu->alloc((size_t)n * M * 4);
