@@ -110,6 +110,11 @@ if [ "${GPU_CHECK_SKIP_BENCH:-0}" != 1 ]; then
   fi
 fi
 # ---- the remaining tests ----
+if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
+  # the opt-in fused one-token kernel (decode_fused.cu) through the layer-sequence and graph tests
+  echo "== test_cuda_ops with the fused decode kernel" >> "$OUT/tests.log"
+  ENDLESS_CUDA_FUSED_DECODE=1 ENDLESS_TEST_ONLY=cuda_layer_sequence,cuda_graph run_test test_cuda_ops_fused_decode 90 "$BUILD/test_cuda_ops"
+fi
 if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ] && [ $STANDALONE = 1 ]; then
   echo "== test_cuda_ops with graphs off" >> "$OUT/tests.log"
   ENDLESS_CUDA_GRAPHS=0 run_test test_cuda_ops_no_graphs 90 "$BUILD/test_cuda_ops"

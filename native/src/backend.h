@@ -57,6 +57,27 @@ struct attn_args {
     float scale = 1.0f;              // 1/sqrt(head_dim)
 };
 
+// One layer's tensors as backend::decode_layers takes them.
+struct layer_ref {
+    weight wq, wk, wv, wo, gate, up, down;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // optional biases
+    const float *attn_norm = nullptr, *ffn_norm = nullptr;
+    float *k_cache = nullptr, *v_cache = nullptr;
+};
+
+// The layer loop of a one-token step, in model.cpp's order: rms_norm, q/k/v (+ biases), kv_store
+// into `slot`, attention, o + residual, rms_norm, the SwiGLU feed-forward block + residual.
+struct decode_args {
+    float *x = nullptr;                  // [n_embd]: the token's embedding in, the last layer's output out
+    const layer_ref *layers = nullptr;   // host array [n_layer]
+    int n_layer = 0, n_embd = 0, n_ff = 0;
+    float eps = 1e-6f;                   // both norms'
+    attn_args attn;                      // n_q = 1; its q, out, k_cache and v_cache are not used
+    int32_t slot = 0;                    // the cache slot of this token's K/V
+    float *q = nullptr, *att = nullptr;  // scratch [n_head * head_dim] each
+    float *h = nullptr;                  // scratch [max(n_ff, n_embd)]
+};
+
 // A repetition penalty for backend::argmax: ids (host memory) strictly increasing, in [0, n), at
 // most ARGMAX_MAX_PENALIZED of them.
 constexpr int ARGMAX_MAX_PENALIZED = 1024;
@@ -134,6 +155,13 @@ public:
     // positive, multiplied where not): the greedy pick where the logits are (greedy_index /
     // sampler.h), so a greedy step brings back 4 bytes. x itself is not changed.
     virtual void argmax(const float *x, int64_t n, int32_t *out, const argmax_penalty &pen) = 0;
+    // Runs every layer of a one-token step in one call and returns true, or does nothing and returns
+    // false (no fused path for these arguments, or an argument the ops would reject): the caller then
+    // issues the ops one by one. Afterwards x and the caches are what the ops would have left (the
+    // token's K/V in `slot` of every layer); the scratch contents are unspecified. CUDA: one
+    // persistent kernel for F16/BF16 weights on sm_90 and newer (decode_fused.cu), opt-in
+    // (ENDLESS_CUDA_FUSED_DECODE=1) while it measures slower than the separate launches.
+    virtual bool decode_layers(const decode_args &) { return false; }
 };
 
 std::unique_ptr<backend> backend_cpu_create(int n_threads);

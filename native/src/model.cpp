@@ -325,7 +325,48 @@ void model::forward(const int32_t *tokens, int n, const cache_view &view,
     }
 
     be.get_rows(tok_embd_, tokens, n, x_);  // token embeddings
-    for (int il = 0; il < hp_.n_layer; il++) {
+    attn_args base;  // what every layer's attention shares
+    base.keys = view.keys.data();
+    base.n_keys = (int32_t)view.keys.size();
+    base.n_fixed = view.n_fixed;
+    base.win_lo = view.win_lo.data();
+    base.win_hi = view.win_hi.data();
+    base.n_q = n;
+    base.n_head = hp_.n_head;
+    base.n_head_kv = hp_.n_head_kv;
+    base.head_dim = hd;
+    base.n_rot = hp_.n_rot;
+    base.mode = hp_.rope;
+    base.rope_cos = rope_cos;
+    base.rope_sin = rope_sin;
+    base.scale = 1.0f / std::sqrt((float)hd);
+    bool fused = false;
+    if (n == 1) {  // a decode step: the backend may run the layer loop as one launch
+        refs_.resize(hp_.n_layer);
+        for (int il = 0; il < hp_.n_layer; il++) {
+            const layer_weights &L = layers_[il];
+            layer_ref &r = refs_[il];
+            r.wq = L.wq; r.wk = L.wk; r.wv = L.wv; r.wo = L.wo;
+            r.gate = L.ffn_gate; r.up = L.ffn_up; r.down = L.ffn_down;
+            r.bq = L.bq; r.bk = L.bk; r.bv = L.bv;
+            r.attn_norm = L.attn_norm; r.ffn_norm = L.ffn_norm;
+            r.k_cache = k_cache[il]; r.v_cache = v_cache[il];
+        }
+        decode_args da;
+        da.x = x_;
+        da.layers = refs_.data();
+        da.n_layer = hp_.n_layer;
+        da.n_embd = d;
+        da.n_ff = hp_.n_ff;
+        da.eps = hp_.norm_eps;
+        da.attn = base;
+        da.slot = view.slots[0];
+        da.q = q_;
+        da.att = att_;
+        da.h = gate_;
+        fused = be.decode_layers(da);
+    }
+    for (int il = 0; il < hp_.n_layer && !fused; il++) {
         const layer_weights &L = layers_[il];
         be.rms_norm(x_, L.attn_norm, n, d, hp_.norm_eps, h_);
         be.matmul(L.wq, h_, n, q_);  // q = h Wq^T (+ bq)
@@ -336,25 +377,11 @@ void model::forward(const int32_t *tokens, int n, const cache_view &view,
         if (L.bv) be.add_bias(v_, L.bv, n, nkv);
         be.kv_store(k_cache[il], v_cache[il], k_, v_, view.slots.data(), n, nkv);  // keys before RoPE
 
-        attn_args a;  // softmax(RoPE(q) RoPE(K)^T / sqrt(hd)) V over the visible cache
+        attn_args a = base;  // softmax(RoPE(q) RoPE(K)^T / sqrt(hd)) V over the visible cache
         a.q = q_;
         a.k_cache = k_cache[il];
         a.v_cache = v_cache[il];
         a.out = att_;
-        a.keys = view.keys.data();
-        a.n_keys = (int32_t)view.keys.size();
-        a.n_fixed = view.n_fixed;
-        a.win_lo = view.win_lo.data();
-        a.win_hi = view.win_hi.data();
-        a.n_q = n;
-        a.n_head = hp_.n_head;
-        a.n_head_kv = hp_.n_head_kv;
-        a.head_dim = hd;
-        a.n_rot = hp_.n_rot;
-        a.mode = hp_.rope;
-        a.rope_cos = rope_cos;
-        a.rope_sin = rope_sin;
-        a.scale = 1.0f / std::sqrt((float)hd);
         be.attention(a);
 
         be.matmul_add(L.wo, att_, n, x_, h_);  // x = x + att Wo^T (h_ as scratch)

@@ -103,6 +103,7 @@ private:
     weight output_;
     std::vector<float> rope_freqs_;     // per pair divisor (llama3 scaling), empty when absent
     std::vector<layer_weights> layers_;
+    std::vector<layer_ref> refs_;       // layers_ and the caches of the last decode step (backend::decode_layers)
     std::vector<void *> owned_;         // backend allocations to release
     std::string fingerprint_;
     std::string file_type_;

@@ -213,7 +213,26 @@ struct synth_model {
                  int32_t *greedy = nullptr) {
         const double t_start = now_s();
         b.get_rows(emb, tokens, n, h);
+        bool fused = false;
+        if (n == 1) {  // as model.cpp: the backend may run the layers of a one-token step as one launch
+            std::vector<layer_ref> refs(layers.size());
+            for (size_t l = 0; l < layers.size(); l++) {
+                const layer &L = layers[l];
+                layer_ref &r = refs[l];
+                r.wq = L.wq; r.wk = L.wk; r.wv = L.wv; r.wo = L.wo; r.gate = L.wg; r.up = L.wu; r.down = L.wd;
+                r.bq = L.bq; r.bk = L.bk; r.bv = L.bv; r.attn_norm = L.n1; r.ffn_norm = L.n2; r.k_cache = L.kc; r.v_cache = L.vc;
+            }
+            decode_args da;
+            da.x = h; da.layers = refs.data(); da.n_layer = n_layer; da.n_embd = n_embd; da.n_ff = n_ff; da.eps = 1e-6f;
+            attn_args &a = da.attn;
+            a.keys = keys.data(); a.n_keys = (int)keys.size(); a.n_fixed = n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data(); a.n_q = 1;
+            a.n_head = n_head; a.n_head_kv = n_head_kv; a.head_dim = head_dim; a.n_rot = head_dim;
+            a.mode = ROPE_MODE_NEOX; a.rope_cos = rope_cos; a.rope_sin = rope_sin; a.scale = 1.0f / std::sqrt((float)head_dim);
+            da.slot = slots[0]; da.q = q; da.att = att; da.h = g;
+            fused = b.decode_layers(da);
+        }
         for (auto &L : layers) {
+            if (fused) break;
             b.rms_norm(h, L.n1, n, n_embd, 1e-6f, xn);
             // the model's order (model.cpp): the three products, then the three biases
             b.matmul(L.wq, xn, n, q);
@@ -250,6 +269,31 @@ struct synth_model {
 };
 
 struct decode_result { double ms, tok_s; size_t graph_launches; double host_ms, draw_ms = 0; };
+
+// The fused one-token step against the separate launches at this model's full shape (the tests
+// check it on small shapes): the same token into the same slot over a full window, logits of both;
+// returns their relative error (-1 where nothing ran fused).
+double fused_decode_rel_error(synth_model &m) {
+    const int S = synth_model::n_sinks, W = synth_model::n_window;
+    std::vector<int32_t> keys(S + W);
+    for (int i = 0; i < S; i++) keys[i] = i;
+    for (int j = 0; j < W; j++) keys[S + j] = S + j;
+    const int32_t slot = keys[S + W - 1], token = 777;
+    std::vector<int32_t> lo = {0}, hi = {W};
+    std::vector<float> a, b;
+    const size_t f0 = backend_cuda_fused_decodes(m.b);
+    m.forward(&token, 1, &slot, keys, S, lo, hi, &a);
+    if (backend_cuda_fused_decodes(m.b) == f0) return -1;
+    backend_cuda_set_fusion(m.b, false);
+    m.forward(&token, 1, &slot, keys, S, lo, hi, &b);
+    backend_cuda_set_fusion(m.b, true);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return std::sqrt(num / std::max(den, 1e-30));
+}
 
 // Decode steps with the window full (n_keys = sinks + n_window): the ring slot advances.
 // smp: draw each next token with it (on the host, the last 64 tokens as its penalty window)
@@ -453,9 +497,16 @@ int main() {
                     if (steps.find(",clear,") != std::string::npos) backend_cuda_drop_graphs(b);  // (last: after the steps above)
                     std::printf("(first: %s)\n", pre);
                 }
-                const size_t early0 = backend_cuda_attention_early_ops(b);
+                const double fe = fused_decode_rel_error(m);
+                if (fe >= 0) std::printf("decode only (%s): fused step vs separate launches, logits rel error %.3g\n", ggml_type_info(mt).name, fe);
+                else std::printf("decode only (%s): the fused one-token kernel is off (ENDLESS_CUDA_FUSED_DECODE=1 turns it on)\n", ggml_type_info(mt).name);
+                const size_t early0 = backend_cuda_attention_early_ops(b), fused0 = backend_cuda_fused_decodes(b);
                 const decode_result d = bench_decode(m, 200, 4096);
                 const double early = (double)(backend_cuda_attention_early_ops(b) - early0) / 203;
+                std::printf("decode only (%s): %zu of the steps ran as one fused kernel\n", ggml_type_info(mt).name,
+                            backend_cuda_fused_decodes(b) - fused0);
+                const std::string prof = backend_cuda_fused_decode_profile();
+                if (!prof.empty()) std::printf("decode only (%s): %s\n", ggml_type_info(mt).name, prof.c_str());
                 const decode_result dh = bench_decode(m, 200, 4096, nullptr, pick_mode::host);
                 sampler chat(chat_sampler_params());
                 const decode_result ds = bench_decode(m, 100, 4096, &chat);

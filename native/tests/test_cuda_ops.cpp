@@ -900,11 +900,28 @@ struct mini_model {
         gate = A((size_t)max_n * ff); up = A((size_t)max_n * ff); logits = A(vocab);
     }
     ~mini_model() { for (void *p : owned) b.release(p); }
+    // fused: one-token steps through backend::decode_layers (as model.cpp issues them)
     std::vector<float> forward(const std::vector<int32_t> &tokens, const std::vector<int32_t> &slots, const std::vector<int32_t> &keys,
-                               int n_fixed, const std::vector<int32_t> &lo, const std::vector<int32_t> &hi) {
+                               int n_fixed, const std::vector<int32_t> &lo, const std::vector<int32_t> &hi, bool fused = false) {
         const int n = (int)tokens.size(), nq = n_head * hd, nkv = n_head_kv * hd;
         b.get_rows(emb, tokens.data(), n, x);
-        for (int l = 0; l < n_layer; l++) {
+        if (fused && n == 1) {
+            layer_ref refs[n_layer];
+            for (int l = 0; l < n_layer; l++) {
+                layer_ref &r = refs[l];
+                r.wq = wq[l]; r.wk = wk[l]; r.wv = wv[l]; r.wo = wo[l]; r.gate = wg[l]; r.up = wu[l]; r.down = wd[l];
+                r.bq = bq[l]; r.bk = bk[l]; r.bv = bv[l]; r.attn_norm = n1[l]; r.ffn_norm = n2[l]; r.k_cache = kc[l]; r.v_cache = vc[l];
+            }
+            decode_args da;
+            da.x = x; da.layers = refs; da.n_layer = n_layer; da.n_embd = d; da.n_ff = ff; da.eps = 1e-6f;
+            attn_args &a = da.attn;
+            a.keys = keys.data(); a.n_keys = (int)keys.size(); a.n_fixed = n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data();
+            a.n_q = 1; a.n_head = n_head; a.n_head_kv = n_head_kv; a.head_dim = hd; a.n_rot = hd; a.mode = ROPE_MODE_NEOX;
+            a.rope_cos = rc; a.rope_sin = rs; a.scale = 1.0f / std::sqrt((float)hd);
+            da.slot = slots[0]; da.q = q; da.att = att; da.h = gate;
+            fused = b.decode_layers(da);
+        }
+        for (int l = 0; l < n_layer && !fused; l++) {
             b.rms_norm(x, n1[l], n, d, 1e-6f, h);
             b.matmul(wq[l], h, n, q);
             b.matmul(wk[l], h, n, k);
@@ -964,18 +981,25 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
             const int first = std::max(0, pos + n - 40);  // window of 40
             for (int p = first; p < pos + n; p++) keys.push_back(4 + p % 80);
             for (int i = 0; i < n; i++) { hi[i] = pos + i + 1 - first; lo[i] = std::max(0, hi[i] - 40); }
-            auto g = mg.forward(tokens, slots, keys, n_fixed, lo, hi);
-            auto c = mc.forward(tokens, slots, keys, n_fixed, lo, hi);
+            // the last five one-token steps through decode_layers (on sm_90: one kernel for F16/BF16 in
+            // the default mode; its graph captured at the second and replayed)
+            const bool fused = n == 1 && pos >= 29;
+            auto g = mg.forward(tokens, slots, keys, n_fixed, lo, hi, fused);
+            auto c = mc.forward(tokens, slots, keys, n_fixed, lo, hi, fused);
             const double e = test::rel_error(g.data(), c.data(), g.size());
             CHECK_MSG(all_finite(g) && e < tol, "type %s %s, %d tokens at %d: CUDA vs CPU rel error %g (tol %g)",
                       ggml_type_info(t).name, precise ? "precise" : "default", n, pos, e, tol);
             pos += n;
         };
+        const size_t fused0 = backend_cuda_fused_decodes(be());
         step(20);
         for (int s = 0; s < 6; s++) step(1);
         step(3);
-        step(1);
-        step(1);
+        for (int s = 0; s < 5; s++) step(1);
+        const size_t fused = backend_cuda_fused_decodes(be()) - fused0;
+        const bool expect = !precise && (t == GGML_TYPE_F16 || t == GGML_TYPE_BF16) && backend_cuda_fused_decode_available();
+        CHECK_MSG(fused == (expect ? 5u : 0u), "type %s %s: %zu fused decode steps, expected %d", ggml_type_info(t).name,
+                  precise ? "precise" : "default", fused, expect ? 5 : 0);
     }
     backend_cuda_set_precise(be(), false);
 }

@@ -29,6 +29,7 @@
 #include "attention_decode1.cuh"
 #include "attention_mma.cuh"
 #include "argmax.cuh"
+#include "decode_fused.cuh"
 #include "elementwise.cuh"
 #include "gemm_cublas.cuh"
 #include "get_rows.cuh"
@@ -49,7 +50,7 @@ constexpr size_t GRAPH_CACHE = 8;
 constexpr int ATTN_MMA_MIN_QUERIES = 16;  // fewer queries per call: the fp32 kernels (decode, short chunks)
 
 enum op_code : uint64_t {
-    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD, OP_ARGMAX,
+    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD, OP_ARGMAX, OP_DECODE_LAYERS,
 };
 
 inline uint64_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
@@ -555,6 +556,102 @@ public:
         });
     }
 
+    // A one-token step's layers as one persistent kernel (decode_fused.cu) where it applies: turned on
+    // (ENDLESS_CUDA_FUSED_DECODE=1), default mode with fusions on, F16/BF16 weights of one type, sm_90.
+    // Anything else, or an argument the ops would reject (they then say why), returns false and the
+    // caller issues the ops.
+    bool decode_layers(const decode_args &a) override {
+        if (precise_ || !fuse_ || a.n_layer <= 0 || !a.layers || !a.x || !a.q || !a.att || !a.h) return false;
+        const attn_args &at = a.attn;
+        cuda_fused_shape s;
+        s.type = a.layers[0].wq.type;
+        s.n_layer = a.n_layer;
+        s.d = a.n_embd;
+        s.n_ff = a.n_ff;
+        s.n_head = at.n_head;
+        s.n_head_kv = at.n_head_kv;
+        s.head_dim = at.head_dim;
+        s.n_rot = at.n_rot;
+        if (at.n_q != 1 || s.n_head_kv <= 0 || s.head_dim <= 0 || (at.mode != ROPE_MODE_NORM && at.mode != ROPE_MODE_NEOX) ||
+            (at.n_rot > 0 && (!at.rope_cos || !at.rope_sin)) || !at.keys || !at.win_lo || !at.win_hi || a.slot < 0)
+            return false;
+        const int64_t d = s.d, ff = s.n_ff, nq = (int64_t)s.n_head * s.head_dim, nkv = (int64_t)s.n_head_kv * s.head_dim;
+        auto fits = [&](const weight &w, int64_t ne0, int64_t ne1) { return w.type == s.type && w.ne0 == ne0 && w.ne1 == ne1 && w.data; };
+        for (int l = 0; l < a.n_layer; l++) {
+            const layer_ref &L = a.layers[l];
+            if (!fits(L.wq, d, nq) || !fits(L.wk, d, nkv) || !fits(L.wv, d, nkv) || !fits(L.wo, nq, d) || !fits(L.gate, d, ff) ||
+                !fits(L.up, d, ff) || !fits(L.down, ff, d) || !L.attn_norm || !L.ffn_norm || !L.k_cache || !L.v_cache)
+                return false;
+        }
+        const int n_win = at.n_keys - at.n_fixed;
+        if (at.n_keys <= 0 || at.n_fixed < 0 || n_win < 0 || at.win_lo[0] < 0 || at.win_hi[0] < at.win_lo[0] || at.win_hi[0] > n_win ||
+            (at.win_hi[0] == at.win_lo[0] && at.n_fixed == 0))
+            return false;
+        for (int i = 0; i < at.n_keys; i++)
+            if (at.keys[i] < 0) return false;
+        const cuda_fused_plan *plan = nullptr;
+        for (auto &e : fused_plans_) {
+            const cuda_fused_shape &t = e.first;
+            if (t.type == s.type && t.n_layer == s.n_layer && t.d == s.d && t.n_ff == s.n_ff && t.n_head == s.n_head &&
+                t.n_head_kv == s.n_head_kv && t.head_dim == s.head_dim && t.n_rot == s.n_rot)
+                plan = &e.second;
+        }
+        if (!plan) {
+            fused_plans_.emplace_back(s, cuda_decode_fused_plan(s));
+            plan = &fused_plans_.back().second;
+        }
+        if (!plan->ok) return false;
+        const cuda_fused_plan pl = *plan;
+        // scratch first: growing it flushes the queue, which would drop staged bytes
+        void *part = scratch(pl.part_bytes);
+        const int bucket = (at.n_keys + KEYS_BUCKET - 1) / KEYS_BUCKET * KEYS_BUCKET;
+        fused_table_.resize(a.n_layer);
+        for (int l = 0; l < a.n_layer; l++) {
+            const layer_ref &L = a.layers[l];
+            fused_table_[l] = cuda_fused_layer{L.wq.data, L.wk.data, L.wv.data, L.wo.data, L.gate.data, L.up.data, L.down.data, L.bq, L.bk,
+                                               L.bv, L.attn_norm, L.ffn_norm, L.k_cache, L.v_cache, nullptr};
+        }
+        const size_t table_bytes = fused_table_.size() * sizeof(cuda_fused_layer), keys_bytes = (size_t)bucket * 4;
+        stage_reserve(table_bytes + keys_bytes + 64 + 64);
+        const int32_t meta[12] = {at.n_fixed, at.n_keys, at.win_lo[0], at.win_hi[0], a.slot, 0, 0, 0, 0, 0, 0, 0};  // then the barrier counter
+        const size_t off_meta = stage(meta, sizeof meta, sizeof meta);
+        const size_t off_keys = stage(at.keys, (size_t)at.n_keys * 4, keys_bytes);
+        const size_t off_table = stage(fused_table_.data(), table_bytes, table_bytes);
+        sig({OP_DECODE_LAYERS, ptr_bits(a.x), ptr_bits(a.q), ptr_bits(a.att), ptr_bits(a.h), ptr_bits(part), (uint64_t)s.type,
+             (uint64_t)s.n_layer, (uint64_t)d, (uint64_t)ff, (uint64_t)s.n_head, (uint64_t)s.n_head_kv, (uint64_t)s.head_dim,
+             (uint64_t)s.n_rot, (uint64_t)at.mode, ptr_bits(at.rope_cos), ptr_bits(at.rope_sin), f32_bits(a.eps), f32_bits(at.scale),
+             (uint64_t)bucket, off_meta, off_keys, off_table});
+        wrote(a.x, (size_t)d * 4);
+        wrote(a.q, (size_t)nq * 4);
+        wrote(a.att, (size_t)nq * 4);
+        wrote(a.h, (size_t)ff * 4);
+        for (int l = 0; l < a.n_layer; l++) {
+            kv_write kw{a.layers[l].k_cache, a.layers[l].v_cache, (int)nkv, a.slot, 1, {}};
+            kw.slots[0] = a.slot;
+            batch_kv_.push_back(kw);
+        }
+        cuda_fused_args fa;
+        fa.shape = s;
+        fa.x = a.x;
+        fa.q = a.q;
+        fa.att = a.att;
+        fa.h = a.h;
+        fa.part = part;
+        const uint8_t *dv = stage_dev_;
+        fa.layers = (const cuda_fused_layer *)(dv + off_table);
+        fa.keys = (const int32_t *)(dv + off_keys);
+        fa.meta = (const int32_t *)(dv + off_meta);
+        fa.barrier = (unsigned *)(stage_dev_ + off_meta + 32);
+        fa.rope_cos = at.rope_cos;
+        fa.rope_sin = at.rope_sin;
+        fa.rope_mode = at.mode;
+        fa.eps = a.eps;
+        fa.scale = at.scale;
+        push([this, fa, pl] { cuda_decode_fused(fa, pl, stream_); });
+        fused_decodes_++;
+        return true;
+    }
+
     // The rows of a's caches that ops queued in this batch write (slots into `fresh`; their count),
     // or -1 when some queued op may write the rows the keys reach (slots 0..max_slot) other than
     // through kv_store into these very caches, or more than CUDA_A1_MAX_FRESH rows are new.
@@ -584,6 +681,8 @@ public:
 
     // Statistics for tests and benchmarks.
     size_t graph_launches() const { return graph_launches_; }
+    size_t fused_decodes() const { return fused_decodes_; }
+
     size_t attn_early() const { return attn_early_; }
     void set_precise(bool on) {
         flush();
@@ -898,6 +997,9 @@ private:
     uint64_t use_clock_ = 0;
     size_t graph_launches_ = 0, graph_captures_ = 0;
     size_t attn_early_ = 0;  // one-query attention ops queued with their fresh rows known
+    std::vector<std::pair<cuda_fused_shape, cuda_fused_plan>> fused_plans_;  // decode_layers' plans by shape
+    std::vector<cuda_fused_layer> fused_table_;                               // (host side, reused)
+    size_t fused_decodes_ = 0;                                                // decode_layers calls that ran fused
 };
 
 }  // namespace
@@ -946,6 +1048,14 @@ void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captur
     const auto *c = dynamic_cast<const cuda_backend *>(&b);
     if (launches) *launches = c ? c->graph_launches() : 0;
     if (captures) *captures = c ? c->graph_captures() : 0;
+}
+
+bool backend_cuda_fused_decode_available() { return cuda_decode_fused_available(nullptr); }
+std::string backend_cuda_fused_decode_profile() { return cuda_decode_fused_profile(); }
+
+size_t backend_cuda_fused_decodes(const backend &b) {
+    const auto *c = dynamic_cast<const cuda_backend *>(&b);
+    return c ? c->fused_decodes() : 0;
 }
 
 size_t backend_cuda_attention_early_ops(const backend &b) {

@@ -10,6 +10,15 @@ void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captur
 // One-query attention ops queued so far whose fresh cache rows (written earlier in their batch) were
 // known, so their kernel requested the other rows early (tests).
 size_t backend_cuda_attention_early_ops(const backend &b);
+// decode_layers calls that ran as the fused one-token kernel (decode_fused.cu) so far (tests).
+size_t backend_cuda_fused_decodes(const backend &b);
+// Whether this device runs that kernel at all (sm_90 or newer, cooperative launch, and turned on
+// with ENDLESS_CUDA_FUSED_DECODE=1: it is slower than the separate launches so far); shapes and
+// types decide the rest.
+bool backend_cuda_fused_decode_available();
+// With ENDLESS_CUDA_FUSED_PROFILE=1: that kernel's time per phase (block 0) since the last call, one
+// line; "" otherwise (benchmarks).
+std::string backend_cuda_fused_decode_profile();
 // Precise mode (also ENDLESS_CUDA_PRECISE=1): prefill products of F16/BF16 weights with the
 // activations in two 16-bit parts (~1e-6 instead of ~1e-3) and every attention in fp32; the
 // default rounds prefill operands to 16 bits for tensor cores, as transformers and llama.cpp do.
