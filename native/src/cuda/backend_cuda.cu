@@ -576,11 +576,13 @@ public:
             (at.n_rot > 0 && (!at.rope_cos || !at.rope_sin)) || !at.keys || !at.win_lo || !at.win_hi || a.slot < 0)
             return false;
         const int64_t d = s.d, ff = s.n_ff, nq = (int64_t)s.n_head * s.head_dim, nkv = (int64_t)s.n_head_kv * s.head_dim;
-        auto fits = [&](const weight &w, int64_t ne0, int64_t ne1) { return w.type == s.type && w.ne0 == ne0 && w.ne1 == ne1 && w.data; };
+        // (bulk copies read the weights in 16-byte units, the attention the cache rows as float4)
+        auto a16 = [](const void *p) { return p && (uintptr_t)p % 16 == 0; };
+        auto fits = [&](const weight &w, int64_t ne0, int64_t ne1) { return w.type == s.type && w.ne0 == ne0 && w.ne1 == ne1 && a16(w.data); };
         for (int l = 0; l < a.n_layer; l++) {
             const layer_ref &L = a.layers[l];
             if (!fits(L.wq, d, nq) || !fits(L.wk, d, nkv) || !fits(L.wv, d, nkv) || !fits(L.wo, nq, d) || !fits(L.gate, d, ff) ||
-                !fits(L.up, d, ff) || !fits(L.down, ff, d) || !L.attn_norm || !L.ffn_norm || !L.k_cache || !L.v_cache)
+                !fits(L.up, d, ff) || !fits(L.down, ff, d) || !L.attn_norm || !L.ffn_norm || !a16(L.k_cache) || !a16(L.v_cache))
                 return false;
         }
         const int n_win = at.n_keys - at.n_fixed;
