@@ -4,6 +4,7 @@
 # 1.75 ms for the separate launches, issue-latency bound, cause not found):
 #   1. the decode-only benchmark with the kernel's per-phase profile (ENDLESS_CUDA_FUSED_PROFILE=1),
 #      against the separate launches;
+#      then with the two experiment knobs (ENDLESS_CUDA_FUSED_BACKOFF, ENDLESS_CUDA_FUSED_MIN_CHUNK);
 #   2. ncu on one fused launch: the warp stall reasons (raw metrics, largest first) and the SASS lines
 #      with the most stall samples (source page; the build has -lineinfo).
 # Call (device tool; builds like gpu-ab.sh, reusing /tmp/build-gpu on a warm machine):
@@ -32,6 +33,10 @@ bench() { env "$@" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=decode timeout 60 "$B
 echo "== fused, profiled";   bench ENDLESS_CUDA_FUSED_DECODE=1 ENDLESS_CUDA_FUSED_PROFILE=1
 echo "== fused";             bench ENDLESS_CUDA_FUSED_DECODE=1
 echo "== separate launches"; bench
+# the two knobs written for the suspects in NOTES (each run also checks the logits against the separate launches)
+echo "== fused, 200 ns between barrier tries"; bench ENDLESS_CUDA_FUSED_DECODE=1 ENDLESS_CUDA_FUSED_PROFILE=1 ENDLESS_CUDA_FUSED_BACKOFF=200
+echo "== fused, small products in chunks of >= 1 KB"; bench ENDLESS_CUDA_FUSED_DECODE=1 ENDLESS_CUDA_FUSED_PROFILE=1 ENDLESS_CUDA_FUSED_MIN_CHUNK=1024
+echo "== fused, both"; bench ENDLESS_CUDA_FUSED_DECODE=1 ENDLESS_CUDA_FUSED_PROFILE=1 ENDLESS_CUDA_FUSED_BACKOFF=200 ENDLESS_CUDA_FUSED_MIN_CHUNK=1024
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 if [ -z "$NCU" ]; then echo "no ncu"; exit 0; fi
 rep="$OUT/fused"

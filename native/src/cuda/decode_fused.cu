@@ -57,6 +57,7 @@ struct df_params {
     int n_layer, d, n_ff, n_head, n_head_kv, hd, n_rot, mode;
     float eps, qscale;  // qscale = scale * log2(e): scores in base 2
     int n_split, slots, inflight, nb, work_floats, acc_stride;
+    unsigned backoff, min_chunk;  // experiment knobs (ENDLESS_CUDA_FUSED_BACKOFF / _MIN_CHUNK); 0 / DF_CHUNK: off
     unsigned long long *prof;  // ENDLESS_CUDA_FUSED_PROFILE=1: block 0's time per phase (see df_mark)
 };
 
@@ -85,16 +86,25 @@ __device__ __forceinline__ void df_mbar_expect_tx(uint64_t *bar, uint32_t bytes)
 __device__ __forceinline__ void df_mbar_arrive(uint64_t *bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(df_smem(bar)) : "memory");
 }
-__device__ __forceinline__ void df_mbar_wait(uint64_t *bar, uint32_t parity) {
+__device__ __forceinline__ bool df_mbar_try(uint64_t *bar, uint32_t parity) {
+    uint32_t done;
     asm volatile(
         "{\n"
         ".reg .pred p;\n"
-        "DF_WAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-        "@!p bra DF_WAIT_%=;\n"
-        "}\n" ::"r"(df_smem(bar)),
-        "r"(parity)
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(df_smem(bar)), "r"(parity)
         : "memory");
+    return done != 0;
+}
+// Waits for the phase of `parity` to complete; backoff_ns > 0: sleeps that long between tries
+// (ENDLESS_CUDA_FUSED_BACKOFF; a try is a shared-memory operation, which spinning warps would take
+// from the working ones).
+__device__ __forceinline__ void df_mbar_wait(uint64_t *bar, uint32_t parity, unsigned backoff_ns) {
+    while (!df_mbar_try(bar, parity))
+        if (backoff_ns) __nanosleep(backoff_ns);
 }
 __device__ __forceinline__ void df_bulk_load(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(df_smem(dst)),
@@ -160,6 +170,16 @@ __device__ int df_segments(const df_params &P, const cuda_fused_layer &L, int ph
     return n;
 }
 
+// Bytes a chunk of range s: a ring slot's DF_CHUNK, or (P.min_chunk < DF_CHUNK, from
+// ENDLESS_CUDA_FUSED_MIN_CHUNK) a 16th of the range in 512-byte multiples, at least P.min_chunk, so
+// that the small products (q/k/v, o: 5-6 slots' worth a block) give every warp a chunk. Producer and
+// consumers take the same sizes.
+__device__ __forceinline__ uint32_t df_chunk_bytes(const df_params &P, const df_seg &s) {
+    if (P.min_chunk >= DF_CHUNK) return DF_CHUNK;
+    const uint32_t share = (s.bytes / DF_WARPS + 511) / 512 * 512;
+    return min(DF_CHUNK, max((uint32_t)P.min_chunk, share));
+}
+
 // The producer (one thread): every chunk of the step, in the consumers' order.
 __device__ void df_produce(const df_params &P, uint8_t *ring, uint64_t *full, uint64_t *empty) {
     uint32_t c = 0;
@@ -168,20 +188,22 @@ __device__ void df_produce(const df_params &P, uint8_t *ring, uint64_t *full, ui
         for (int ph = 0; ph < 4; ph++) {
             df_seg s[3];
             const int ns = df_segments(P, L, ph, blockIdx.x, s);
-            for (int i = 0; i < ns; i++)
-                for (uint32_t off = 0; off < s[i].bytes; off += DF_CHUNK, c++) {
-                    const uint32_t n = min(DF_CHUNK, s[i].bytes - off);
+            for (int i = 0; i < ns; i++) {
+                const uint32_t cs = df_chunk_bytes(P, s[i]);
+                for (uint32_t off = 0; off < s[i].bytes; off += cs, c++) {
+                    const uint32_t n = min(cs, s[i].bytes - off);
                     const uint32_t slot = c % (uint32_t)P.slots, round = c / (uint32_t)P.slots;
                     const unsigned long long t0 = P.prof ? df_now() : 0;
-                    df_mbar_wait(&empty[slot], (round & 1) ^ 1);
+                    df_mbar_wait(&empty[slot], (round & 1) ^ 1, P.backoff);
                     if (c >= (uint32_t)P.inflight) {  // at most `inflight` chunks on their way (deeper queues only add latency)
                         const uint32_t e = c - (uint32_t)P.inflight;
-                        df_mbar_wait(&full[e % (uint32_t)P.slots], (e / (uint32_t)P.slots) & 1);
+                        df_mbar_wait(&full[e % (uint32_t)P.slots], (e / (uint32_t)P.slots) & 1, P.backoff);
                     }
                     if (P.prof && blockIdx.x == 0) atomicAdd(&P.prof[DF_PROF_EMPTY_WAIT], df_now() - t0);
                     df_mbar_expect_tx(&full[slot], n);
                     df_bulk_load(ring + (size_t)slot * DF_CHUNK, s[i].p + off, n, &full[slot]);
                 }
+            }
         }
     }
 }
@@ -216,18 +238,19 @@ __device__ void df_consume(const df_params &P, const df_seg &s, const uint8_t *r
                            const float *xs, float *acc_w) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint32_t K = (uint32_t)s.K;
-    for (uint32_t off = 0; off < s.bytes; off += DF_CHUNK, c++) {
+    const uint32_t cs = df_chunk_bytes(P, s);
+    for (uint32_t off = 0; off < s.bytes; off += cs, c++) {
         const uint32_t slot = c % (uint32_t)P.slots, round = c / (uint32_t)P.slots;
         // a slot always belongs to the same warp, so the warp has consumed the slot's previous chunk
         // before it waits for this one: the barrier is then at most one phase behind, and its parity
         // test cannot mistake the previous chunk's phase for this one's
         if ((int)(slot % DF_WARPS) != warp) continue;
-        const uint32_t n = min(DF_CHUNK, s.bytes - off);
+        const uint32_t n = min(cs, s.bytes - off);
         const unsigned long long t0 = P.prof ? df_now() : 0;
-        df_mbar_wait(&full[slot], round & 1);
+        df_mbar_wait(&full[slot], round & 1, P.backoff);
         if (P.prof && blockIdx.x == 0 && lane == 0) atomicAdd(&P.prof[DF_PROF_FULL_WAIT], df_now() - t0);
         const uint4 *src = reinterpret_cast<const uint4 *>(ring + (size_t)slot * DF_CHUNK);
-        const uint32_t units = n / 16, e0 = off / 2;  // e0: a multiple of DF_CHUNK / 2 values
+        const uint32_t units = n / 16, e0 = off / 2;  // e0: a multiple of 256 values (chunks of 512-byte multiples)
         if (K % 256 == 0) {
             // (units is a multiple of 32 here: ranges and chunks are multiples of 512 bytes)
             // xs in the interleaved order of df_xs_index: this lane's 8 values at cb + lane * 4 and
@@ -704,6 +727,10 @@ cuda_fused_plan cuda_decode_fused_plan(const cuda_fused_shape &s) {
     p.slots = slots;
     p.inflight = slots;
     if (const char *v = std::getenv("ENDLESS_CUDA_FUSED_INFLIGHT")) p.inflight = std::max(1, std::min(slots, std::atoi(v)));
+    if (const char *v = std::getenv("ENDLESS_CUDA_FUSED_BACKOFF")) p.backoff_ns = (unsigned)std::max(0, std::min(10000, std::atoi(v)));
+    p.min_chunk = DF_CHUNK;
+    if (const char *v = std::getenv("ENDLESS_CUDA_FUSED_MIN_CHUNK"))
+        p.min_chunk = (unsigned)std::max(512, std::min((int)DF_CHUNK, std::atoi(v) / 512 * 512));
     p.smem = total(slots);
     p.part_bytes = ((size_t)s.n_head * p.n_split * (s.head_dim + 2) * 4 + 255) / 256 * 256;
     auto kernel = s.type == GGML_TYPE_BF16 ? decode_fused_kernel<true> : decode_fused_kernel<false>;
@@ -763,6 +790,8 @@ void cuda_decode_fused(const cuda_fused_args &a, const cuda_fused_plan &plan, cu
     P.n_split = plan.n_split;
     P.slots = plan.slots;
     P.inflight = plan.inflight;
+    P.backoff = plan.backoff_ns;
+    P.min_chunk = plan.min_chunk;
     P.nb = plan.n_blocks;
     P.work_floats = plan.work_floats;
     P.acc_stride = plan.acc_stride;

@@ -32,6 +32,8 @@ struct cuda_fused_plan {
     int n_split = 0;            // key splits per KV head in the attention phase
     int slots = 0;              // weight chunks a block holds (shared-memory ring)
     int inflight = 0;           // chunks a block has on their way at most
+    unsigned backoff_ns = 0;    // experiment knobs (decode_fused.cu): sleep between barrier tries,
+    unsigned min_chunk = 0;     // smallest chunk of a product's range (the slot size: chunks never split)
     size_t smem = 0;            // dynamic shared memory per block
     size_t part_bytes = 0;      // device scratch for the attention's partial results
     int work_floats = 0;        // shared memory: the input vector / the attention's tiles
