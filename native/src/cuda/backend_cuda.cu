@@ -575,6 +575,19 @@ public:
         if (at.n_q != 1 || s.n_head_kv <= 0 || s.head_dim <= 0 || (at.mode != ROPE_MODE_NORM && at.mode != ROPE_MODE_NEOX) ||
             (at.n_rot > 0 && (!at.rope_cos || !at.rope_sin)) || !at.keys || !at.win_lo || !at.win_hi || a.slot < 0)
             return false;
+        // the plan first (cached by shape): while the kernel is off, a step costs this lookup and no more
+        const cuda_fused_plan *plan = nullptr;
+        for (auto &e : fused_plans_) {
+            const cuda_fused_shape &t = e.first;
+            if (t.type == s.type && t.n_layer == s.n_layer && t.d == s.d && t.n_ff == s.n_ff && t.n_head == s.n_head &&
+                t.n_head_kv == s.n_head_kv && t.head_dim == s.head_dim && t.n_rot == s.n_rot)
+                plan = &e.second;
+        }
+        if (!plan) {
+            fused_plans_.emplace_back(s, cuda_decode_fused_plan(s));
+            plan = &fused_plans_.back().second;
+        }
+        if (!plan->ok) return false;
         const int64_t d = s.d, ff = s.n_ff, nq = (int64_t)s.n_head * s.head_dim, nkv = (int64_t)s.n_head_kv * s.head_dim;
         // (bulk copies read the weights in 16-byte units, the attention the cache rows as float4)
         auto a16 = [](const void *p) { return p && (uintptr_t)p % 16 == 0; };
@@ -591,18 +604,6 @@ public:
             return false;
         for (int i = 0; i < at.n_keys; i++)
             if (at.keys[i] < 0) return false;
-        const cuda_fused_plan *plan = nullptr;
-        for (auto &e : fused_plans_) {
-            const cuda_fused_shape &t = e.first;
-            if (t.type == s.type && t.n_layer == s.n_layer && t.d == s.d && t.n_ff == s.n_ff && t.n_head == s.n_head &&
-                t.n_head_kv == s.n_head_kv && t.head_dim == s.head_dim && t.n_rot == s.n_rot)
-                plan = &e.second;
-        }
-        if (!plan) {
-            fused_plans_.emplace_back(s, cuda_decode_fused_plan(s));
-            plan = &fused_plans_.back().second;
-        }
-        if (!plan->ok) return false;
         const cuda_fused_plan pl = *plan;
         // scratch first: growing it flushes the queue, which would drop staged bytes
         void *part = scratch(pl.part_bytes);
@@ -684,7 +685,6 @@ public:
     // Statistics for tests and benchmarks.
     size_t graph_launches() const { return graph_launches_; }
     size_t fused_decodes() const { return fused_decodes_; }
-
     size_t attn_early() const { return attn_early_; }
     void set_precise(bool on) {
         flush();
