@@ -50,9 +50,16 @@ rows = list(csv.reader(open(sys.argv[1])))
 if len(rows) < 3: print("raw page: nothing read"); sys.exit(0)
 names, vals = rows[0], rows[2]
 stalls = []
+# smsp__average_warps_issue_stalled_<reason>_per_issue_active.ratio (the Warp State Statistics'
+# breakdown; older ncu: smsp__average_warp_latency_issue_stalled_<reason>.ratio)
 for n, v in zip(names, vals):
-    if n.startswith("smsp__average_warp_latency_issue_stalled_") and n.endswith(".ratio"):
-        try: stalls.append((float(v.replace(",", "")), n[len("smsp__average_warp_latency_issue_stalled_"):-len(".ratio")]))
+    reason = None
+    if n.startswith("smsp__average_warps_issue_stalled_") and n.endswith("_per_issue_active.ratio"):
+        reason = n[len("smsp__average_warps_issue_stalled_"):-len("_per_issue_active.ratio")]
+    elif n.startswith("smsp__average_warp_latency_issue_stalled_") and n.endswith(".ratio"):
+        reason = n[len("smsp__average_warp_latency_issue_stalled_"):-len(".ratio")]
+    if reason:
+        try: stalls.append((float(v.replace(",", "")), reason))
         except ValueError: pass
 print("warp stall reasons (cycles between issues, per reason, largest first):")
 for v, n in sorted(stalls, reverse=True)[:12]: print(f"  {n:28s} {v:8.2f}")
