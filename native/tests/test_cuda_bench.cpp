@@ -404,6 +404,59 @@ double bench_attention_decode_us(synth_model &m) {
     return median(ts) * 1e6;
 }
 
+// The attention op alone at prefill shape, over the 28 layers' caches: 4096 queries, either the
+// first chunk (plain causal, keys 0..4095) or a later one (the sinks plus a window of 4092 that
+// slides with the query, over a key list of 4 + 8187 entries). Returns us per layer; flops gets the
+// useful FLOPs per layer (2 x 2 x head_dim per visible (query, key, head)), which is what the
+// TFLOP/s figure divides.
+double bench_attention_prefill_us(synth_model &m, bool windowed, double &flops) {
+    const int S = synth_model::n_sinks, W = synth_model::n_window, n = 4096;
+    std::vector<int32_t> keys, lo(n), hi(n);
+    int n_fixed = 0;
+    double visible = 0;
+    if (!windowed) {
+        for (int i = 0; i < n; i++) { keys.push_back(i); lo[i] = 0; hi[i] = i + 1; visible += i + 1; }
+    } else {
+        // stream positions start .. start + n - 1 with start = 2 n: window entries wbegin.. as in bench_prefill
+        const int start = 2 * n, wbegin = std::max(S, start - W + 1);
+        n_fixed = S;
+        for (int i = 0; i < S; i++) keys.push_back(i);
+        for (int p = wbegin; p < start + n; p++) keys.push_back(S + (p - S) % (synth_model::n_slots - S));
+        for (int i = 0; i < n; i++) {
+            const int p = start + i;
+            lo[i] = std::max(S, p - W + 1) - wbegin;
+            hi[i] = p + 1 - wbegin;
+            visible += S + hi[i] - lo[i];
+        }
+    }
+    flops = visible * synth_model::n_head * synth_model::head_dim * 4.0;
+    {  // queries of the size of real ones (the buffer holds whatever an earlier forward left)
+        std::vector<float> qv((size_t)n * synth_model::n_embd);
+        for (size_t i = 0; i < qv.size(); i++) qv[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        m.b.upload(m.q, qv.data(), qv.size() * 4);
+    }
+    auto run = [&] {
+        for (auto &L : m.layers) {
+            attn_args a;
+            a.q = m.q; a.k_cache = L.kc; a.v_cache = L.vc; a.out = m.att;
+            a.keys = keys.data(); a.n_keys = (int)keys.size(); a.n_fixed = n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data(); a.n_q = n;
+            a.n_head = synth_model::n_head; a.n_head_kv = synth_model::n_head_kv; a.head_dim = synth_model::head_dim;
+            a.n_rot = synth_model::head_dim; a.mode = ROPE_MODE_NEOX; a.rope_cos = m.rope_cos; a.rope_sin = m.rope_sin;
+            a.scale = 0.08838834764f;
+            m.b.attention(a);
+        }
+        m.b.synchronize();
+    };
+    run();
+    std::vector<double> ts;
+    for (int i = 0; i < 5; i++) {
+        const double t0 = now_s();
+        run();
+        ts.push_back((now_s() - t0) / m.layers.size());
+    }
+    return median(ts) * 1e6;
+}
+
 }  // namespace
 
 // The language server's chat sampler (server/session/session.ts): T 0.2, top-p 0.95, penalty 1.1
@@ -448,7 +501,8 @@ int main() {
         jadd("\"copy_bandwidth_gbps\": " + std::to_string(bw / 1e9));
 
         // ENDLESS_BENCH_ONLY=decode|prefill: only that part, BF16, for a profiler (nsys) run;
-        // =matvec: the decode products alone (one and four tokens), BF16, Q8_0, Q4_K and Q6_K
+        // =matvec: the decode products alone (one and four tokens), BF16, Q8_0, Q4_K and Q6_K;
+        // =attn_prefill: the attention op alone at prefill shape (4096 queries)
         const char *only = std::getenv("ENDLESS_BENCH_ONLY");
         if (only && std::strcmp(only, "matvec") == 0) {
             const int64_t mshapes[][2] = {{1536, 1536}, {2048, 1536}, {8960, 1536}, {1536, 8960}, {151936, 1536}};
@@ -459,6 +513,17 @@ int main() {
                     std::printf("  matvec %-5s %6lldx%-6lld n=%d %9.2f us %7.0f GB/s %6.1f%%\n", ggml_type_info(t).name, (long long)s[0],
                                 (long long)s[1], n, r.us, r.gbps, 100.0 * r.gbps * 1e9 / bw);
                 }
+            return 0;
+        }
+        if (only && std::strcmp(only, "attn_prefill") == 0) {
+            // the prefill attention alone (BF16 model; the weights do not matter here)
+            synth_model m(b, GGML_TYPE_BF16, 4096);
+            for (bool windowed : {false, true}) {
+                double fl = 0;
+                const double us = bench_attention_prefill_us(m, windowed, fl);
+                std::printf("attention prefill, 4096 queries, %s: %.1f us per layer, %.1f TFLOP/s (useful)\n",
+                            windowed ? "window 4092 + 4 sinks (later chunk)" : "causal (first chunk)", us, fl / (us * 1e-6) / 1e12);
+            }
             return 0;
         }
         if (only) {

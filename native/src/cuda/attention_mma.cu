@@ -22,10 +22,12 @@
 //    A fragment.
 // 3. With split-K, blocks write partial (m, l, o) and a combine kernel merges them.
 #include "attention_mma.cuh"
+#include "attention_wgmma.cuh"
 #include "cuda_common.cuh"
 
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 namespace endless {
@@ -56,14 +58,7 @@ size_t am_q_bytes(const attn_args &a) {
     return ((size_t)2 * a.n_q * a.n_head * am_hd(a.head_dim) * sizeof(__half) + 255) / 256 * 256;
 }
 
-struct am_params {
-    float *out;
-    const __half *qh;               // [2][n_q * n_head][HD]: rotated for fixed tiles, for window tiles
-    const __half *kh, *vh;          // [n_head_kv][rows_kv][HD]
-    const int32_t *win_lo, *win_hi, *meta;
-    float *part_o, *part_ml;        // split-K: [n_q * n_head][n_split][HD], [n_q * n_head][n_split][2]
-    int n_q, n_head, G, hd, rows_kv, n_split, n_qtiles;
-};
+using am_params = attn_tc_params;
 
 struct am_conv_params {
     const float *q, *k_cache, *v_cache;
@@ -74,27 +69,7 @@ struct am_conv_params {
     float qscale;                   // scale * log2(e)
 };
 
-__device__ __forceinline__ uint32_t am_pack(float a, float b) {
-    // .x (the lower-index element of a fragment pair) goes to the low 16 bits
-    __half2 h = __floats2half2_rn(a, b);
-    return *reinterpret_cast<uint32_t *>(&h);
-}
 __device__ __forceinline__ float4 am_ldg4(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
-__device__ __forceinline__ float am_exp2(float x) {
-    float y;  // ex2.approx(-inf) = +0: masked scores vanish without a branch
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-__device__ __forceinline__ int am_warp_min(int v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ int am_warp_max(int v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 
 __device__ __forceinline__ void am_cp_async16(void *dst, const void *src) {
     const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
@@ -133,8 +108,11 @@ __device__ __forceinline__ void am_mma(float (&c)[4], const uint32_t (&a)[4], ui
 // A rotated group is 4 RoPE pairs p..p+3 (p = 4 qd): NEOX dims p..p+3 and p+half..p+half+3,
 // NORM the 8 dims 2p..2p+7; an unrotated group is 8 consecutive dims. n_rot % 8 == 0 keeps a
 // group on one side of n_rot and every float4 16-byte aligned.
+// TILED: dst is the start of the row's 8-row group in the core-matrix layout of attention_wgmma.cu
+// (row r8 of the group, dims 8c..8c+7 at halves c * 64 + r8 * 8), else the row itself.
+template <bool TILED = false>
 __device__ __forceinline__ void am_rot_group(const float *src, __half *dst, int qd, int pos, int n_rot, int mode,
-                                             const float *rope_cos, const float *rope_sin, float mul) {
+                                             const float *rope_cos, const float *rope_sin, float mul, int r8 = 0) {
     const int half = n_rot / 2, p = 4 * qd;
     const bool rot = 8 * qd < n_rot;
     int da = 8 * qd, db = 8 * qd + 4;
@@ -151,8 +129,9 @@ __device__ __forceinline__ void am_rot_group(const float *src, __half *dst, int 
             ob = make_float4(b.x * c.z - b.y * s.z, b.x * s.z + b.y * c.z, b.z * c.w - b.w * s.w, b.z * s.w + b.w * c.w);
         }
     }
-    *reinterpret_cast<uint2 *>(dst + da) = make_uint2(am_pack(oa.x * mul, oa.y * mul), am_pack(oa.z * mul, oa.w * mul));
-    *reinterpret_cast<uint2 *>(dst + db) = make_uint2(am_pack(ob.x * mul, ob.y * mul), am_pack(ob.z * mul, ob.w * mul));
+    auto at = [&](int d) { return TILED ? dst + (d >> 3) * 64 + r8 * 8 + (d & 7) : dst + d; };  // (4 dims stay in one chunk)
+    *reinterpret_cast<uint2 *>(at(da)) = make_uint2(tc_pack(oa.x * mul, oa.y * mul), tc_pack(oa.z * mul, oa.w * mul));
+    *reinterpret_cast<uint2 *>(at(db)) = make_uint2(tc_pack(ob.x * mul, ob.y * mul), tc_pack(ob.z * mul, ob.w * mul));
 }
 
 // Conversion pass, one thread per group of 8 dims of a row: first the key list (K rotated by the
@@ -160,7 +139,9 @@ __device__ __forceinline__ void am_rot_group(const float *src, __half *dst, int 
 // rotations (mode 0: fixed tiles, position n_fixed + hi - lo - 1; mode 1: window tiles,
 // n_fixed + hi - 1), times scale * log2 e. Building the Q fragments from f32 inside the main
 // kernel instead kept ~90 registers of loads in flight there and spilled.
-template <int HD>
+// TILED: kh / vh in the core-matrix layout of attention_wgmma.cu (rows in groups of 8, a group's
+// 8 x HD halves contiguous; rows_kv is a multiple of 64, so a KV head's rows start a group).
+template <int HD, bool TILED>
 __global__ void __launch_bounds__(256) attention_mma_convert_kernel(const am_conv_params C) {
     constexpr int NQ = HD / 8;
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -168,16 +149,17 @@ __global__ void __launch_bounds__(256) attention_mma_convert_kernel(const am_con
     const int qd = (int)(idx % NQ);
     const size_t row = idx / NQ;
     if (row < n_kv_rows) {
-        const int e = (int)(row % C.rows_kv), kvh = (int)(row / C.rows_kv);
-        __half *dk = C.kh + row * HD, *dv = C.vh + row * HD;
+        const int e = (int)(row % C.rows_kv), kvh = (int)(row / C.rows_kv), r8 = (int)(row & 7);
+        __half *dk = C.kh + (TILED ? (row & ~(size_t)7) : row) * HD, *dv = C.vh + (TILED ? (row & ~(size_t)7) : row) * HD;
         if (e >= C.meta[1] || 8 * qd >= C.hd) {
-            *reinterpret_cast<uint4 *>(dk + 8 * qd) = make_uint4(0, 0, 0, 0);
-            *reinterpret_cast<uint4 *>(dv + 8 * qd) = make_uint4(0, 0, 0, 0);
+            const int o = TILED ? qd * 64 + r8 * 8 : 8 * qd;
+            *reinterpret_cast<uint4 *>(dk + o) = make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4 *>(dv + o) = make_uint4(0, 0, 0, 0);
             return;
         }
         const size_t off = ((size_t)C.keys[e] * C.n_head_kv + kvh) * C.hd;
-        am_rot_group(C.k_cache + off, dk, qd, e, C.n_rot, C.mode, C.rope_cos, C.rope_sin, 1.0f);
-        am_rot_group(C.v_cache + off, dv, qd, 0, 0, C.mode, nullptr, nullptr, 1.0f);
+        am_rot_group<TILED>(C.k_cache + off, dk, qd, e, C.n_rot, C.mode, C.rope_cos, C.rope_sin, 1.0f, r8);
+        am_rot_group<TILED>(C.v_cache + off, dv, qd, 0, 0, C.mode, nullptr, nullptr, 1.0f, r8);
         return;
     }
     const size_t qrow = row - n_kv_rows;  // mode * n_q * n_head + i * n_head + h
@@ -247,7 +229,7 @@ __global__ void __launch_bounds__(32 * AM_WARPS / am_mt(HD), MINB) attention_mma
         if (tq == 0) { s_lo[rl] = lo; s_hi[rl] = hi; }
     }
     const bool warp_any = __any_sync(0xffffffffu, any);
-    const int wlo_min = am_warp_min(lmin), whi_max = am_warp_max(hmax), wlo_max = am_warp_max(lmax), whi_min = am_warp_min(hmin);
+    const int wlo_min = tc_warp_min(lmin), whi_max = tc_warp_max(hmax), wlo_max = tc_warp_max(lmax), whi_min = tc_warp_min(hmin);
     if (lane == 0) { s_range[warp][0] = wlo_min; s_range[warp][1] = whi_max; }
     __syncthreads();
     int jlo = INT_MAX, jhi = -1;  // the block's window entries: union of its rows' windows
@@ -399,14 +381,14 @@ __global__ void __launch_bounds__(32 * AM_WARPS / am_mt(HD), MINB) attention_mma
                 // a row with nothing visible yet keeps m = -inf; subtracting 0 then gives
                 // exp2(-inf) = 0 everywhere instead of NaN from -inf - -inf
                 const float mu = m_new == -INFINITY ? 0.0f : m_new;
-                const float alpha = am_exp2(m[u] - mu);
+                const float alpha = tc_exp2(m[u] - mu);
                 m[u] = m_new;
                 l[u] *= alpha;
 #pragma unroll
                 for (int dn = 0; dn < ND; dn++) { o[mt][dn][2 * h] *= alpha; o[mt][dn][2 * h + 1] *= alpha; }
 #pragma unroll
                 for (int j = 0; j < NS; j++) {
-                    const float p0 = am_exp2(s[mt][j][2 * h] - mu), p1 = am_exp2(s[mt][j][2 * h + 1] - mu);
+                    const float p0 = tc_exp2(s[mt][j][2 * h] - mu), p1 = tc_exp2(s[mt][j][2 * h + 1] - mu);
                     s[mt][j][2 * h] = p0;
                     s[mt][j][2 * h + 1] = p1;
                     l[u] += p0 + p1;
@@ -422,10 +404,10 @@ __global__ void __launch_bounds__(32 * AM_WARPS / am_mt(HD), MINB) attention_mma
                 uint32_t a[MT][4];
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    a[mt][0] = am_pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                    a[mt][1] = am_pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                    a[mt][2] = am_pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                    a[mt][3] = am_pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                    a[mt][0] = tc_pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                    a[mt][1] = tc_pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    a[mt][2] = tc_pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                    a[mt][3] = tc_pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
                 }
 #pragma unroll
                 for (int dp = 0; dp < NK; dp++) {
@@ -490,7 +472,7 @@ __global__ void __launch_bounds__(AM_CB_WARPS * 32) attention_mma_combine_kernel
     float total = 0.0f;
     for (int s = lane; s < n_split; s += 32) {
         const float ms = ml[2 * s];
-        total += ms == -INFINITY ? 0.0f : am_exp2(ms - M) * ml[2 * s + 1];
+        total += ms == -INFINITY ? 0.0f : tc_exp2(ms - M) * ml[2 * s + 1];
     }
     total = warp_sum(total);
     const float inv = total > 0.0f ? 1.0f / total : 0.0f;
@@ -500,7 +482,7 @@ __global__ void __launch_bounds__(AM_CB_WARPS * 32) attention_mma_combine_kernel
         for (int s = 0; s < n_split; s++) {
             const float ms = ml[2 * s];
             if (ms == -INFINITY) continue;  // a split that saw no key of this row
-            const float w = am_exp2(ms - M);
+            const float w = tc_exp2(ms - M);
             const float4 v = *reinterpret_cast<const float4 *>(po + (size_t)s * HD + d);
             acc.x = fmaf(w, v.x, acc.x); acc.y = fmaf(w, v.y, acc.y);
             acc.z = fmaf(w, v.z, acc.z); acc.w = fmaf(w, v.w, acc.w);
@@ -526,6 +508,22 @@ void am_launch(const am_params &P, int n_head_kv, cudaStream_t stream) {
     attention_mma_kernel<HD, MINB><<<grid, 32 * AM_WARPS / am_mt(HD), smem, stream>>>(P);
 }
 
+// Whether attention_wgmma.cu's kernel takes this padded head dim here: built (sm_90a), a compute
+// capability 9.0 device, and not turned off by ENDLESS_CUDA_ATTN_WGMMA=0.
+bool am_wgmma_usable(int HD) {
+#ifdef ENDLESS_CUDA_SM90A
+    static const bool allowed = [] {
+        const char *v = std::getenv("ENDLESS_CUDA_ATTN_WGMMA");
+        return !(v && v[0] == '0');
+    }();
+    return allowed && (HD == 64 || HD == 128) && cuda_device_attr<cudaDevAttrComputeCapabilityMajor>(0) == 9 &&
+           cuda_device_attr<cudaDevAttrComputeCapabilityMinor>(0) == 0;
+#else
+    (void)HD;
+    return false;
+#endif
+}
+
 }  // namespace
 
 bool cuda_attention_mma_supported(const attn_args &a) {
@@ -549,6 +547,8 @@ cuda_attn_mma_plan cuda_attention_mma_plan(const attn_args &a, int keys_bucket, 
              " is smaller than n_keys " + std::to_string(a.n_keys));
     const int HD = am_hd(a.head_dim), G = a.n_head / a.n_head_kv;
     cuda_attn_mma_plan p;
+    p.wgmma = am_wgmma_usable(HD);
+    static_assert(CUDA_AW_ROWS == AM_BM, "both kernels take 128 rows a block");
     p.rows_per_block = AM_BM;
     const int64_t n_qtiles = ((int64_t)a.n_q * G + AM_BM - 1) / AM_BM;
     if (n_qtiles > 0x7fffffff / AM_BM)
@@ -559,8 +559,9 @@ cuda_attn_mma_plan cuda_attention_mma_plan(const attn_args &a, int keys_bucket, 
     // 132nd of the memory bandwidth) + the combine kernel (~3). Tiles per block are taken as a
     // full bucket: the launch shape may not depend on n_keys itself.
     const int64_t blocks = n_qtiles * a.n_head_kv;
-    const int64_t slots = (int64_t)(n_sm > 0 ? n_sm : 1) * (HD <= 128 ? 2 : 1);  // resident blocks (4-warp blocks of head dims <= 128: two per SM)
-    const int64_t tiles = keys_bucket / am_kt(HD) + 1;
+    // resident blocks: 4-warp blocks of head dims <= 128 two per SM, the wgmma kernel's one
+    const int64_t slots = (int64_t)(n_sm > 0 ? n_sm : 1) * (HD <= 128 && !p.wgmma ? 2 : 1);
+    const int64_t tiles = keys_bucket / (p.wgmma ? CUDA_AW_KT : am_kt(HD)) + 1;
     int64_t max_split = tiles / 4;
     if (max_split > AM_MAX_SPLIT) max_split = AM_MAX_SPLIT;
     double best = 0.0;
@@ -571,7 +572,7 @@ cuda_attn_mma_plan cuda_attention_mma_plan(const attn_args &a, int keys_bucket, 
         if (s == 1 || cost < best) { best = cost; best_s = (int)s; }
     }
     p.n_split = best_s;
-    p.smem = HD == 64 ? am_smem_bytes<64>() : HD == 128 ? am_smem_bytes<128>() : am_smem_bytes<256>();
+    p.smem = p.wgmma ? cuda_attention_wgmma_smem(HD) : HD == 64 ? am_smem_bytes<64>() : HD == 128 ? am_smem_bytes<128>() : am_smem_bytes<256>();
     const size_t kv_bytes = (size_t)a.n_head_kv * am_rows_kv(keys_bucket) * HD * sizeof(__half);
     p.scratch_bytes = am_part_bytes(a, p.n_split) + am_q_bytes(a) + 2 * kv_bytes;
     return p;
@@ -597,9 +598,10 @@ void cuda_attention_mma(const attn_args &a, const cuda_attn_mma_plan &plan, cons
     C.n_q = a.n_q; C.n_head = a.n_head; C.n_head_kv = a.n_head_kv; C.hd = a.head_dim; C.n_rot = a.n_rot;
     C.mode = (int)a.mode; C.rows_kv = (int)rows_kv; C.qscale = a.scale * AM_LOG2E;
     const size_t n_conv = ((size_t)a.n_head_kv * rows_kv + (size_t)2 * a.n_q * a.n_head) * (HD / 8);
-    if (HD == 64) attention_mma_convert_kernel<64><<<cuda_blocks(n_conv, 256), 256, 0, stream>>>(C);
-    else if (HD == 128) attention_mma_convert_kernel<128><<<cuda_blocks(n_conv, 256), 256, 0, stream>>>(C);
-    else attention_mma_convert_kernel<256><<<cuda_blocks(n_conv, 256), 256, 0, stream>>>(C);
+    const unsigned nb = cuda_blocks(n_conv, 256);
+    if (HD == 64) plan.wgmma ? attention_mma_convert_kernel<64, true><<<nb, 256, 0, stream>>>(C) : attention_mma_convert_kernel<64, false><<<nb, 256, 0, stream>>>(C);
+    else if (HD == 128) plan.wgmma ? attention_mma_convert_kernel<128, true><<<nb, 256, 0, stream>>>(C) : attention_mma_convert_kernel<128, false><<<nb, 256, 0, stream>>>(C);
+    else attention_mma_convert_kernel<256, false><<<nb, 256, 0, stream>>>(C);
     CUDA_CHECK_LAUNCH("attention (tensor cores) conversion");
 
     am_params P{};
@@ -611,10 +613,14 @@ void cuda_attention_mma(const attn_args &a, const cuda_attn_mma_plan &plan, cons
     }
     P.n_q = a.n_q; P.n_head = a.n_head; P.G = G; P.hd = a.head_dim;
     P.rows_kv = (int)rows_kv; P.n_split = plan.n_split; P.n_qtiles = plan.n_qtiles;
-    if (HD == 64) am_launch<64, 2>(P, a.n_head_kv, stream);
-    else if (HD == 128) am_launch<128, 2>(P, a.n_head_kv, stream);
-    else am_launch<256, 1>(P, a.n_head_kv, stream);
-    CUDA_CHECK_LAUNCH("attention (tensor cores)");
+    if (plan.wgmma) {
+        cuda_attention_wgmma(P, HD, a.n_head_kv, stream);
+    } else {
+        if (HD == 64) am_launch<64, 2>(P, a.n_head_kv, stream);
+        else if (HD == 128) am_launch<128, 2>(P, a.n_head_kv, stream);
+        else am_launch<256, 1>(P, a.n_head_kv, stream);
+        CUDA_CHECK_LAUNCH("attention (tensor cores)");
+    }
     if (plan.n_split > 1) {
         const int n_qh = a.n_q * a.n_head;
         attention_mma_combine_kernel<<<cuda_blocks((size_t)n_qh, AM_CB_WARPS), AM_CB_WARPS * 32, 0, stream>>>(

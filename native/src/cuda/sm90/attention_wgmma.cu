@@ -1,0 +1,429 @@
+// Prefill attention on sm_90a's warpgroup tensor-core instructions (wgmma.mma_async); see
+// attention_wgmma.cuh. A block of two warpgroups owns 128 (query, head) rows of one KV head, as
+// attention_mma_kernel (attention_mma.cu, mma.sync) does, and walks its key tiles (64 keys) with:
+//   - the block's queries (f16, rotated and scaled by the conversion pass) and the K and V tiles in
+//     shared memory in the instructions' canonical no-swizzle layout: 8-row x 16-byte core matrices,
+//     byte (row, 16-byte chunk c) at (row / 8) * HD * 16 + c * 128 + (row % 8) * 16. The conversion
+//     pass writes kh / vh in that layout already (attention_mma_convert_kernel<HD, true>), so a tile
+//     that starts at a multiple of 8 rows is one contiguous stretch: two bulk copies (cp.async.bulk)
+//     whose bytes arrive on the stage's mbarrier, three stages;
+//   - S = Q K^T per warpgroup: wgmma m64n64k16, both operands from shared memory (K-major);
+//   - the online softmax in registers (each thread: two rows, 16 scores), base 2 (Q carries
+//     scale * log2 e), masks for tiles that straddle a window edge, as attention_mma_kernel;
+//   - O += P V: wgmma m64nHDk16 with P from registers (the S accumulator layout is the A fragment
+//     layout once rounded to f16) and V from shared memory read N-major (imm-trans-b), so one tile
+//     layout serves K and V; the product of tile t - 1 runs while tile t's softmax does (the loop).
+// Tile ranges, window skipping, split-K and the partial records are attention_mma_kernel's, except
+// that window tiles start at a multiple of 8 rows (the keys before the first visible one are masked).
+// H100, 4096 queries x 12 / 2 heads x 128 dims (test_cuda_bench ENDLESS_BENCH_ONLY=attn_prefill;
+// NOTES.md, eleventh session): 232 / 271 TFLOP/s of useful work for a causal chunk / a 4092-key
+// window against 147 / 179 for attention_mma_kernel. The first version (cp.async tiles by every
+// thread, S and O each waited for, two block barriers a tile) measured 157 / 180: the threads
+// stalled issuing 16-byte copies.
+#include "../attention_wgmma.cuh"
+#include "../cuda_common.cuh"
+
+#include <climits>
+#include <cmath>
+
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "attention_wgmma.cu uses sm_90a instructions: compile it for sm_90a only (native/CMakeLists.txt)"
+#endif
+
+namespace endless {
+
+namespace {
+
+constexpr int AW_WG = CUDA_AW_ROWS / 64;   // warpgroups per block, 64 rows each
+constexpr int AW_THREADS = 128 * AW_WG;
+constexpr int AW_BM = CUDA_AW_ROWS;
+constexpr int AW_KT = CUDA_AW_KT;
+constexpr int AW_STAGES = 3;               // K / V tile stages (see the loop; 4 measured no faster)
+static_assert(AW_KT == 64, "S is one m64n64 accumulator per warpgroup");
+
+// mbarriers (one per stage: the tile's bytes arrive on it) and 1-D bulk copies into shared memory
+__device__ __forceinline__ void aw_mbar_init(uint32_t bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void aw_mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void aw_mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done = 0;
+    while (!done)
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+}
+__device__ __forceinline__ void aw_bulk_load(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst), "l"(src),
+                 "r"(bytes), "r"(bar)
+                 : "memory");
+}
+// Writes by this thread's generic-proxy operations (st.shared) become visible to the async proxy
+// that wgmma reads shared memory through (then a barrier for the other threads').
+__device__ __forceinline__ void aw_fence_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void aw_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void aw_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void aw_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Keeps the compiler from moving uses of accumulator registers across a wgmma wait or issue (the
+// asm statements of the instructions name them, but an async result is only there after the wait).
+template <int N>
+__device__ __forceinline__ void aw_pin(float (&d)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+// Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): start address, leading and
+// stride byte offsets (each >> 4), no swizzle.
+__device__ __forceinline__ uint64_t aw_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((saddr & 0x3FFFFu) >> 4) | ((uint64_t)((lbo & 0x3FFFFu) >> 4) << 16) |
+           ((uint64_t)((sbo & 0x3FFFFu) >> 4) << 32);
+}
+
+// S (m64 x n64, f32) = A (64 x 16 from a shared-memory descriptor) x B (16 x 64, descriptor); scale_d = 0
+// overwrites S instead of adding to it.
+__device__ __forceinline__ void aw_wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+        "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        :
+        "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
+// O (m64 x n64, f32) += A (64 x 16 in registers, the mma.m16n8k16 A layout per warp) x B (16 x 64, an
+// N-major descriptor: imm-trans-b = 1).
+__device__ __forceinline__ void aw_wgmma_rs_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+        "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+        :
+        "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+// O (m64 x n128, f32) += A (64 x 16 in registers, the mma.m16n8k16 A layout per warp) x B (16 x 128, an
+// N-major descriptor: imm-trans-b = 1).
+__device__ __forceinline__ void aw_wgmma_rs_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        :
+        "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+template <int HD>
+__global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const attn_tc_params P) {
+    constexpr int AHEAD = AW_STAGES - 2;  // tiles requested ahead of the one in use
+    constexpr int RG = HD * 16;           // bytes from one 8-row group of a tile to the next
+    constexpr int CH = HD / 8;            // 16-byte chunks per row
+    constexpr int NK = HD / 16;           // k steps of Q K^T
+    constexpr int ND = HD / 8;            // 8-dim blocks of O
+    constexpr int NS = AW_KT / 8;         // 8-key blocks of S
+    constexpr uint32_t Q_BYTES = AW_BM * HD * 2, T_BYTES = AW_KT * HD * 2;
+    extern __shared__ __align__(128) uint8_t aw_smem[];
+    const uint32_t sQ = (uint32_t)__cvta_generic_to_shared(aw_smem);
+    const uint32_t sK = sQ + Q_BYTES, sV = sK + AW_STAGES * T_BYTES;  // K[AW_STAGES], V[AW_STAGES]
+    __shared__ int s_lo[AW_BM], s_hi[AW_BM];  // the rows' windows (read again only by masked tiles)
+    __shared__ int s_range[AW_THREADS / 32][5];
+    __shared__ __align__(8) uint64_t s_full[AW_STAGES];  // a stage's tile has landed (phase per use)
+    const uint32_t full0 = (uint32_t)__cvta_generic_to_shared(&s_full[0]);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, gr = lane >> 2, tq = lane & 3;
+    const int qt = P.n_qtiles - 1 - (int)blockIdx.x;  // the last queries see the most keys: start them first
+    const int kvh = blockIdx.y, split = blockIdx.z;
+    const int n_rows = P.n_q * P.G;
+    const int n_fixed = P.meta[0];
+
+    // This thread's rows: accumulator rows gr and gr + 8 of its warp's 16 (u = 0, 1); row r is query
+    // r / G, head kvh * G + r % G.
+    auto row_local = [&](int u) { return warp * 16 + gr + 8 * u; };
+    auto row_qh = [&](int r) { return (size_t)(r / P.G) * P.n_head + kvh * P.G + r % P.G; };
+    bool any = false;
+    int lmin = INT_MAX, hmax = -1, lmax = INT_MIN, hmin = INT_MAX;
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int rl = row_local(u), r = qt * AW_BM + rl;
+        int lo = 0, hi = 0;
+        if (r < n_rows) {
+            lo = P.win_lo[r / P.G];
+            hi = P.win_hi[r / P.G];
+            any = true; lmin = min(lmin, lo); hmax = max(hmax, hi); lmax = max(lmax, lo); hmin = min(hmin, hi);
+        }
+        if (tq == 0) { s_lo[rl] = lo; s_hi[rl] = hi; }
+    }
+    if (tid == 0) {
+        for (int i = 0; i < AW_STAGES; i++) aw_mbar_init(full0 + 8 * i, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    {
+        const int a = __any_sync(0xffffffffu, any), l0 = tc_warp_min(lmin), h0 = tc_warp_max(hmax), l1 = tc_warp_max(lmax), h1 = tc_warp_min(hmin);
+        if (lane == 0) { s_range[warp][0] = l0; s_range[warp][1] = h0; s_range[warp][2] = l1; s_range[warp][3] = h1; s_range[warp][4] = a; }
+    }
+    __syncthreads();
+    // the block's window entries (union of its rows' windows) and the warpgroup's ranges: tiles
+    // outside [g_lo_min, g_hi_max) are skipped by the warpgroup, tiles inside [g_lo_max, g_hi_min)
+    // need no mask
+    int jlo = INT_MAX, jhi = -1, g_lo_min = INT_MAX, g_hi_max = -1, g_lo_max = INT_MIN, g_hi_min = INT_MAX;
+    bool g_any = false;
+#pragma unroll
+    for (int w = 0; w < AW_THREADS / 32; w++) {
+        jlo = min(jlo, s_range[w][0]);
+        jhi = max(jhi, s_range[w][1]);
+        if ((w >> 2) == wg && s_range[w][4]) {
+            g_any = true;
+            g_lo_min = min(g_lo_min, s_range[w][0]); g_hi_max = max(g_hi_max, s_range[w][1]);
+            g_lo_max = max(g_lo_max, s_range[w][2]); g_hi_min = min(g_hi_min, s_range[w][3]);
+        }
+    }
+    // fixed tiles: keys 0.. in steps of KT; window tiles: from the first visible window key rounded
+    // down to a group of 8 rows (a tile is then one contiguous stretch of kh / vh); keys before it
+    // in the tile (window entries below every row's window, or fixed keys) are masked
+    const int n_ft = (n_fixed + AW_KT - 1) / AW_KT;
+    const int w_base = jhi > jlo ? (n_fixed + jlo) & ~7 : 0;
+    const int n_wt = jhi > jlo ? (n_fixed + jhi - w_base + AW_KT - 1) / AW_KT : 0;
+    const int n_tiles = n_ft + n_wt;
+    const int t_begin = (int)((long long)n_tiles * split / P.n_split);
+    const int t_end = (int)((long long)n_tiles * (split + 1) / P.n_split);
+
+    // Tile t (key index e0 = t * KT for fixed tiles, w_base + (t - n_ft) * KT for window tiles): rows
+    // e0.. of kh and vh, two bulk copies whose bytes arrive on the stage's mbarrier (thread 0 issues
+    // them). Rows past n_keys are zeros in kh / vh (the conversion pass leaves a tile of them).
+    auto tile_e0 = [&](int t) { return t < n_ft ? t * AW_KT : w_base + (t - n_ft) * AW_KT; };
+    auto load_tile = [&](int t, int stage) {
+        const size_t base = ((size_t)kvh * P.rows_kv + tile_e0(t)) * HD;
+        const uint32_t bar = full0 + 8 * stage;
+        aw_mbar_expect_tx(bar, 2 * T_BYTES);
+        aw_bulk_load(sK + stage * T_BYTES, P.kh + base, T_BYTES, bar);
+        aw_bulk_load(sV + stage * T_BYTES, P.vh + base, T_BYTES, bar);
+    };
+    // the block's queries in the rotation of the window or the fixed tiles (zeros past n_rows)
+    auto load_q = [&](bool window) {
+#pragma unroll
+        for (int i0 = 0; i0 < AW_BM * CH; i0 += AW_THREADS) {
+            const int i = i0 + tid, r8 = i & 7, c = (i >> 3) % CH, grp = i / (8 * CH), rl = grp * 8 + r8, r = qt * AW_BM + rl;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (r < n_rows) v = *reinterpret_cast<const uint4 *>(P.qh + ((size_t)window * P.n_q * P.n_head + row_qh(r)) * HD + c * 8);
+            const uint32_t dst = sQ + grp * RG + c * 128 + r8 * 16;
+            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+        }
+    };
+
+    // o[4 dn + c]: row gr + 8 (c >> 1) of the warp's 16, dim 8 dn + 2 tq + (c & 1); s likewise with keys
+    float o[HD / 2];
+#pragma unroll
+    for (int i = 0; i < HD / 2; i++) o[i] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's partial row sums
+    int q_mode = -1;
+
+    // The loop, one block barrier a tile. A warpgroup issues S_t = Q K_t^T and then O += P_{t-1} V_{t-1}
+    // (the previous tile's probabilities, kept in registers), waits for S_t only, and runs tile t's
+    // softmax while the P V product is on the tensor cores; then it waits for that and rescales O to
+    // tile t's row maxima. So V_{t-1} stays in use through iteration t: three stages, and tile t + 1 is
+    // requested at the start of iteration t into the stage of tile t - 2 (free once every warpgroup
+    // passed the barrier).
+    uint32_t pa[AW_KT / 16][4];  // P of the last active tile, the A fragments of its P V product
+    int pend = -1;               // its stage, -1: none
+    auto pv = [&](int stage) {   // O += P V of the pending tile (issue only)
+        const uint32_t vb = sV + stage * T_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < AW_KT / 16; kk++) {
+            if constexpr (HD == 128) aw_wgmma_rs_n128(o, pa[kk], aw_desc(vb + 2 * RG * kk, RG, 128));
+            else aw_wgmma_rs_n64(o, pa[kk], aw_desc(vb + 2 * RG * kk, RG, 128));
+        }
+        aw_commit();
+    };
+    __syncthreads();  // (the mbarriers are initialized)
+    if (tid == 0)
+        for (int i = 0; i < AHEAD; i++)
+            if (t_begin + i < t_end) load_tile(t_begin + i, i);
+    for (int t = t_begin; t < t_end; t++) {
+        const int stage = (t - t_begin) % AW_STAGES;
+        aw_mbar_wait(full0 + 8 * stage, ((t - t_begin) / AW_STAGES) & 1);  // tile t has landed
+        const bool window = t >= n_ft;
+        if (q_mode != (int)window) {  // (block-uniform) every warpgroup is past its last S of the other rotation
+            __syncthreads();
+            load_q(window);
+            q_mode = (int)window;
+            aw_fence_proxy();
+        }
+        __syncthreads();  // tile t (and the queries) visible to every warpgroup; every warpgroup is done with tile t - 2
+        if (tid == 0 && t + AHEAD < t_end) load_tile(t + AHEAD, (stage + AHEAD) % AW_STAGES);
+
+        const int e0 = tile_e0(t);                    // key index of the tile's first key
+        const int j0 = window ? e0 - n_fixed : 0;     // its window entry (negative: below every window)
+        bool active, need_mask;
+        if (window) {
+            active = g_any && j0 < g_hi_max && j0 + AW_KT > g_lo_min;
+            need_mask = !(j0 >= g_lo_max && j0 + AW_KT <= g_hi_min);
+        } else {
+            active = g_any;
+            need_mask = e0 + AW_KT > n_fixed;
+        }
+        if (!active) {  // (warpgroup-uniform) only the pending P V, if any
+            if (pend >= 0) {
+                aw_fence();
+                pv(pend);
+                aw_wait_all();
+                aw_pin(o);
+                pend = -1;
+            }
+            continue;
+        }
+        // S = Q K^T: A = the warpgroup's 64 query rows, B = the tile's keys (both K-major)
+        float s[AW_KT / 2];
+        aw_fence();
+        const uint32_t qa = sQ + wg * 8 * RG, kb = sK + stage * T_BYTES;
+#pragma unroll
+        for (int k = 0; k < NK; k++) aw_wgmma_ss_n64(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
+        aw_commit();
+        const bool had = pend >= 0;
+        if (had) {
+            pv(pend);
+            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // S done; P V may still run
+        } else {
+            aw_wait_all();
+        }
+        aw_pin(s);
+        if (need_mask) {
+#pragma unroll
+            for (int j = 0; j < NS; j++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const int kk = 8 * j + 2 * tq + (c & 1), rl = row_local(c >> 1);
+                    const bool vis = window ? (j0 + kk >= s_lo[rl] && j0 + kk < s_hi[rl]) : (e0 + kk < n_fixed);
+                    if (!vis) s[4 * j + c] = -INFINITY;
+                }
+        }
+        // online softmax per row; a row's scores sit in the 4 lanes of a quad (xor 1, 2)
+        float alpha[2];
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < NS; j++) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * u], s[4 * j + 2 * u + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(m[u], mx);
+            // a row with nothing visible yet keeps m = -inf; subtracting 0 then gives exp2(-inf) = 0
+            const float mu = m_new == -INFINITY ? 0.0f : m_new;
+            alpha[u] = tc_exp2(m[u] - mu);
+            m[u] = m_new;
+            float sum = 0.0f;
+#pragma unroll
+            for (int j = 0; j < NS; j++) {
+                const float p0 = tc_exp2(s[4 * j + 2 * u] - mu), p1 = tc_exp2(s[4 * j + 2 * u + 1] - mu);
+                s[4 * j + 2 * u] = p0;
+                s[4 * j + 2 * u + 1] = p1;
+                sum += p0 + p1;
+            }
+            l[u] = l[u] * alpha[u] + sum;
+        }
+        if (had) {
+            aw_wait_all();  // the previous tile's P V
+            aw_pin(o);
+        }
+        // O (which now holds every tile before t, at the previous maxima) to tile t's maxima
+#pragma unroll
+        for (int dn = 0; dn < ND; dn++) {
+            o[4 * dn + 0] *= alpha[0]; o[4 * dn + 1] *= alpha[0];
+            o[4 * dn + 2] *= alpha[1]; o[4 * dn + 3] *= alpha[1];
+        }
+        // P of this tile as A fragments: keys 16 kk.. are the S blocks 2 kk and 2 kk + 1
+#pragma unroll
+        for (int kk = 0; kk < AW_KT / 16; kk++) {
+            pa[kk][0] = tc_pack(s[8 * kk + 0], s[8 * kk + 1]);
+            pa[kk][1] = tc_pack(s[8 * kk + 2], s[8 * kk + 3]);
+            pa[kk][2] = tc_pack(s[8 * kk + 4], s[8 * kk + 5]);
+            pa[kk][3] = tc_pack(s[8 * kk + 6], s[8 * kk + 7]);
+        }
+        pend = stage;
+    }
+    if (pend >= 0) {  // the last tile's P V (its stage is not reloaded: no tile follows)
+        aw_fence();
+        pv(pend);
+        aw_wait_all();
+        aw_pin(o);
+    }
+
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        l[u] += __shfl_xor_sync(0xffffffffu, l[u], 1);
+        l[u] += __shfl_xor_sync(0xffffffffu, l[u], 2);
+    }
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int r = qt * AW_BM + row_local(u);
+        if (r >= n_rows) continue;
+        const size_t qh = row_qh(r);
+        if (P.n_split == 1) {
+            const float inv = l[u] > 0.0f ? 1.0f / l[u] : 0.0f;
+            float *dst = P.out + qh * P.hd;
+#pragma unroll
+            for (int dn = 0; dn < ND; dn++) {
+                const int d = 8 * dn + 2 * tq;
+                if (d < P.hd) *reinterpret_cast<float2 *>(dst + d) = make_float2(o[4 * dn + 2 * u] * inv, o[4 * dn + 2 * u + 1] * inv);
+            }
+        } else {
+            const size_t pi = qh * P.n_split + split;
+            float *dst = P.part_o + pi * HD;
+#pragma unroll
+            for (int dn = 0; dn < ND; dn++) {
+                const int d = 8 * dn + 2 * tq;
+                if (d < P.hd) *reinterpret_cast<float2 *>(dst + d) = make_float2(o[4 * dn + 2 * u], o[4 * dn + 2 * u + 1]);
+            }
+            if (tq == 0) { P.part_ml[2 * pi] = m[u]; P.part_ml[2 * pi + 1] = l[u]; }
+        }
+    }
+}
+
+template <int HD>
+void aw_launch(const attn_tc_params &P, int n_head_kv, cudaStream_t stream) {
+    const size_t smem = cuda_attention_wgmma_smem(HD);
+    static bool configured = false;  // above 48 KiB of dynamic shared memory needs the opt-in
+    if (!configured) {
+        CUDA_CHECK(cudaFuncSetAttribute(attention_wgmma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        configured = true;
+    }
+    attention_wgmma_kernel<HD><<<dim3(P.n_qtiles, n_head_kv, P.n_split), AW_THREADS, smem, stream>>>(P);
+}
+
+}  // namespace
+
+size_t cuda_attention_wgmma_smem(int HD) { return (size_t)(AW_BM + 2 * AW_STAGES * AW_KT) * HD * sizeof(__half); }
+
+void cuda_attention_wgmma(const attn_tc_params &P, int HD, int n_head_kv, cudaStream_t stream) {
+    if (HD == 64) aw_launch<64>(P, n_head_kv, stream);
+    else if (HD == 128) aw_launch<128>(P, n_head_kv, stream);
+    else fail(ENDLESS_ERR_INTERNAL, "cuda attention (wgmma): head dim " + std::to_string(HD) + " is not compiled");
+    CUDA_CHECK_LAUNCH("attention (wgmma)");
+}
+
+}  // namespace endless
