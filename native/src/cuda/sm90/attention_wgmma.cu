@@ -38,7 +38,8 @@ constexpr int AW_WG = CUDA_AW_ROWS / 64;   // warpgroups per block, 64 rows each
 constexpr int AW_THREADS = 128 * AW_WG;
 constexpr int AW_BM = CUDA_AW_ROWS;
 constexpr int AW_KT = CUDA_AW_KT;
-constexpr int AW_STAGES = 3;               // K / V tile stages (see the loop; 4 measured no faster)
+constexpr int AW_STAGES = 4;               // K / V tile stages (see the loop)
+constexpr int AW_AHEAD = 1;                // tiles requested ahead of the one in use
 static_assert(AW_KT == 64, "S is one m64n64 accumulator per warpgroup");
 
 // mbarriers (one per stage: the tile's bytes arrive on it) and 1-D bulk copies into shared memory
@@ -47,6 +48,9 @@ __device__ __forceinline__ void aw_mbar_init(uint32_t bar, unsigned count) {
 }
 __device__ __forceinline__ void aw_mbar_expect_tx(uint32_t bar, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void aw_mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 __device__ __forceinline__ void aw_mbar_wait(uint32_t bar, uint32_t parity) {
     uint32_t done = 0;
@@ -141,7 +145,6 @@ __device__ __forceinline__ void aw_wgmma_rs_n128(float (&d)[64], const uint32_t 
 
 template <int HD>
 __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const attn_tc_params P) {
-    constexpr int AHEAD = AW_STAGES - 2;  // tiles requested ahead of the one in use
     constexpr int RG = HD * 16;           // bytes from one 8-row group of a tile to the next
     constexpr int CH = HD / 8;            // 16-byte chunks per row
     constexpr int NK = HD / 16;           // k steps of Q K^T
@@ -153,8 +156,10 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     const uint32_t sK = sQ + Q_BYTES, sV = sK + AW_STAGES * T_BYTES;  // K[AW_STAGES], V[AW_STAGES]
     __shared__ int s_lo[AW_BM], s_hi[AW_BM];  // the rows' windows (read again only by masked tiles)
     __shared__ int s_range[AW_THREADS / 32][5];
-    __shared__ __align__(8) uint64_t s_full[AW_STAGES];  // a stage's tile has landed (phase per use)
-    const uint32_t full0 = (uint32_t)__cvta_generic_to_shared(&s_full[0]);
+    // per stage: its tile has landed (the producer's expect_tx and the bytes), every warp is done
+    // with it (one arrival per warp); a phase per use
+    __shared__ __align__(8) uint64_t s_full[AW_STAGES], s_empty[AW_STAGES];
+    const uint32_t full0 = (uint32_t)__cvta_generic_to_shared(&s_full[0]), empty0 = (uint32_t)__cvta_generic_to_shared(&s_empty[0]);
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, gr = lane >> 2, tq = lane & 3;
     const int qt = P.n_qtiles - 1 - (int)blockIdx.x;  // the last queries see the most keys: start them first
@@ -180,7 +185,10 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         if (tq == 0) { s_lo[rl] = lo; s_hi[rl] = hi; }
     }
     if (tid == 0) {
-        for (int i = 0; i < AW_STAGES; i++) aw_mbar_init(full0 + 8 * i, 1);
+        for (int i = 0; i < AW_STAGES; i++) {
+            aw_mbar_init(full0 + 8 * i, 1);
+            aw_mbar_init(empty0 + 8 * i, AW_THREADS / 32);
+        }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     {
@@ -224,11 +232,11 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         aw_bulk_load(sK + stage * T_BYTES, P.kh + base, T_BYTES, bar);
         aw_bulk_load(sV + stage * T_BYTES, P.vh + base, T_BYTES, bar);
     };
-    // the block's queries in the rotation of the window or the fixed tiles (zeros past n_rows)
+    // the warpgroup's 64 queries in the rotation of the window or the fixed tiles (zeros past n_rows)
     auto load_q = [&](bool window) {
 #pragma unroll
-        for (int i0 = 0; i0 < AW_BM * CH; i0 += AW_THREADS) {
-            const int i = i0 + tid, r8 = i & 7, c = (i >> 3) % CH, grp = i / (8 * CH), rl = grp * 8 + r8, r = qt * AW_BM + rl;
+        for (int i0 = 0; i0 < 64 * CH; i0 += 128) {
+            const int i = i0 + (tid & 127), r8 = i & 7, c = (i >> 3) % CH, grp = wg * 8 + i / (8 * CH), rl = grp * 8 + r8, r = qt * AW_BM + rl;
             uint4 v = make_uint4(0, 0, 0, 0);
             if (r < n_rows) v = *reinterpret_cast<const uint4 *>(P.qh + ((size_t)window * P.n_q * P.n_head + row_qh(r)) * HD + c * 8);
             const uint32_t dst = sQ + grp * RG + c * 128 + r8 * 16;
@@ -243,12 +251,12 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's partial row sums
     int q_mode = -1;
 
-    // The loop, one block barrier a tile. A warpgroup issues S_t = Q K_t^T and then O += P_{t-1} V_{t-1}
-    // (the previous tile's probabilities, kept in registers), waits for S_t only, and runs tile t's
-    // softmax while the P V product is on the tensor cores; then it waits for that and rescales O to
-    // tile t's row maxima. So V_{t-1} stays in use through iteration t: three stages, and tile t + 1 is
-    // requested at the start of iteration t into the stage of tile t - 2 (free once every warpgroup
-    // passed the barrier).
+    // The loop. Thread 0 requests tile t + AHEAD (into the stage whose last tile every warp has
+    // released); every warp waits for tile t to land. A warpgroup issues S_t = Q K_t^T and then
+    // O += P_{t-1} V_{t-1} (the previous tile's probabilities, kept in registers), waits for S_t
+    // only, and runs tile t's softmax while the P V product is on the tensor cores; then it waits for
+    // that, releases tile t - 1's stage and rescales O to tile t's row maxima. No block barrier: the
+    // two warpgroups run at their own pace (the stages give the later one slack).
     uint32_t pa[AW_KT / 16][4];  // P of the last active tile, the A fragments of its P V product
     int pend = -1;               // its stage, -1: none
     auto pv = [&](int stage) {   // O += P V of the pending tile (issue only)
@@ -260,22 +268,30 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         }
         aw_commit();
     };
-    __syncthreads();  // (the mbarriers are initialized)
+    auto release = [&](int stage) {  // this warp is done with the stage (its wgmma reads have completed)
+        __syncwarp();
+        if (lane == 0) aw_mbar_arrive(empty0 + 8 * stage);
+    };
+    auto wg_sync = [&] { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); };
     if (tid == 0)
-        for (int i = 0; i < AHEAD; i++)
+        for (int i = 0; i < AW_AHEAD; i++)
             if (t_begin + i < t_end) load_tile(t_begin + i, i);
     for (int t = t_begin; t < t_end; t++) {
-        const int stage = (t - t_begin) % AW_STAGES;
-        aw_mbar_wait(full0 + 8 * stage, ((t - t_begin) / AW_STAGES) & 1);  // tile t has landed
+        const int it = t - t_begin, stage = it % AW_STAGES;
+        if (tid == 0 && t + AW_AHEAD < t_end) {
+            const int i2 = it + AW_AHEAD;
+            if (i2 >= AW_STAGES) aw_mbar_wait(empty0 + 8 * (i2 % AW_STAGES), (i2 / AW_STAGES - 1) & 1);
+            load_tile(t + AW_AHEAD, i2 % AW_STAGES);
+        }
+        aw_mbar_wait(full0 + 8 * stage, (it / AW_STAGES) & 1);  // tile t has landed
         const bool window = t >= n_ft;
-        if (q_mode != (int)window) {  // (block-uniform) every warpgroup is past its last S of the other rotation
-            __syncthreads();
+        if (q_mode != (int)window) {  // (block-uniform) the warpgroup is past its last S of the other rotation
+            wg_sync();
             load_q(window);
             q_mode = (int)window;
             aw_fence_proxy();
+            wg_sync();
         }
-        __syncthreads();  // tile t (and the queries) visible to every warpgroup; every warpgroup is done with tile t - 2
-        if (tid == 0 && t + AHEAD < t_end) load_tile(t + AHEAD, (stage + AHEAD) % AW_STAGES);
 
         const int e0 = tile_e0(t);                    // key index of the tile's first key
         const int j0 = window ? e0 - n_fixed : 0;     // its window entry (negative: below every window)
@@ -293,8 +309,10 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
                 pv(pend);
                 aw_wait_all();
                 aw_pin(o);
+                release(pend);
                 pend = -1;
             }
+            release(stage);
             continue;
         }
         // S = Q K^T: A = the warpgroup's 64 query rows, B = the tile's keys (both K-major)
@@ -349,6 +367,7 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         if (had) {
             aw_wait_all();  // the previous tile's P V
             aw_pin(o);
+            release(pend);
         }
         // O (which now holds every tile before t, at the previous maxima) to tile t's maxima
 #pragma unroll
