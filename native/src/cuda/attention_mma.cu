@@ -47,8 +47,10 @@ int am_hd(int head_dim) { return head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : 2
 __host__ __device__ constexpr int am_mt(int HD) { return HD <= 128 ? 2 : 1; }
 __host__ __device__ constexpr int am_kt(int HD) { return HD >= 128 ? AM_KT / 2 : AM_KT; }
 // Rows of the converted key list: the bucket plus a tile of zeros, since a window tile starts at
-// any key and may run up to a tile past n_keys; a multiple of 64 rows keeps kh/vh 256-byte sized.
-size_t am_rows_kv(int keys_bucket) { return ((size_t)keys_bucket + AM_KT + 63) / 64 * 64; }
+// any key and may run up to a tile past n_keys (128 rows: the wgmma kernel's tiles); a multiple of
+// 64 rows keeps kh/vh 256-byte sized.
+static_assert(CUDA_AW_KT <= 2 * AM_KT, "am_rows_kv leaves a wgmma tile of zero rows");
+size_t am_rows_kv(int keys_bucket) { return ((size_t)keys_bucket + 2 * AM_KT + 63) / 64 * 64; }
 size_t am_part_bytes(const attn_args &a, int n_split) {
     if (n_split <= 1) return 0;
     const size_t n = (size_t)a.n_q * a.n_head * n_split;

@@ -1,14 +1,16 @@
 // Prefill attention on sm_90a's warpgroup tensor-core instructions (wgmma.mma_async); see
 // attention_wgmma.cuh. A block of two warpgroups owns 128 (query, head) rows of one KV head, as
-// attention_mma_kernel (attention_mma.cu, mma.sync) does, and walks its key tiles (64 keys) with:
+// attention_mma_kernel (attention_mma.cu, mma.sync) does, and walks its key tiles (128 keys) with:
 //   - the block's queries (f16, rotated and scaled by the conversion pass) and the K and V tiles in
 //     shared memory in the instructions' canonical no-swizzle layout: 8-row x 16-byte core matrices,
 //     byte (row, 16-byte chunk c) at (row / 8) * HD * 16 + c * 128 + (row % 8) * 16. The conversion
 //     pass writes kh / vh in that layout already (attention_mma_convert_kernel<HD, true>), so a tile
-//     that starts at a multiple of 8 rows is one contiguous stretch: two bulk copies (cp.async.bulk)
-//     whose bytes arrive on the stage's mbarrier, three stages;
-//   - S = Q K^T per warpgroup: wgmma m64n64k16, both operands from shared memory (K-major);
-//   - the online softmax in registers (each thread: two rows, 16 scores), base 2 (Q carries
+//     that starts at a multiple of 8 rows is one contiguous stretch: two bulk copies (cp.async.bulk,
+//     issued by thread 0) whose bytes arrive on the stage's "full" mbarrier; every warp releases a
+//     stage on its "empty" mbarrier, so the two warpgroups need no block barrier and run at their
+//     own pace;
+//   - S = Q K^T per warpgroup: wgmma m64n128k16, both operands from shared memory (K-major);
+//   - the online softmax in registers (each thread: two rows, 32 scores), base 2 (Q carries
 //     scale * log2 e), masks for tiles that straddle a window edge, as attention_mma_kernel;
 //   - O += P V: wgmma m64nHDk16 with P from registers (the S accumulator layout is the A fragment
 //     layout once rounded to f16) and V from shared memory read N-major (imm-trans-b), so one tile
@@ -16,10 +18,10 @@
 // Tile ranges, window skipping, split-K and the partial records are attention_mma_kernel's, except
 // that window tiles start at a multiple of 8 rows (the keys before the first visible one are masked).
 // H100, 4096 queries x 12 / 2 heads x 128 dims (test_cuda_bench ENDLESS_BENCH_ONLY=attn_prefill;
-// NOTES.md, eleventh session): 232 / 271 TFLOP/s of useful work for a causal chunk / a 4092-key
-// window against 147 / 179 for attention_mma_kernel. The first version (cp.async tiles by every
-// thread, S and O each waited for, two block barriers a tile) measured 157 / 180: the threads
-// stalled issuing 16-byte copies.
+// NOTES.md, eleventh session), TFLOP/s of useful work for a causal chunk / a 4092-key window:
+// attention_mma_kernel 147 / 179; here with cp.async tiles (every thread, 16 bytes a copy) 157-166 /
+// 180-191 (the threads stalled issuing the copies); bulk copies, 64-key tiles 230 / 266-272 (with or
+// without block barriers alike); 128-key tiles 255-268 / 299-308.
 #include "../attention_wgmma.cuh"
 #include "../cuda_common.cuh"
 
@@ -38,9 +40,10 @@ constexpr int AW_WG = CUDA_AW_ROWS / 64;   // warpgroups per block, 64 rows each
 constexpr int AW_THREADS = 128 * AW_WG;
 constexpr int AW_BM = CUDA_AW_ROWS;
 constexpr int AW_KT = CUDA_AW_KT;
-constexpr int AW_STAGES = 4;               // K / V tile stages (see the loop)
+// K / V tile stages: 3 x 2 x 32 KB + the queries' 32 KB (head dim 128) fill the 227 KB a block may
+// have; tile t + 1 goes into the stage of tile t - 2, which every warp released during iteration t - 1
+constexpr int AW_STAGES = 3;
 constexpr int AW_AHEAD = 1;                // tiles requested ahead of the one in use
-static_assert(AW_KT == 64, "S is one m64n64 accumulator per warpgroup");
 
 // mbarriers (one per stage: the tile's bytes arrive on it) and 1-D bulk copies into shared memory
 __device__ __forceinline__ void aw_mbar_init(uint32_t bar, unsigned count) {
@@ -86,8 +89,8 @@ __device__ __forceinline__ uint64_t aw_desc(uint32_t saddr, uint32_t lbo, uint32
            ((uint64_t)((sbo & 0x3FFFFu) >> 4) << 32);
 }
 
-// S (m64 x n64, f32) = A (64 x 16 from a shared-memory descriptor) x B (16 x 64, descriptor); scale_d = 0
-// overwrites S instead of adding to it.
+// S (m64 x nN, f32) = A (64 x 16 from a shared-memory descriptor) x B (16 x N, descriptor); scale_d = 0
+// overwrites S instead of adding to it. N = 64 and 128 (the key tile).
 __device__ __forceinline__ void aw_wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
@@ -100,6 +103,27 @@ __device__ __forceinline__ void aw_wgmma_ss_n64(float (&d)[32], uint64_t da, uin
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
         "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
         "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
+__device__ __forceinline__ void aw_wgmma_ss_n128(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        :
+        "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
         : "l"(da), "l"(db), "r"(scale_d));
 }
 
@@ -320,7 +344,10 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         aw_fence();
         const uint32_t qa = sQ + wg * 8 * RG, kb = sK + stage * T_BYTES;
 #pragma unroll
-        for (int k = 0; k < NK; k++) aw_wgmma_ss_n64(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
+        for (int k = 0; k < NK; k++) {
+            if constexpr (AW_KT == 128) aw_wgmma_ss_n128(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
+            else aw_wgmma_ss_n64(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
+        }
         aw_commit();
         const bool had = pend >= 0;
         if (had) {
@@ -436,7 +463,7 @@ void aw_launch(const attn_tc_params &P, int n_head_kv, cudaStream_t stream) {
 
 }  // namespace
 
-size_t cuda_attention_wgmma_smem(int HD) { return (size_t)(AW_BM + 2 * AW_STAGES * AW_KT) * HD * sizeof(__half); }
+size_t cuda_attention_wgmma_smem(int HD) { return (size_t)(AW_BM + 2 * AW_STAGES * CUDA_AW_KT) * HD * sizeof(__half); }
 
 void cuda_attention_wgmma(const attn_tc_params &P, int HD, int n_head_kv, cudaStream_t stream) {
     if (HD == 64) aw_launch<64>(P, n_head_kv, stream);
