@@ -40,6 +40,7 @@ constexpr int AW_WG = CUDA_AW_ROWS / 64;   // warpgroups per block, 64 rows each
 constexpr int AW_THREADS = 128 * AW_WG;
 constexpr int AW_BM = CUDA_AW_ROWS;
 constexpr int AW_KT = CUDA_AW_KT;
+static_assert(AW_KT == 128, "S is one m64n128 accumulator per warpgroup");
 // K / V tile stages: 3 x 2 x 32 KB + the queries' 32 KB (head dim 128) fill the 227 KB a block may
 // have; tile t + 1 goes into the stage of tile t - 2, which every warp released during iteration t - 1
 constexpr int AW_STAGES = 3;
@@ -89,23 +90,8 @@ __device__ __forceinline__ uint64_t aw_desc(uint32_t saddr, uint32_t lbo, uint32
            ((uint64_t)((sbo & 0x3FFFFu) >> 4) << 32);
 }
 
-// S (m64 x nN, f32) = A (64 x 16 from a shared-memory descriptor) x B (16 x N, descriptor); scale_d = 0
-// overwrites S instead of adding to it. N = 64 and 128 (the key tile).
-__device__ __forceinline__ void aw_wgmma_ss_n64(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-        "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-        :
-        "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(da), "l"(db), "r"(scale_d));
-}
-
+// S (m64 x n128, f32) = A (64 x 16 from a shared-memory descriptor) x B (16 x 128, descriptor); scale_d = 0
+// overwrites S instead of adding to it.
 __device__ __forceinline__ void aw_wgmma_ss_n128(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
@@ -344,10 +330,7 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         aw_fence();
         const uint32_t qa = sQ + wg * 8 * RG, kb = sK + stage * T_BYTES;
 #pragma unroll
-        for (int k = 0; k < NK; k++) {
-            if constexpr (AW_KT == 128) aw_wgmma_ss_n128(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
-            else aw_wgmma_ss_n64(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
-        }
+        for (int k = 0; k < NK; k++) aw_wgmma_ss_n128(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
         aw_commit();
         const bool had = pend >= 0;
         if (had) {
