@@ -28,6 +28,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace endless {
@@ -511,14 +512,20 @@ void am_launch(const am_params &P, int n_head_kv, cudaStream_t stream) {
 }
 
 // Whether attention_wgmma.cu's kernel takes this padded head dim here: built (sm_90a), a compute
-// capability 9.0 device, and not turned off by ENDLESS_CUDA_ATTN_WGMMA=0.
+// capability 9.0 device, and not turned off by ENDLESS_CUDA_ATTN_WGMMA=0. Head dims 65..128 only:
+// the kernel also runs head dim 64 and passes test_cuda_ops there (5e-3 against double), but with it
+// the shipped model (head dim 64) failed engine-cuda.test.ts's long streaming test by a hair (GPU vs
+// CPU 3.06e-2 after 791 tokens, tolerance 3e-2; H100, 2026-11-27, NOTES.md eleventh session), cause
+// not found yet (the f16 precision both kernels share, or a difference in this one); until it is,
+// head dim 64 keeps attention_mma_kernel (ENDLESS_CUDA_ATTN_WGMMA=all takes it to the wgmma kernel too,
+// for that investigation).
 bool am_wgmma_usable(int HD) {
 #ifdef ENDLESS_CUDA_SM90A
-    static const bool allowed = [] {
+    static const int mode = [] {  // 0: off, 1: head dim 128, 2: 64 and 128
         const char *v = std::getenv("ENDLESS_CUDA_ATTN_WGMMA");
-        return !(v && v[0] == '0');
+        return v && v[0] == '0' ? 0 : v && std::strcmp(v, "all") == 0 ? 2 : 1;
     }();
-    return allowed && (HD == 64 || HD == 128) && cuda_device_attr<cudaDevAttrComputeCapabilityMajor>(0) == 9 &&
+    return (HD == 128 ? mode >= 1 : HD == 64 && mode == 2) && cuda_device_attr<cudaDevAttrComputeCapabilityMajor>(0) == 9 &&
            cuda_device_attr<cudaDevAttrComputeCapabilityMinor>(0) == 0;
 #else
     (void)HD;

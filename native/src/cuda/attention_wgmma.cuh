@@ -2,7 +2,8 @@
 // instructions (wgmma.mma_async). Same inputs (the f16 query rows and key list that
 // attention_mma.cu's conversion pass writes), same semantics, same split-K partials and combine;
 // only the main kernel differs. Built only where the CUDA architectures include 90 (the file is
-// compiled for sm_90a alone, native/CMakeLists.txt), used only on compute capability 9.0 devices.
+// compiled for sm_90a alone, native/CMakeLists.txt), used only on compute capability 9.0 devices and
+// for head dims 65..128 (attention_mma.cu, am_wgmma_usable).
 #pragma once
 #include <cstddef>
 #include <cstdint>
