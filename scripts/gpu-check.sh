@@ -52,6 +52,10 @@ mkdir -p "$BUILD"
 if [ "${GPU_CHECK_STANDALONE:-0}" != 1 ] && cmake -S native -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DENDLESS_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" "${node_args[@]}" \
      > "$OUT/build.log" 2>&1 && cmake --build "$BUILD" -j"$JOBS" >> "$OUT/build.log" 2>&1; then
   note "build: ok ($(( $(date +%s) - t0 )) s, sm_$ARCH)"
+  # ptxas's performance notes (e.g. C7520: every wgmma of a kernel serialized), which a build passes
+  # as "ptxas info" lines (NOTES.md, eleventh session)
+  perf=$(grep -oE "\(C75[0-9]+\)[^']*'[^']*'" "$OUT/build.log" | sed -E "s/ in the function '/ in /; s/'$//" | sort | uniq -c)
+  [ -n "$perf" ] && note "ptxas performance notes in build.log:" && echo "$perf" | cut -c1-220 | tee -a "$summary"
 else
   [ "${GPU_CHECK_STANDALONE:-0}" != 1 ] && note "build: FAILED (see build.log)" && grep -E "error" "$OUT/build.log" | head -10
   # Fallback while other parts of the tree do not build: the CUDA library, the reference

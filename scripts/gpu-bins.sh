@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# CUDA test and benchmark binaries built here, run on the GPU machine without building there (the
+# device tool's machine starts bare, and a cmake build there costs ~4 min of device time).
+#   here:  bash scripts/gpu-bins.sh pack [build-dir]
+#          (cmake -S native -B build/gpu90 -DCMAKE_BUILD_TYPE=Release -DENDLESS_CUDA=ON
+#           -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build/gpu90 --target test_cuda_ops test_cuda_bench
+#           first; CUDA 13 here and there, cudart static): test_cuda_ops and test_cuda_bench stripped
+#          into .carry-bin/bins.tar.xz (~18 MB: the two share most of their bytes; the tree plus
+#          carry must stay under 64 MiB), then the device tool with carry [".carry-bin"] and
+#   there: OUT=$OUT bash scripts/gpu-bins.sh run
+#          test_cuda_ops in full, then for each variant of BINS_VARIANTS (";"-separated environment
+#          settings, "-" for none; default: the defaults against the mma.sync prefill attention)
+#          the prefill attention alone (ENDLESS_BENCH_ONLY=attn_prefill) and a 16k prefill, in two
+#          alternating rounds; BINS_NCU=1 adds ncu's stall reasons for one windowed launch of the
+#          wgmma attention kernel (first variant).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+case "${1:-}" in
+pack)
+  build=${2:-build/gpu90}
+  grep -qx '/.carry-bin/' .git/info/exclude 2>/dev/null || echo '/.carry-bin/' >> .git/info/exclude
+  mkdir -p .carry-bin
+  tmp=$(mktemp -d)
+  for b in test_cuda_ops test_cuda_bench; do
+    [ -x "$build/$b" ] || { echo "no $build/$b (build it first)"; exit 1; }
+    cp "$build/$b" "$tmp/$b" && strip "$tmp/$b"
+  done
+  tar cf - -C "$tmp" test_cuda_ops test_cuda_bench | xz -9e -T1 > .carry-bin/bins.tar.xz
+  rm -rf "$tmp"
+  ls -la .carry-bin/bins.tar.xz
+  ;;
+run)
+  OUT=${OUT:-$root/gpu-bins-out}
+  mkdir -p "$OUT"
+  D=/tmp/gpu-bins; mkdir -p $D
+  xz -dc .carry-bin/bins.tar.xz | tar xf - -C $D || { echo "no .carry-bin/bins.tar.xz"; exit 1; }
+  nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1; date -u +%FT%TZ
+  timeout 300 $D/test_cuda_ops > "$OUT/test_cuda_ops.log" 2>&1
+  echo "test_cuda_ops: rc $? ($(grep -cE '^ok' "$OUT/test_cuda_ops.log") ok)"; grep -E "^FAIL|FAILED" "$OUT/test_cuda_ops.log" | head -5
+  IFS=';' read -r -a variants <<< "${BINS_VARIANTS:--;ENDLESS_CUDA_ATTN_WGMMA=0}"
+  for round in 1 2; do
+    for v in "${variants[@]}"; do
+      e=(); [ "$v" != "-" ] && read -r -a e <<< "$v"
+      env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=attn_prefill timeout 120 $D/test_cuda_bench | grep "attention prefill" | sed "s|^|[$v] |"
+      env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=prefill timeout 120 $D/test_cuda_bench | tail -1 | sed "s|^|[$v] |"
+    done
+  done
+  if [ "${BINS_NCU:-0}" = 1 ]; then
+    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+    v=${variants[0]}; e=(); [ "$v" != "-" ] && read -r -a e <<< "$v"
+    env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=attn_prefill timeout 200 "$NCU" -k regex:attention_wgmma -s 200 -c 1 \
+      --set full -f -o /tmp/gpu-bins-aw $D/test_cuda_bench > "$OUT/ncu-run.log" 2>&1
+    "$NCU" -i /tmp/gpu-bins-aw.ncu-rep --page details > "$OUT/ncu-details.txt" 2>&1
+    grep -E "Duration|Issue Slots Busy|Tensor is|Registers Per|L2 Cache Throughput" "$OUT/ncu-details.txt" | head
+  fi
+  ;;
+*)
+  sed -n '2,16p' "$0"; exit 1 ;;
+esac
