@@ -14,7 +14,10 @@
 //     scale * log2 e), masks for tiles that straddle a window edge, as attention_mma_kernel;
 //   - O += P V: wgmma m64nHDk16 with P from registers (the S accumulator layout is the A fragment
 //     layout once rounded to f16) and V from shared memory read N-major (imm-trans-b), so one tile
-//     layout serves K and V; the product of tile t - 1 runs while tile t's softmax does (the loop).
+//     layout serves K and V; the product of tile t - 1 is meant to run while tile t's softmax does
+//     (the loop), but as written here ptxas serializes every wgmma (warning C7520: the products sit
+//     behind data-dependent branches), so it does not, and the figures below are of that code;
+//     branch exp/wgmma-uniform removes the branches (NOTES.md, eleventh session; not yet measured).
 // Tile ranges, window skipping, split-K and the partial records are attention_mma_kernel's, except
 // that window tiles start at a multiple of 8 rows (the keys before the first visible one are masked).
 // H100, 4096 queries x 12 / 2 heads x 128 dims (test_cuda_bench ENDLESS_BENCH_ONLY=attn_prefill;
