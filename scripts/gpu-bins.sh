@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # CUDA test and benchmark binaries built here, run on the GPU machine without building there (the
 # device tool's machine starts bare, and a cmake build there costs ~4 min of device time).
-#   here:  bash scripts/gpu-bins.sh pack [build-dir]
+#   here:  bash scripts/gpu-bins.sh pack [build-dir] [name=path/to/another/test_cuda_bench ...]
 #          (cmake -S native -B build/gpu90 -DCMAKE_BUILD_TYPE=Release -DENDLESS_CUDA=ON
 #           -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build/gpu90 --target test_cuda_ops test_cuda_bench
 #           first; CUDA 13 here and there, cudart static): test_cuda_ops and test_cuda_bench stripped
 #          into .carry-bin/bins.tar.xz (~18 MB: the two share most of their bytes; the tree plus
-#          carry must stay under 64 MiB), then the device tool with carry [".carry-bin"] and
+#          carry must stay under 64 MiB; benchmarks of other trees added as name=path go in as
+#          test_cuda_bench.name, ~0.1 MB each, for an A/B of two builds), then the device tool with
+#          carry [".carry-bin"] and
 #   there: OUT=$OUT bash scripts/gpu-bins.sh run
 #          test_cuda_ops in full, then for each variant of BINS_VARIANTS (";"-separated environment
 #          settings, "-" for none; default: the defaults against the mma.sync prefill attention)
 #          the prefill attention alone (ENDLESS_BENCH_ONLY=attn_prefill) and a 16k prefill, in two
-#          alternating rounds; BINS_NCU=1 adds ncu's stall reasons for one windowed launch of the
-#          wgmma attention kernel (first variant).
+#          alternating rounds, with each benchmark binary in the archive; BINS_NCU=1 adds ncu's
+#          figures for one windowed launch of the wgmma attention kernel (first variant, first binary).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,7 +28,13 @@ pack)
     [ -x "$build/$b" ] || { echo "no $build/$b (build it first)"; exit 1; }
     cp "$build/$b" "$tmp/$b" && strip "$tmp/$b"
   done
-  tar cf - -C "$tmp" test_cuda_ops test_cuda_bench | xz -9e -T1 > .carry-bin/bins.tar.xz
+  shift 2 2>/dev/null || shift
+  for extra in "$@"; do
+    name=${extra%%=*}; path=${extra#*=}
+    [ -x "$path" ] || { echo "no $path"; exit 1; }
+    cp "$path" "$tmp/test_cuda_bench.$name" && strip "$tmp/test_cuda_bench.$name"
+  done
+  (cd "$tmp" && tar cf - test_cuda_*) | xz -9e -T1 > .carry-bin/bins.tar.xz
   rm -rf "$tmp"
   ls -la .carry-bin/bins.tar.xz
   ;;
@@ -39,11 +47,15 @@ run)
   timeout 300 $D/test_cuda_ops > "$OUT/test_cuda_ops.log" 2>&1
   echo "test_cuda_ops: rc $? ($(grep -cE '^ok' "$OUT/test_cuda_ops.log") ok)"; grep -E "^FAIL|FAILED" "$OUT/test_cuda_ops.log" | head -5
   IFS=';' read -r -a variants <<< "${BINS_VARIANTS:--;ENDLESS_CUDA_ATTN_WGMMA=0}"
+  benches=($D/test_cuda_bench $(ls $D/test_cuda_bench.* 2>/dev/null))
   for round in 1 2; do
-    for v in "${variants[@]}"; do
-      e=(); [ "$v" != "-" ] && read -r -a e <<< "$v"
-      env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=attn_prefill timeout 120 $D/test_cuda_bench | grep "attention prefill" | sed "s|^|[$v] |"
-      env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=prefill timeout 120 $D/test_cuda_bench | tail -1 | sed "s|^|[$v] |"
+    for b in "${benches[@]}"; do
+      for v in "${variants[@]}"; do
+        e=(); [ "$v" != "-" ] && read -r -a e <<< "$v"
+        tag="$(basename "$b") $v"
+        env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=attn_prefill timeout 120 "$b" | grep "attention prefill" | sed "s|^|[$tag] |"
+        env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=prefill timeout 120 "$b" | tail -1 | sed "s|^|[$tag] |"
+      done
     done
   done
   if [ "${BINS_NCU:-0}" = 1 ]; then
