@@ -6,11 +6,11 @@
 #           -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build/gpu90 --target test_cuda_ops test_cuda_bench
 #           first; CUDA 13 here and there, cudart static): test_cuda_ops and test_cuda_bench stripped
 #          into .carry-bin/bins.tar.xz (~18 MB: the two share most of their bytes; the tree plus
-#          carry must stay under 64 MiB; benchmarks of other trees added as name=path go in as
-#          test_cuda_bench.name, ~0.1 MB each, for an A/B of two builds), then the device tool with
-#          carry [".carry-bin"] and
+#          carry must stay under 64 MiB; binaries of other trees added as name=path go in as
+#          test_cuda_bench.name or test_cuda_ops.name, ~0.1-0.5 MB each, for an A/B of builds), then
+#          the device tool with carry [".carry-bin"] and
 #   there: OUT=$OUT bash scripts/gpu-bins.sh run
-#          test_cuda_ops in full, then for each variant of BINS_VARIANTS (";"-separated environment
+#          every test_cuda_ops in full, then for each variant of BINS_VARIANTS (";"-separated environment
 #          settings, "-" for none; default: the defaults against the mma.sync prefill attention)
 #          the prefill attention alone (ENDLESS_BENCH_ONLY=attn_prefill) and a 16k prefill, in two
 #          alternating rounds, with each benchmark binary in the archive; BINS_NCU=1 adds ncu's
@@ -32,7 +32,8 @@ pack)
   for extra in "$@"; do
     name=${extra%%=*}; path=${extra#*=}
     [ -x "$path" ] || { echo "no $path"; exit 1; }
-    cp "$path" "$tmp/test_cuda_bench.$name" && strip "$tmp/test_cuda_bench.$name"
+    kind=test_cuda_bench; case "$(basename "$path")" in test_cuda_ops*) kind=test_cuda_ops ;; esac
+    cp "$path" "$tmp/$kind.$name" && strip "$tmp/$kind.$name"
   done
   (cd "$tmp" && tar cf - test_cuda_*) | xz -9e -T1 > .carry-bin/bins.tar.xz
   rm -rf "$tmp"
@@ -44,8 +45,11 @@ run)
   D=/tmp/gpu-bins; mkdir -p $D
   xz -dc .carry-bin/bins.tar.xz | tar xf - -C $D || { echo "no .carry-bin/bins.tar.xz"; exit 1; }
   nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1; date -u +%FT%TZ
-  timeout 300 $D/test_cuda_ops > "$OUT/test_cuda_ops.log" 2>&1
-  echo "test_cuda_ops: rc $? ($(grep -cE '^ok' "$OUT/test_cuda_ops.log") ok)"; grep -E "^FAIL|FAILED" "$OUT/test_cuda_ops.log" | head -5
+  for t in $D/test_cuda_ops $(ls $D/test_cuda_ops.* 2>/dev/null); do
+    log="$OUT/$(basename "$t").log"
+    timeout 300 "$t" > "$log" 2>&1
+    echo "$(basename "$t"): rc $? ($(grep -cE '^ok' "$log") ok)"; grep -E "^FAIL|FAILED" "$log" | head -5
+  done
   IFS=';' read -r -a variants <<< "${BINS_VARIANTS:--;ENDLESS_CUDA_ATTN_WGMMA=0}"
   benches=($D/test_cuda_bench $(ls $D/test_cuda_bench.* 2>/dev/null))
   for round in 1 2; do
