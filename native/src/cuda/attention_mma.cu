@@ -25,6 +25,7 @@
 #include "attention_wgmma.cuh"
 #include "cuda_common.cuh"
 
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -519,14 +520,18 @@ void am_launch(const am_params &P, int n_head_kv, cudaStream_t stream) {
 // not found yet (the f16 precision both kernels share, or a difference in this one); until it is,
 // head dim 64 keeps attention_mma_kernel (ENDLESS_CUDA_ATTN_WGMMA=all takes it to the wgmma kernel too,
 // for that investigation).
+// 0: off, 1: head dim 128, 2: 64 and 128; -1 until read from the environment (or set by
+// cuda_attention_set_wgmma, which the tests use to run both kernels in one process).
+std::atomic<int> g_wgmma{-1};
 bool am_wgmma_usable(int HD) {
 #ifdef ENDLESS_CUDA_SM90A
-    static const int mode = [] {  // 0: off, 1: head dim 128, 2: 64 and 128
+    int mode = g_wgmma.load(std::memory_order_relaxed);
+    if (mode < 0) {
         const char *v = std::getenv("ENDLESS_CUDA_ATTN_WGMMA");
-        return v && v[0] == '0' ? 0 : v && std::strcmp(v, "all") == 0 ? 2 : 1;
-    }();
-    return (HD == 128 ? mode >= 1 : HD == 64 && mode == 2) && cuda_device_attr<cudaDevAttrComputeCapabilityMajor>(0) == 9 &&
-           cuda_device_attr<cudaDevAttrComputeCapabilityMinor>(0) == 0;
+        mode = v && v[0] == '0' ? 0 : v && std::strcmp(v, "all") == 0 ? 2 : 1;
+        g_wgmma.store(mode, std::memory_order_relaxed);
+    }
+    return (HD == 128 ? mode >= 1 : HD == 64 && mode == 2) && cuda_attention_wgmma_device();
 #else
     (void)HD;
     return false;
@@ -534,6 +539,15 @@ bool am_wgmma_usable(int HD) {
 }
 
 }  // namespace
+
+bool cuda_attention_wgmma_device() {
+#ifdef ENDLESS_CUDA_SM90A
+    return cuda_device_attr<cudaDevAttrComputeCapabilityMajor>(0) == 9 && cuda_device_attr<cudaDevAttrComputeCapabilityMinor>(0) == 0;
+#else
+    return false;
+#endif
+}
+void cuda_attention_set_wgmma(int mode) { g_wgmma.store(mode < 0 ? 0 : mode > 2 ? 2 : mode, std::memory_order_relaxed); }
 
 bool cuda_attention_mma_supported(const attn_args &a) {
     auto a16 = [](const void *p) { return ((uintptr_t)p % 16) == 0; };

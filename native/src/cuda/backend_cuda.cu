@@ -539,7 +539,8 @@ public:
         sig({OP_ATTENTION, ptr_bits(a.q), ptr_bits(a.k_cache), ptr_bits(a.v_cache), ptr_bits(a.out), (uint64_t)bucket,
              (uint64_t)a.n_q, (uint64_t)a.n_head, (uint64_t)a.n_head_kv, (uint64_t)a.head_dim, (uint64_t)a.n_rot,
              (uint64_t)a.mode, ptr_bits(a.rope_cos), ptr_bits(a.rope_sin), f32_bits(a.scale), off_meta, off_keys, off_lo,
-             off_hi, ptr_bits(ws), (uint64_t)plan.n_split, (uint64_t)plan.variant, (uint64_t)tc, (uint64_t)(int64_t)n_fresh, off_fresh});
+             off_hi, ptr_bits(ws), (uint64_t)plan.n_split, (uint64_t)plan.variant, (uint64_t)tc + 2 * (uint64_t)tc_plan.wgmma,
+             (uint64_t)(int64_t)n_fresh, off_fresh});
         const uint8_t *d = stage_dev_;
         if (tc) {
             push([=] {
@@ -1045,6 +1046,8 @@ std::string backend_cuda_gemm_engine(backend &b) {
     return c ? c->gemm_engine() : "not a CUDA backend";
 }
 void backend_cuda_set_attn_decode1(bool on) { cuda_attention_set_decode1(on); }
+bool backend_cuda_attn_wgmma_available() { return cuda_attention_wgmma_device(); }
+void backend_cuda_set_attn_wgmma(int mode) { cuda_attention_set_wgmma(mode); }
 
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures) {
     const auto *c = dynamic_cast<const cuda_backend *>(&b);
