@@ -343,35 +343,61 @@ decode_result bench_decode(synth_model &m, int steps, int64_t stream_pos, sample
     return {med * 1e3, 1.0 / med, l1 - l0, median(hs) * 1e3, median(ds) * 1e3};
 }
 
-// Prefill of total tokens in chunks, StreamingLLM window W: query p (after the first chunk) sees
-// the S sinks and the stream tokens max(S, p - W + 1)..p; the first chunk is plain causal.
+// The cache slot of stream position p: the S sinks, then a ring of the other slots.
+int synth_slot(int p) {
+    const int S = synth_model::n_sinks, R = synth_model::n_slots - S;
+    return p < S ? p : S + (p - S) % R;
+}
+
+// The key list and windows a chunk of n tokens at stream position start sees (StreamingLLM window W):
+// the first chunk (start 0) plain causal; a later one the S sinks (fixed keys), then the stream
+// positions max(S, start - W + 1).. as window entries, query p seeing max(S, p - W + 1)..p.
+struct chunk_keys { std::vector<int32_t> keys, lo, hi; int n_fixed = 0; };
+chunk_keys synth_chunk_keys(int start, int n) {
+    const int S = synth_model::n_sinks, W = synth_model::n_window;
+    chunk_keys c;
+    c.lo.resize(n);
+    c.hi.resize(n);
+    if (start == 0) {
+        for (int i = 0; i < n; i++) { c.keys.push_back(synth_slot(i)); c.lo[i] = 0; c.hi[i] = i + 1; }
+        return c;
+    }
+    c.n_fixed = S;
+    for (int i = 0; i < S; i++) c.keys.push_back(i);
+    const int wbegin = std::max(S, start - W + 1);
+    for (int p = wbegin; p < start + n; p++) c.keys.push_back(synth_slot(p));
+    for (int i = 0; i < n; i++) {
+        const int p = start + i;
+        c.lo[i] = std::max(S, p - W + 1) - wbegin;
+        c.hi[i] = p + 1 - wbegin;
+    }
+    return c;
+}
+
+// The attention op of layer L over the model's query buffer (m.q -> m.att), n_q queries.
+void synth_attention(synth_model &m, const synth_model::layer &L, const std::vector<int32_t> &keys, int n_fixed, const int32_t *lo,
+                     const int32_t *hi, int n_q) {
+    attn_args a;
+    a.q = m.q; a.k_cache = L.kc; a.v_cache = L.vc; a.out = m.att;
+    a.keys = keys.data(); a.n_keys = (int)keys.size(); a.n_fixed = n_fixed; a.win_lo = lo; a.win_hi = hi; a.n_q = n_q;
+    a.n_head = synth_model::n_head; a.n_head_kv = synth_model::n_head_kv; a.head_dim = synth_model::head_dim;
+    a.n_rot = synth_model::head_dim; a.mode = ROPE_MODE_NEOX; a.rope_cos = m.rope_cos; a.rope_sin = m.rope_sin;
+    a.scale = 0.08838834764f;
+    m.b.attention(a);
+}
+
+// Prefill of total tokens in chunks (synth_chunk_keys).
 double bench_prefill(synth_model &m, int total, int chunk) {
-    const int S = synth_model::n_sinks, W = synth_model::n_window, R = synth_model::n_slots - S;
-    auto slot_of = [&](int p) { return p < S ? p : S + (p - S) % R; };
     std::vector<int32_t> tokens(chunk);
     for (int i = 0; i < chunk; i++) tokens[i] = (i * 7919) % synth_model::n_vocab;
     m.b.synchronize();
     const double t0 = now_s();
     for (int start = 0; start < total; start += chunk) {
         const int n = std::min(chunk, total - start);
-        std::vector<int32_t> keys, slots(n), lo(n), hi(n);
-        for (int i = 0; i < n; i++) slots[i] = slot_of(start + i);
-        int n_fixed = 0;
-        if (start == 0) {
-            keys = slots;
-            for (int i = 0; i < n; i++) { lo[i] = 0; hi[i] = i + 1; }
-        } else {
-            n_fixed = S;
-            for (int i = 0; i < S; i++) keys.push_back(i);
-            const int wbegin = std::max(S, start - W + 1);
-            for (int p = wbegin; p < start + n; p++) keys.push_back(slot_of(p));
-            for (int i = 0; i < n; i++) {
-                const int p = start + i;
-                lo[i] = std::max(S, p - W + 1) - wbegin;
-                hi[i] = p + 1 - wbegin;
-            }
-        }
-        m.forward(tokens.data(), n, slots.data(), keys, n_fixed, lo, hi, nullptr);
+        std::vector<int32_t> slots(n);
+        for (int i = 0; i < n; i++) slots[i] = synth_slot(start + i);
+        const chunk_keys c = synth_chunk_keys(start, n);
+        m.forward(tokens.data(), n, slots.data(), c.keys, c.n_fixed, c.lo, c.hi, nullptr);
     }
     return total / (now_s() - t0);
 }
@@ -383,15 +409,7 @@ double bench_attention_decode_us(synth_model &m) {
     for (int i = 0; i < S + W; i++) keys[i] = i;
     auto run = [&] {
         for (int r = 0; r < 4; r++)
-            for (auto &L : m.layers) {
-                attn_args a;
-                a.q = m.q; a.k_cache = L.kc; a.v_cache = L.vc; a.out = m.att;
-                a.keys = keys.data(); a.n_keys = S + W; a.n_fixed = S; a.win_lo = lo.data(); a.win_hi = hi.data(); a.n_q = 1;
-                a.n_head = synth_model::n_head; a.n_head_kv = synth_model::n_head_kv; a.head_dim = synth_model::head_dim;
-                a.n_rot = synth_model::head_dim; a.mode = ROPE_MODE_NEOX; a.rope_cos = m.rope_cos; a.rope_sin = m.rope_sin;
-                a.scale = 0.08838834764f;
-                m.b.attention(a);
-            }
+            for (auto &L : m.layers) synth_attention(m, L, keys, S, lo.data(), hi.data(), 1);
         m.b.synchronize();
     };
     run(); run(); run();
@@ -410,25 +428,11 @@ double bench_attention_decode_us(synth_model &m) {
 // useful FLOPs per layer (2 x 2 x head_dim per visible (query, key, head)), which is what the
 // TFLOP/s figure divides.
 double bench_attention_prefill_us(synth_model &m, bool windowed, double &flops) {
-    const int S = synth_model::n_sinks, W = synth_model::n_window, n = 4096;
-    std::vector<int32_t> keys, lo(n), hi(n);
-    int n_fixed = 0;
+    const int S = synth_model::n_sinks, n = 4096;
+    // a later chunk: stream positions 2n.. (every query's window full)
+    const chunk_keys c = synth_chunk_keys(windowed ? 2 * n : 0, n);
     double visible = 0;
-    if (!windowed) {
-        for (int i = 0; i < n; i++) { keys.push_back(i); lo[i] = 0; hi[i] = i + 1; visible += i + 1; }
-    } else {
-        // stream positions start .. start + n - 1 with start = 2 n: window entries wbegin.. as in bench_prefill
-        const int start = 2 * n, wbegin = std::max(S, start - W + 1);
-        n_fixed = S;
-        for (int i = 0; i < S; i++) keys.push_back(i);
-        for (int p = wbegin; p < start + n; p++) keys.push_back(S + (p - S) % (synth_model::n_slots - S));
-        for (int i = 0; i < n; i++) {
-            const int p = start + i;
-            lo[i] = std::max(S, p - W + 1) - wbegin;
-            hi[i] = p + 1 - wbegin;
-            visible += S + hi[i] - lo[i];
-        }
-    }
+    for (int i = 0; i < n; i++) visible += (windowed ? S : 0) + c.hi[i] - c.lo[i];
     flops = visible * synth_model::n_head * synth_model::head_dim * 4.0;
     {  // queries of the size of real ones (the buffer holds whatever an earlier forward left)
         std::vector<float> qv((size_t)n * synth_model::n_embd);
@@ -436,15 +440,7 @@ double bench_attention_prefill_us(synth_model &m, bool windowed, double &flops) 
         m.b.upload(m.q, qv.data(), qv.size() * 4);
     }
     auto run = [&] {
-        for (auto &L : m.layers) {
-            attn_args a;
-            a.q = m.q; a.k_cache = L.kc; a.v_cache = L.vc; a.out = m.att;
-            a.keys = keys.data(); a.n_keys = (int)keys.size(); a.n_fixed = n_fixed; a.win_lo = lo.data(); a.win_hi = hi.data(); a.n_q = n;
-            a.n_head = synth_model::n_head; a.n_head_kv = synth_model::n_head_kv; a.head_dim = synth_model::head_dim;
-            a.n_rot = synth_model::head_dim; a.mode = ROPE_MODE_NEOX; a.rope_cos = m.rope_cos; a.rope_sin = m.rope_sin;
-            a.scale = 0.08838834764f;
-            m.b.attention(a);
-        }
+        for (auto &L : m.layers) synth_attention(m, L, c.keys, c.n_fixed, c.lo.data(), c.hi.data(), n);
         m.b.synchronize();
     };
     run();

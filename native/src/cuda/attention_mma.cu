@@ -571,8 +571,7 @@ cuda_attn_mma_plan cuda_attention_mma_plan(const attn_args &a, int keys_bucket, 
     const int HD = am_hd(a.head_dim), G = a.n_head / a.n_head_kv;
     cuda_attn_mma_plan p;
     p.wgmma = am_wgmma_usable(HD);
-    static_assert(CUDA_AW_ROWS == AM_BM, "both kernels take 128 rows a block");
-    p.rows_per_block = AM_BM;
+    static_assert(CUDA_AW_ROWS == AM_BM, "both kernels take 128 rows a block (n_qtiles below)");
     const int64_t n_qtiles = ((int64_t)a.n_q * G + AM_BM - 1) / AM_BM;
     if (n_qtiles > 0x7fffffff / AM_BM)
         fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda attention (tensor cores): too many queries (" + std::to_string(a.n_q) + ")");
@@ -595,7 +594,6 @@ cuda_attn_mma_plan cuda_attention_mma_plan(const attn_args &a, int keys_bucket, 
         if (s == 1 || cost < best) { best = cost; best_s = (int)s; }
     }
     p.n_split = best_s;
-    p.smem = p.wgmma ? cuda_attention_wgmma_smem(HD) : HD == 64 ? am_smem_bytes<64>() : HD == 128 ? am_smem_bytes<128>() : am_smem_bytes<256>();
     const size_t kv_bytes = (size_t)a.n_head_kv * am_rows_kv(keys_bucket) * HD * sizeof(__half);
     p.scratch_bytes = am_part_bytes(a, p.n_split) + am_q_bytes(a) + 2 * kv_bytes;
     return p;

@@ -16,7 +16,7 @@ namespace endless {
 
 // wgmma: the main kernel is attention_wgmma.cu's (sm_90a builds on compute capability 9.0 devices,
 // head dims 65..128; ENDLESS_CUDA_ATTN_WGMMA=0 keeps the mma.sync kernel).
-struct cuda_attn_mma_plan { int n_qtiles = 1, n_split = 1, rows_per_block = 0; size_t smem = 0, scratch_bytes = 0; bool wgmma = false; };
+struct cuda_attn_mma_plan { int n_qtiles = 1, n_split = 1; size_t scratch_bytes = 0; bool wgmma = false; };
 
 // Whether attention_wgmma.cu's kernel is built and the current device runs it (compute capability 9.0).
 bool cuda_attention_wgmma_device();

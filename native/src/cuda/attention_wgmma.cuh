@@ -49,8 +49,6 @@ __device__ __forceinline__ int tc_warp_max(int v) {
 }
 #endif
 
-// Dynamic shared memory of a block for padded head dim HD (64 or 128).
-size_t cuda_attention_wgmma_smem(int HD);
 // Launches the kernel: grid (n_qtiles, n_head_kv, n_split), CUDA_AW_ROWS rows per block.
 void cuda_attention_wgmma(const attn_tc_params &P, int HD, int n_head_kv, cudaStream_t stream);
 

@@ -413,7 +413,7 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
 
 template <int HD>
 void aw_launch(const attn_tc_params &P, int n_head_kv, cudaStream_t stream) {
-    const size_t smem = cuda_attention_wgmma_smem(HD);
+    const size_t smem = (size_t)(AW_BM + 2 * AW_STAGES * AW_KT) * HD * sizeof(__half);  // queries + K / V stages
     static bool configured = false;  // above 48 KiB of dynamic shared memory needs the opt-in
     if (!configured) {
         CUDA_CHECK(cudaFuncSetAttribute(attention_wgmma_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -423,8 +423,6 @@ void aw_launch(const attn_tc_params &P, int n_head_kv, cudaStream_t stream) {
 }
 
 }  // namespace
-
-size_t cuda_attention_wgmma_smem(int HD) { return (size_t)(AW_BM + 2 * AW_STAGES * CUDA_AW_KT) * HD * sizeof(__half); }
 
 void cuda_attention_wgmma(const attn_tc_params &P, int HD, int n_head_kv, cudaStream_t stream) {
     if (HD == 64) aw_launch<64>(P, n_head_kv, stream);
