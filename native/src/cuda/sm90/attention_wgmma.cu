@@ -1,30 +1,34 @@
 // Prefill attention on sm_90a's warpgroup tensor-core instructions (wgmma.mma_async); see
-// attention_wgmma.cuh. A block of two warpgroups owns 128 (query, head) rows of one KV head, as
-// attention_mma_kernel (attention_mma.cu, mma.sync) does, and walks its key tiles (128 keys) with:
+// attention_wgmma.cuh. A block owns 128 (query, head) rows of one KV head, as attention_mma_kernel
+// (attention_mma.cu, mma.sync) does: two consumer warpgroups of 64 rows each and a producer warpgroup
+// that loads the block's key tiles (128 keys) and lends its registers to the consumers (setmaxnreg).
+// It walks the tiles with:
 //   - the block's queries (f16, rotated and scaled by the conversion pass) and the K and V tiles in
 //     shared memory in the instructions' canonical no-swizzle layout: 8-row x 16-byte core matrices,
 //     byte (row, 16-byte chunk c) at (row / 8) * HD * 16 + c * 128 + (row % 8) * 16. The conversion
 //     pass writes kh / vh in that layout already (attention_mma_convert_kernel<HD, true>), so a tile
 //     that starts at a multiple of 8 rows is one contiguous stretch: two bulk copies (cp.async.bulk,
-//     issued by thread 0) whose bytes arrive on the stage's "full" mbarrier; every warp releases a
-//     stage on its "empty" mbarrier, so the two warpgroups need no block barrier and run at their
-//     own pace;
+//     issued by one producer thread, up to 3 tiles ahead) whose bytes arrive on the stage's "full"
+//     mbarrier; every consumer warp releases a stage on its "empty" mbarrier, so the two consumer
+//     warpgroups need no block barrier and run at their own pace;
 //   - S = Q K^T per warpgroup: wgmma m64n128k16, both operands from shared memory (K-major);
 //   - the online softmax in registers (each thread: two rows, 32 scores), base 2 (Q carries
 //     scale * log2 e), masks for tiles that straddle a window edge, as attention_mma_kernel;
 //   - O += P V: wgmma m64nHDk16 with P from registers (the S accumulator layout is the A fragment
 //     layout once rounded to f16) and V from shared memory read N-major (imm-trans-b), so one tile
-//     layout serves K and V; the product of tile t - 1 is meant to run while tile t's softmax does
-//     (the loop), but as written here ptxas serializes every wgmma (warning C7520: the products sit
-//     behind data-dependent branches), so it does not, and the figures below are of that code;
-//     branch exp/wgmma-uniform removes the branches (NOTES.md, eleventh session; not yet measured).
+//     layout serves K and V; the product of tile t - 1 runs while tile t's softmax does (the loop).
+//     No wgmma may sit behind a branch ptxas cannot prove uniform over the warpgroup: it then
+//     serializes every wgmma of the kernel ("C7520 ... WG.AR in divergent path"; check the -Xptxas -v
+//     output after every change), which the eleventh session's kernel did.
 // Tile ranges, window skipping, split-K and the partial records are attention_mma_kernel's, except
 // that window tiles start at a multiple of 8 rows (the keys before the first visible one are masked).
 // H100, 4096 queries x 12 / 2 heads x 128 dims (test_cuda_bench ENDLESS_BENCH_ONLY=attn_prefill;
 // NOTES.md, eleventh session), TFLOP/s of useful work for a causal chunk / a 4092-key window:
-// attention_mma_kernel 147 / 179; here with cp.async tiles (every thread, 16 bytes a copy) 157-166 /
-// 180-191 (the threads stalled issuing the copies); bulk copies, 64-key tiles 230 / 266-272 (with or
-// without block barriers alike); 128-key tiles 255-268 / 299-308.
+// attention_mma_kernel 147 / 179; here, serialized (C7520), with cp.async tiles (every thread, 16
+// bytes a copy) 157-166 / 180-191 (the threads stalled issuing the copies); bulk copies, 64-key tiles
+// 230 / 266-272; 128-key tiles 255-268 / 299-308 (262-263 / 302-305 in the twelfth session's A/B);
+// without the serialization 293-294 / 334-337; with the producer warpgroup 296-302 / 340-342
+// (ncu: tensor pipe 47.6%, issue slots 31.9%; NOTES.md, twelfth session).
 #include "../attention_wgmma.cuh"
 #include "../cuda_common.cuh"
 
@@ -40,14 +44,17 @@ namespace endless {
 namespace {
 
 constexpr int AW_WG = CUDA_AW_ROWS / 64;   // warpgroups per block, 64 rows each
-constexpr int AW_THREADS = 128 * AW_WG;
+// a producer warpgroup issues the tile loads (one thread of it) and gives its registers to the
+// consumer warpgroups (setmaxnreg), which only compute
+constexpr int AW_CONSUMERS = 128 * AW_WG;
+constexpr int AW_PROD = 128;
+constexpr int AW_THREADS = AW_CONSUMERS + AW_PROD;
 constexpr int AW_BM = CUDA_AW_ROWS;
 constexpr int AW_KT = CUDA_AW_KT;
 static_assert(AW_KT == 128, "S is one m64n128 accumulator per warpgroup");
 // K / V tile stages: 3 x 2 x 32 KB + the queries' 32 KB (head dim 128) fill the 227 KB a block may
 // have; tile t + 1 goes into the stage of tile t - 2, which every warp released during iteration t - 1
 constexpr int AW_STAGES = 3;
-constexpr int AW_AHEAD = 1;                // tiles requested ahead of the one in use
 
 // mbarriers (one per stage: the tile's bytes arrive on it) and 1-D bulk copies into shared memory
 __device__ __forceinline__ void aw_mbar_init(uint32_t bar, unsigned count) {
@@ -143,13 +150,16 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     const uint32_t sQ = (uint32_t)__cvta_generic_to_shared(aw_smem);
     const uint32_t sK = sQ + Q_BYTES, sV = sK + AW_STAGES * T_BYTES;  // K[AW_STAGES], V[AW_STAGES]
     __shared__ int s_lo[AW_BM], s_hi[AW_BM];  // the rows' windows (read again only by masked tiles)
-    __shared__ int s_range[AW_THREADS / 32][5];
+    __shared__ int s_range[AW_CONSUMERS / 32][5];
     // per stage: its tile has landed (the producer's expect_tx and the bytes), every warp is done
     // with it (one arrival per warp); a phase per use
     __shared__ __align__(8) uint64_t s_full[AW_STAGES], s_empty[AW_STAGES];
     const uint32_t full0 = (uint32_t)__cvta_generic_to_shared(&s_full[0]), empty0 = (uint32_t)__cvta_generic_to_shared(&s_empty[0]);
 
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, gr = lane >> 2, tq = lane & 3;
+    // consumer-relative thread, warp and warpgroup (negative in the producer warpgroup); wg is read
+    // through a shuffle so that ptxas sees it warp-uniform
+    const int tid = (int)threadIdx.x - AW_PROD, lane = threadIdx.x & 31, warp = tid >> 5, gr = lane >> 2, tq = lane & 3;
+    const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0);
     const int qt = P.n_qtiles - 1 - (int)blockIdx.x;  // the last queries see the most keys: start them first
     const int kvh = blockIdx.y, split = blockIdx.z;
     const int n_rows = P.n_q * P.G;
@@ -165,23 +175,23 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     for (int u = 0; u < 2; u++) {
         const int rl = row_local(u), r = qt * AW_BM + rl;
         int lo = 0, hi = 0;
-        if (r < n_rows) {
+        if (tid >= 0 && r < n_rows) {
             lo = P.win_lo[r / P.G];
             hi = P.win_hi[r / P.G];
             any = true; lmin = min(lmin, lo); hmax = max(hmax, hi); lmax = max(lmax, lo); hmin = min(hmin, hi);
         }
-        if (tq == 0) { s_lo[rl] = lo; s_hi[rl] = hi; }
+        if (tid >= 0 && tq == 0) { s_lo[rl] = lo; s_hi[rl] = hi; }
     }
-    if (tid == 0) {
+    if (threadIdx.x == 0) {
         for (int i = 0; i < AW_STAGES; i++) {
             aw_mbar_init(full0 + 8 * i, 1);
-            aw_mbar_init(empty0 + 8 * i, AW_THREADS / 32);
+            aw_mbar_init(empty0 + 8 * i, AW_CONSUMERS / 32);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     {
         const int a = __any_sync(0xffffffffu, any), l0 = tc_warp_min(lmin), h0 = tc_warp_max(hmax), l1 = tc_warp_max(lmax), h1 = tc_warp_min(hmin);
-        if (lane == 0) { s_range[warp][0] = l0; s_range[warp][1] = h0; s_range[warp][2] = l1; s_range[warp][3] = h1; s_range[warp][4] = a; }
+        if (tid >= 0 && lane == 0) { s_range[warp][0] = l0; s_range[warp][1] = h0; s_range[warp][2] = l1; s_range[warp][3] = h1; s_range[warp][4] = a; }
     }
     __syncthreads();
     // the block's window entries (union of its rows' windows) and the warpgroup's ranges: tiles
@@ -190,7 +200,7 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     int jlo = INT_MAX, jhi = -1, g_lo_min = INT_MAX, g_hi_max = -1, g_lo_max = INT_MIN, g_hi_min = INT_MAX;
     bool g_any = false;
 #pragma unroll
-    for (int w = 0; w < AW_THREADS / 32; w++) {
+    for (int w = 0; w < AW_CONSUMERS / 32; w++) {
         jlo = min(jlo, s_range[w][0]);
         jhi = max(jhi, s_range[w][1]);
         if ((w >> 2) == wg && s_range[w][4]) {
@@ -210,8 +220,8 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     const int t_end = (int)((long long)n_tiles * (split + 1) / P.n_split);
 
     // Tile t (key index e0 = t * KT for fixed tiles, w_base + (t - n_ft) * KT for window tiles): rows
-    // e0.. of kh and vh, two bulk copies whose bytes arrive on the stage's mbarrier (thread 0 issues
-    // them). Rows past n_keys are zeros in kh / vh (the conversion pass leaves a tile of them).
+    // e0.. of kh and vh, two bulk copies whose bytes arrive on the stage's mbarrier (the producer
+    // thread issues them). Rows past n_keys are zeros in kh / vh (the conversion pass leaves a tile of them).
     auto tile_e0 = [&](int t) { return t < n_ft ? t * AW_KT : w_base + (t - n_ft) * AW_KT; };
     auto load_tile = [&](int t, int stage) {
         const size_t base = ((size_t)kvh * P.rows_kv + tile_e0(t)) * HD;
@@ -239,15 +249,19 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's partial row sums
     int q_mode = -1;
 
-    // The loop. Thread 0 requests tile t + AHEAD (into the stage whose last tile every warp has
-    // released); every warp waits for tile t to land. A warpgroup issues S_t = Q K_t^T and then
+    // The loop (consumers). Every warp waits for tile t to land. A warpgroup issues S_t = Q K_t^T and then
     // O += P_{t-1} V_{t-1} (the previous tile's probabilities, kept in registers), waits for S_t
     // only, and runs tile t's softmax while the P V product is on the tensor cores; then it waits for
     // that, releases tile t - 1's stage and rescales O to tile t's row maxima. No block barrier: the
     // two warpgroups run at their own pace (the stages give the later one slack).
-    uint32_t pa[AW_KT / 16][4];  // P of the last active tile, the A fragments of its P V product
-    int pend = -1;               // its stage, -1: none
-    auto pv = [&](int stage) {   // O += P V of the pending tile (issue only)
+    // No wgmma sits behind a branch that differs between the warpgroups (ptxas then serializes every
+    // wgmma of the kernel, C7520): both run every tile of the block, a tile outside a warpgroup's rows
+    // fully masked; the first tile's "previous" P V multiplies zero probabilities by its own V (the
+    // stage has landed, so the values are finite).
+    uint32_t pa[AW_KT / 16][4];  // P of the previous tile, the A fragments of its P V product
+#pragma unroll
+    for (int kk = 0; kk < AW_KT / 16; kk++) pa[kk][0] = pa[kk][1] = pa[kk][2] = pa[kk][3] = 0u;
+    auto pv = [&](int stage) {   // O += P V of the previous tile (issue only)
         const uint32_t vb = sV + stage * T_BYTES;
 #pragma unroll
         for (int kk = 0; kk < AW_KT / 16; kk++) {
@@ -261,17 +275,21 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         if (lane == 0) aw_mbar_arrive(empty0 + 8 * stage);
     };
     auto wg_sync = [&] { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); };
-    if (tid == 0)
-        for (int i = 0; i < AW_AHEAD; i++)
-            if (t_begin + i < t_end) load_tile(t_begin + i, i);
+    if (wg < 0) {  // the producer: every tile of the block, each into a stage its previous tile has left
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+        if (threadIdx.x == 0)
+            for (int i = 0; t_begin + i < t_end; i++) {
+                if (i >= AW_STAGES) aw_mbar_wait(empty0 + 8 * (i % AW_STAGES), (i / AW_STAGES - 1) & 1);
+                load_tile(t_begin + i, i % AW_STAGES);
+            }
+        return;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");  // 40 x 128 + 232 x 256 <= 64K
+    int prev = 0;  // the previous tile's stage (the first iteration: its own)
     for (int t = t_begin; t < t_end; t++) {
         const int it = t - t_begin, stage = it % AW_STAGES;
-        if (tid == 0 && t + AW_AHEAD < t_end) {
-            const int i2 = it + AW_AHEAD;
-            if (i2 >= AW_STAGES) aw_mbar_wait(empty0 + 8 * (i2 % AW_STAGES), (i2 / AW_STAGES - 1) & 1);
-            load_tile(t + AW_AHEAD, i2 % AW_STAGES);
-        }
         aw_mbar_wait(full0 + 8 * stage, (it / AW_STAGES) & 1);  // tile t has landed
+        if (it == 0) prev = stage;
         const bool window = t >= n_ft;
         if (q_mode != (int)window) {  // (block-uniform) the warpgroup is past its last S of the other rotation
             wg_sync();
@@ -291,18 +309,6 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
             active = g_any;
             need_mask = e0 + AW_KT > n_fixed;
         }
-        if (!active) {  // (warpgroup-uniform) only the pending P V, if any
-            if (pend >= 0) {
-                aw_fence();
-                pv(pend);
-                aw_wait_all();
-                aw_pin(o);
-                release(pend);
-                pend = -1;
-            }
-            release(stage);
-            continue;
-        }
         // S = Q K^T: A = the warpgroup's 64 query rows, B = the tile's keys (both K-major)
         float s[AW_KT / 2];
         aw_fence();
@@ -310,21 +316,16 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
 #pragma unroll
         for (int k = 0; k < NK; k++) aw_wgmma_ss_n128(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
         aw_commit();
-        const bool had = pend >= 0;
-        if (had) {
-            pv(pend);
-            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // S done; P V may still run
-        } else {
-            aw_wait_all();
-        }
+        pv(prev);
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // S done; P V may still run
         aw_pin(s);
-        if (need_mask) {
+        if (!active || need_mask) {
 #pragma unroll
             for (int j = 0; j < NS; j++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
                     const int kk = 8 * j + 2 * tq + (c & 1), rl = row_local(c >> 1);
-                    const bool vis = window ? (j0 + kk >= s_lo[rl] && j0 + kk < s_hi[rl]) : (e0 + kk < n_fixed);
+                    const bool vis = active && (window ? (j0 + kk >= s_lo[rl] && j0 + kk < s_hi[rl]) : (e0 + kk < n_fixed));
                     if (!vis) s[4 * j + c] = -INFINITY;
                 }
         }
@@ -352,11 +353,9 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
             }
             l[u] = l[u] * alpha[u] + sum;
         }
-        if (had) {
-            aw_wait_all();  // the previous tile's P V
-            aw_pin(o);
-            release(pend);
-        }
+        aw_wait_all();  // the previous tile's P V
+        aw_pin(o);
+        if (it > 0) release(prev);
         // O (which now holds every tile before t, at the previous maxima) to tile t's maxima
 #pragma unroll
         for (int dn = 0; dn < ND; dn++) {
@@ -371,11 +370,11 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
             pa[kk][2] = tc_pack(s[8 * kk + 4], s[8 * kk + 5]);
             pa[kk][3] = tc_pack(s[8 * kk + 6], s[8 * kk + 7]);
         }
-        pend = stage;
+        prev = stage;
     }
-    if (pend >= 0) {  // the last tile's P V (its stage is not reloaded: no tile follows)
+    if (t_end > t_begin) {  // (block-uniform) the last tile's P V (its stage is not reloaded: no tile follows)
         aw_fence();
-        pv(pend);
+        pv(prev);
         aw_wait_all();
         aw_pin(o);
     }
