@@ -28,7 +28,11 @@
 // bytes a copy) 157-166 / 180-191 (the threads stalled issuing the copies); bulk copies, 64-key tiles
 // 230 / 266-272; 128-key tiles 255-268 / 299-308 (262-263 / 302-305 in the twelfth session's A/B);
 // without the serialization 293-294 / 334-337; with the producer warpgroup 296-302 / 340-342
-// (ncu: tensor pipe 47.6%, issue slots 31.9%; NOTES.md, twelfth session).
+// (ncu: tensor pipe 47.6%, issue slots 31.9%; ptxas had put the wait for the P V product before the
+// softmax, at the join after the branchy mask); with the mask branch-free 314 / 370 (NOTES.md,
+// twelfth session). Tried and not kept: exponentials on f16x2 pairs (ex2.approx.f16x2, 5-7% slower:
+// more instructions for the row sums), FlashAttention-3's ping-pong between the consumer warpgroups
+// (+0-2%), the mask on every tile without the branch (no gain).
 #include "../attention_wgmma.cuh"
 #include "../cuda_common.cuh"
 
@@ -149,7 +153,6 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     extern __shared__ __align__(128) uint8_t aw_smem[];
     const uint32_t sQ = (uint32_t)__cvta_generic_to_shared(aw_smem);
     const uint32_t sK = sQ + Q_BYTES, sV = sK + AW_STAGES * T_BYTES;  // K[AW_STAGES], V[AW_STAGES]
-    __shared__ int s_lo[AW_BM], s_hi[AW_BM];  // the rows' windows (read again only by masked tiles)
     __shared__ int s_range[AW_CONSUMERS / 32][5];
     // per stage: its tile has landed (the producer's expect_tx and the bytes), every warp is done
     // with it (one arrival per warp); a phase per use
@@ -170,6 +173,7 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     auto row_local = [&](int u) { return warp * 16 + gr + 8 * u; };
     auto row_qh = [&](int r) { return (size_t)(r / P.G) * P.n_head + kvh * P.G + r % P.G; };
     bool any = false;
+    int r_lo[2], r_hi[2];  // this thread's rows' windows (window entries [lo, hi))
     int lmin = INT_MAX, hmax = -1, lmax = INT_MIN, hmin = INT_MAX;
 #pragma unroll
     for (int u = 0; u < 2; u++) {
@@ -180,7 +184,8 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
             hi = P.win_hi[r / P.G];
             any = true; lmin = min(lmin, lo); hmax = max(hmax, hi); lmax = max(lmax, lo); hmin = min(hmin, hi);
         }
-        if (tid >= 0 && tq == 0) { s_lo[rl] = lo; s_hi[rl] = hi; }
+        r_lo[u] = lo;
+        r_hi[u] = hi;
     }
     if (threadIdx.x == 0) {
         for (int i = 0; i < AW_STAGES; i++) {
@@ -319,15 +324,22 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         pv(prev);
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // S done; P V may still run
         aw_pin(s);
-        if (!active || need_mask) {
+        // the mask, branch-free (a data-dependent branch here made ptxas wait for the P V product before
+        // the softmax, so the two did not overlap): per row, the visible keys of the tile are offsets
+        // [a, b); a tile a warpgroup does not see, none. The branch around it is warp-uniform (shuffled).
+        if (__shfl_sync(0xffffffffu, (int)(!active || need_mask), 0)) {
 #pragma unroll
-            for (int j = 0; j < NS; j++)
+            for (int u = 0; u < 2; u++) {
+                int a = window ? r_lo[u] - j0 : 0, b = window ? r_hi[u] - j0 : n_fixed - e0;
+                if (!active) a = b = 0;
+                // key offset 8 j + 2 tq + c is visible when (offset - a) < (b - a), unsigned
+                const unsigned base = (unsigned)(2 * tq - a), width = (unsigned)max(b - a, 0);
 #pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    const int kk = 8 * j + 2 * tq + (c & 1), rl = row_local(c >> 1);
-                    const bool vis = active && (window ? (j0 + kk >= s_lo[rl] && j0 + kk < s_hi[rl]) : (e0 + kk < n_fixed));
-                    if (!vis) s[4 * j + c] = -INFINITY;
-                }
+                for (int j = 0; j < NS; j++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++)
+                        if (base + (unsigned)(8 * j + c) >= width) s[4 * j + 2 * u + c] = -INFINITY;
+            }
         }
         // online softmax per row; a row's scores sit in the 4 lanes of a quad (xor 1, 2)
         float alpha[2];
