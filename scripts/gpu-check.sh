@@ -89,7 +89,8 @@ fails=0
 run_test() {  # name, timeout seconds, command...
   local name=$1 limit=$2; shift 2
   local t=$(date +%s)
-  if timeout "$limit" "$@" >> "$OUT/tests.log" 2>&1; then
+  # line-buffered, so that a run stopped by its time limit still shows the last test it reached
+  if timeout "$limit" stdbuf -oL -eL "$@" >> "$OUT/tests.log" 2>&1; then
     note "test $name: ok ($(( $(date +%s) - t )) s)"
   else
     note "test $name: FAILED (rc $?, see tests.log)"
@@ -99,7 +100,7 @@ run_test() {  # name, timeout seconds, command...
 : > "$OUT/tests.log"
 if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
   echo "== test_cuda_ops" >> "$OUT/tests.log"
-  run_test test_cuda_ops 120 "$BUILD/test_cuda_ops"
+  run_test test_cuda_ops 300 "$BUILD/test_cuda_ops"
 fi
 
 # ---- benchmark ----
@@ -121,11 +122,11 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
 fi
 if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ] && [ $STANDALONE = 1 ]; then
   echo "== test_cuda_ops with graphs off" >> "$OUT/tests.log"
-  ENDLESS_CUDA_GRAPHS=0 run_test test_cuda_ops_no_graphs 90 "$BUILD/test_cuda_ops"
+  ENDLESS_CUDA_GRAPHS=0 run_test test_cuda_ops_no_graphs 300 "$BUILD/test_cuda_ops"
 fi
 if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ] && [ $STANDALONE = 0 ]; then
   echo "== test_cuda_ops with graphs off" >> "$OUT/tests.log"
-  ENDLESS_CUDA_GRAPHS=0 run_test test_cuda_ops_no_graphs 90 "$BUILD/test_cuda_ops"
+  ENDLESS_CUDA_GRAPHS=0 run_test test_cuda_ops_no_graphs 300 "$BUILD/test_cuda_ops"
   echo "== test_backend_ops (CPU ISAs and CUDA)" >> "$OUT/tests.log"
   run_test test_backend_ops 120 "$BUILD/test_backend_ops"
   # the other C++ tests run on the CPU (CI covers them); GPU_CHECK_ALL=1 runs them here too

@@ -785,7 +785,8 @@ TEST(cuda_attention_prefill_wgmma_against_mma) {
     check_attention({150, 6, 2, 64, 64, ROPE_MODE_NORM, 21, 245, true, 96}, true);
     check_attention({150, 6, 2, 64, 64, ROPE_MODE_NORM, 1, 150, true, 0}, true);
     check_attention({512, 6, 2, 64, 64, ROPE_MODE_NORM, 21, 700, true, 96}, true);
-    check_attention({1024, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 5000, true, 4092}, true);
+    // (256 queries: the double-precision reference of the 1024 this case had took ~50 s on the GPU machine)
+    check_attention({256, 12, 2, 128, 128, ROPE_MODE_NEOX, 4, 5000, true, 4092}, true);
     check_attention({300, 12, 2, 128, 128, ROPE_MODE_NEOX, 0, 300, true, 0}, true);
 }
 
