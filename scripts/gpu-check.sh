@@ -17,6 +17,7 @@
 #  adds the node binary, needed for the engine-cuda TypeScript test bundled into .carry/.)
 # Options (environment): GPU_CHECK_SKIP_TESTS=1, GPU_CHECK_SKIP_BENCH=1, CUDA_ARCH (default 90),
 # GPU_CHECK_STANDALONE=1 (build only the CUDA library and its two test programs, without CMake).
+# GPU_CHECK_ENGINE_ENV (";"-separated environment settings: engine-cuda once more under each).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -143,6 +144,15 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ] && [ $STANDALONE = 0 ]; then
     echo "== engine-cuda.test (node)" >> "$OUT/tests.log"
     cp "$bundle" test/.engine-cuda.bundle.test.cjs
     ENDLESS_ADDON="$BUILD/endless.node" run_test engine_cuda 300 node --test --test-reporter=spec test/.engine-cuda.bundle.test.cjs
+    # GPU_CHECK_ENGINE_ENV="A=1;B=2 C=3": the same tests again under each of these settings (e.g.
+    # ENDLESS_CUDA_ATTN_WGMMA=all: the shipped model's head dim 64 on the wgmma prefill attention)
+    IFS=';' read -r -a engine_envs <<< "${GPU_CHECK_ENGINE_ENV:-}"
+    for v in "${engine_envs[@]}"; do
+      [ -z "$v" ] && continue
+      read -r -a e <<< "$v"
+      echo "== engine-cuda.test (node) with $v" >> "$OUT/tests.log"
+      ENDLESS_ADDON="$BUILD/endless.node" run_test "engine_cuda ($v)" 300 env "${e[@]}" node --test --test-reporter=spec test/.engine-cuda.bundle.test.cjs
+    done
     rm -f test/.engine-cuda.bundle.test.cjs
   else
     note "engine-cuda test: not run (bundle, node or addon missing)"
