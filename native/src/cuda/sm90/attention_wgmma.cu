@@ -18,8 +18,8 @@
 //     layout once rounded to f16) and V from shared memory read N-major (imm-trans-b), so one tile
 //     layout serves K and V; the product of tile t - 1 runs while tile t's softmax does (the loop).
 //     No wgmma may sit behind a branch ptxas cannot prove uniform over the warpgroup: it then
-//     serializes every wgmma of the kernel ("C7520 ... WG.AR in divergent path"; check the -Xptxas -v
-//     output after every change), which the eleventh session's kernel did.
+//     serializes every wgmma of the kernel ("C7520 ... WG.AR in divergent path"), which the eleventh
+//     session's kernel did; the ctest cuda_sm90a_no_ptxas_notes fails on any such ptxas note.
 // Tile ranges, window skipping, split-K and the partial records are attention_mma_kernel's, except
 // that window tiles start at a multiple of 8 rows (the keys before the first visible one are masked).
 // H100, 4096 queries x 12 / 2 heads x 128 dims (test_cuda_bench ENDLESS_BENCH_ONLY=attn_prefill;
@@ -57,7 +57,7 @@ constexpr int AW_BM = CUDA_AW_ROWS;
 constexpr int AW_KT = CUDA_AW_KT;
 static_assert(AW_KT == 128, "S is one m64n128 accumulator per warpgroup");
 // K / V tile stages: 3 x 2 x 32 KB + the queries' 32 KB (head dim 128) fill the 227 KB a block may
-// have; tile t + 1 goes into the stage of tile t - 2, which every warp released during iteration t - 1
+// have; the producer puts tile t into the stage of tile t - 3 once every consumer warp released it
 constexpr int AW_STAGES = 3;
 
 // mbarriers (one per stage: the tile's bytes arrive on it) and 1-D bulk copies into shared memory
@@ -154,8 +154,8 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     const uint32_t sQ = (uint32_t)__cvta_generic_to_shared(aw_smem);
     const uint32_t sK = sQ + Q_BYTES, sV = sK + AW_STAGES * T_BYTES;  // K[AW_STAGES], V[AW_STAGES]
     __shared__ int s_range[AW_CONSUMERS / 32][5];
-    // per stage: its tile has landed (the producer's expect_tx and the bytes), every warp is done
-    // with it (one arrival per warp); a phase per use
+    // per stage: its tile has landed (the producer's expect_tx and the bytes), every consumer warp is
+    // done with it (one arrival per warp); a phase per use
     __shared__ __align__(8) uint64_t s_full[AW_STAGES], s_empty[AW_STAGES];
     const uint32_t full0 = (uint32_t)__cvta_generic_to_shared(&s_full[0]), empty0 = (uint32_t)__cvta_generic_to_shared(&s_empty[0]);
 
