@@ -401,6 +401,12 @@ double bench_prefill(synth_model &m, int total, int chunk) {
     }
     return total / (now_s() - t0);
 }
+// The median of three runs (one run's figure moved by +-3% between runs of one binary on an H100).
+double bench_prefill_median(synth_model &m, int total, int chunk) {
+    std::vector<double> r;
+    for (int i = 0; i < 3; i++) r.push_back(bench_prefill(m, total, chunk));
+    return median(r);
+}
 
 // The attention op alone, decode shape (1 query, 4096 keys), over the 28 layers' caches.
 double bench_attention_decode_us(synth_model &m) {
@@ -581,7 +587,7 @@ int main() {
                 int chunk = 4096;
                 if (const char *c = std::getenv("ENDLESS_BENCH_CHUNK")) chunk = std::max(16, std::min(4096, std::atoi(c)));
                 bench_prefill(m, 4096, chunk);
-                std::printf("prefill only: %.0f tok/s (16k, chunks of %d)\n", bench_prefill(m, 16384, chunk), chunk);
+                std::printf("prefill only: %.0f tok/s (16k, chunks of %d, median of 3)\n", bench_prefill_median(m, 16384, chunk), chunk);
             }
             return 0;
         }
@@ -691,19 +697,19 @@ int main() {
                         d.ms, d.host_ms, d_logits.ms, d_logits.draw_ms, d_chat.draw_ms, d_unfused.ms, d_after.ms);
             const double roof = bw / (double)m.weight_bytes;
             bench_prefill(m, 4096, 1024);  // warm (first use of the chunk's shapes)
-            const double pf = bench_prefill(m, 16384, 1024);
+            const double pf = bench_prefill_median(m, 16384, 1024);
             // prefill of 4k..32k-token inputs in chunks of 4096 (the StreamingLLM window of 4092
             // bounds the keys per query after the first chunk); the same 16k in precise mode
             double pfs[4];
             const int totals[4] = {4096, 8192, 16384, 32768};
             for (int i = 0; i < 4; i++) {
                 bench_prefill(m, 4096, 4096);  // warm (first use of the shapes, cuBLAS heuristics)
-                pfs[i] = bench_prefill(m, totals[i], 4096);
+                pfs[i] = bench_prefill_median(m, totals[i], 4096);
             }
             backend_cuda_set_precise(b, true);
             const double pf_precise = bench_prefill(m, 16384, 4096);
             backend_cuda_set_precise(b, false);
-            std::printf("        prefill tok/s, chunks of 4096: 4k %.0f, 8k %.0f, 16k %.0f, 32k %.0f; 16k in chunks of 1024 %.0f; 16k precise %.0f (%s)\n",
+            std::printf("        prefill tok/s (median of 3 runs), chunks of 4096: 4k %.0f, 8k %.0f, 16k %.0f, 32k %.0f; 16k in chunks of 1024 %.0f; 16k precise %.0f (%s)\n",
                         pfs[0], pfs[1], pfs[2], pfs[3], pf, pf_precise, backend_cuda_gemm_engine(b).c_str());
             // sliding-window recompute: every new token re-encodes the last W = 4096 tokens
             std::vector<double> rts;
