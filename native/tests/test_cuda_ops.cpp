@@ -569,14 +569,16 @@ void check_attention(const attn_case &c, bool both_kernels = false) {
     backend_cuda_set_precise(be(), false);
     if (both_kernels && backend_cuda_attn_wgmma_available()) {
         double err[2];
+        int mode_before = -1;
         for (int k = 0; k < 2; k++) {  // 2: the wgmma kernel for head dims 64 and 128; 0: mma.sync only
-            backend_cuda_set_attn_wgmma(k == 0 ? 2 : 0);
+            const int before = backend_cuda_set_attn_wgmma(k == 0 ? 2 : 0);
+            if (k == 0) mode_before = before;
             dout.poison();
             be().attention(a);
             auto got = dout.get();
             err[k] = all_finite(got) ? test::rel_error(got.data(), ref.data(), ref.size()) : 1e30;
         }
-        backend_cuda_set_attn_wgmma(1);
+        backend_cuda_set_attn_wgmma(mode_before);  // (ENDLESS_CUDA_ATTN_WGMMA=0 runs stay on mma.sync)
         std::printf("  attention n_q %d heads %d/%d hd %d fixed %d win %d max_window %d: rel error wgmma %.3g, mma.sync %.3g\n", c.n_q,
                     c.n_head, c.n_head_kv, hd, c.n_fixed, c.n_win, c.max_window, err[0], err[1]);
         CHECK_MSG(err[0] < 5e-3 && err[1] < 5e-3, "attention n_q %d hd %d: wgmma %g, mma.sync %g", c.n_q, hd, err[0], err[1]);

@@ -21,8 +21,9 @@ struct cuda_attn_mma_plan { int n_qtiles = 1, n_split = 1; size_t scratch_bytes 
 // Whether attention_wgmma.cu's kernel is built and the current device runs it (compute capability 9.0).
 bool cuda_attention_wgmma_device();
 // Which padded head dims take the wgmma kernel: 0 none, 1 128 (the default), 2 64 and 128
-// (ENDLESS_CUDA_ATTN_WGMMA=0 / all set it too). Plans made afterwards follow it.
-void cuda_attention_set_wgmma(int mode);
+// (ENDLESS_CUDA_ATTN_WGMMA=0 / all set it too). Plans made afterwards follow it. Returns the mode
+// in force before (the environment's, if not set yet), for putting it back.
+int cuda_attention_set_wgmma(int mode);
 // Whether the kernel takes these shapes and pointers (else the caller uses cuda_attention).
 bool cuda_attention_mma_supported(const attn_args &a);
 // Launch shape and scratch size; depends only on keys_bucket (n_keys rounded up to 1024, at least

@@ -1047,7 +1047,7 @@ std::string backend_cuda_gemm_engine(backend &b) {
 }
 void backend_cuda_set_attn_decode1(bool on) { cuda_attention_set_decode1(on); }
 bool backend_cuda_attn_wgmma_available() { return cuda_attention_wgmma_device(); }
-void backend_cuda_set_attn_wgmma(int mode) { cuda_attention_set_wgmma(mode); }
+int backend_cuda_set_attn_wgmma(int mode) { return cuda_attention_set_wgmma(mode); }
 
 void backend_cuda_graph_stats(const backend &b, size_t *launches, size_t *captures) {
     const auto *c = dynamic_cast<const cuda_backend *>(&b);

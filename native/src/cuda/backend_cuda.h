@@ -34,7 +34,8 @@ std::string backend_cuda_gemm_engine(backend &b);
 // Benchmark tuning: key tiles per split-K block of the decode attention (default 1).
 void backend_cuda_set_attn_decode1(bool on);
 // The sm_90a prefill attention (attention_wgmma.cu): whether this build and device run it, and which
-// head dims take it (0 none, 1 128 = the default, 2 64 and 128; cuda_attention_set_wgmma).
+// head dims take it (0 none, 1 128 = the default, 2 64 and 128; cuda_attention_set_wgmma; returns the
+// mode in force before).
 bool backend_cuda_attn_wgmma_available();
-void backend_cuda_set_attn_wgmma(int mode);
+int backend_cuda_set_attn_wgmma(int mode);
 }
