@@ -2,15 +2,16 @@
 # prints a performance note C75xx, such as C7520 ("wgmma.mma_async instructions are serialized ..."):
 # the kernel then still computes the right values, so no other test notices that its tensor-core
 # products no longer overlap anything (NOTES.md of the CUDA backend, eleventh and twelfth sessions).
-# Variables: NVCC, SRC, OUT (the cubin to write), INC_A, INC_B (include directories).
-foreach(v NVCC SRC OUT INC_A INC_B)
+# Variables: NVCC, SRC, OUT (the cubin to write), INC_A, INC_B (include directories), FLAGS (the
+# object library's nvcc flags, space-separated: native/CMakeLists.txt, ENDLESS_SM90A_FLAGS).
+foreach(v NVCC SRC OUT INC_A INC_B FLAGS)
   if(NOT DEFINED ${v})
     message(FATAL_ERROR "check_ptxas_notes.cmake: ${v} is not set")
   endif()
 endforeach()
+separate_arguments(flags UNIX_COMMAND "${FLAGS}")
 execute_process(
-  COMMAND "${NVCC}" -std=c++17 -O3 --use_fast_math -gencode arch=compute_90a,code=sm_90a
-          "-I${INC_A}" "-I${INC_B}" -cubin -o "${OUT}" "${SRC}"
+  COMMAND "${NVCC}" -std=c++17 -O3 ${flags} "-I${INC_A}" "-I${INC_B}" -cubin -o "${OUT}" "${SRC}"
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "nvcc failed on ${SRC} (${rc}):\n${out}${err}")
