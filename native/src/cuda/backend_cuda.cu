@@ -264,8 +264,16 @@ public:
                     ready = true;
                 }
             }
-            push([=] { gm->matmul(wc, x, n, y, ws, precise, ready); });
-            // after push, which forgets it; an output written over its own input ends the reuse
+            auto rec = std::make_shared<gemm_rec>(gemm_rec{w, y, n, nullptr});
+            std::vector<std::shared_ptr<gemm_rec>> keep;
+            keep.swap(recent_gemms_);
+            push([=] { gm->matmul(wc, x, n, y, ws, precise, ready, false, rec->bias); });
+            // after push, which forgets them: the earlier products whose output this one neither reads
+            // nor writes stay open to a bias, and so does this one (default mode)
+            for (auto &r : keep)
+                if (!ranges_overlap(r->y, r->bytes(), x, x_bytes) && !ranges_overlap(r->y, r->bytes(), y, y_bytes)) recent_gemms_.push_back(r);
+            if (!precise) recent_gemms_.push_back(rec);
+            // an output written over its own input ends the reuse
             if (!ranges_overlap(y, (size_t)n * w.ne1 * 4, x, (size_t)n * w.ne0 * 4)) last_gemm_input_ = key;
             return;
         }
@@ -333,6 +341,22 @@ public:
                     g->set.bias[i] = b;  // y = Wx + b in the matrix-vector epilogue
                     return;
                 }
+        }
+        if (fuse_ && !precise_ && gemm_) {
+            // y is the output of a queued cuBLAS product that no later op has touched (q, k, v: the
+            // three products, then the three biases): y = Wx + b in its epilogue (cuBLASLt), unless a
+            // product queued after it writes b
+            for (size_t i = 0; i < recent_gemms_.size(); i++) {
+                gemm_rec &r = *recent_gemms_[i];
+                if (r.y != y || r.n != n || r.w.ne1 != dim || r.bias) continue;
+                bool clash = ranges_overlap(b, (size_t)dim * 4, r.y, r.bytes());
+                for (size_t j = i + 1; j < recent_gemms_.size(); j++) clash |= ranges_overlap(b, (size_t)dim * 4, recent_gemms_[j]->y, recent_gemms_[j]->bytes());
+                if (!clash && gemm_->bias_epilogue(r.w, n)) {
+                    r.bias = b;
+                    return;
+                }
+                break;
+            }
         }
         push([=] { cuda_add_bias(y, b, n, dim, stream_); });
     }
@@ -760,6 +784,7 @@ private:
     void push(std::function<void()> fn) {
         close_open();
         last_gemm_input_.reset();
+        recent_gemms_.clear();
         queue_.push_back(std::move(fn));
     }
     // Whether a prefill product of w on x goes to cuBLAS (starting it on first use).
@@ -878,17 +903,20 @@ private:
         } reset_at_exit{this};
         const bool repeat = graphs_enabled_ && queue_.size() >= GRAPH_MIN_OPS;
         graph_entry *entry = nullptr;
-        if (repeat) {
+        if (repeat)
             for (auto &e : graphs_)
                 if (e.sig == sig_) { entry = &e; break; }
-            if (!entry && sig_ == last_sig_) entry = capture();
-        }
         if (entry) {
             entry->last_use = ++use_clock_;
             CUDA_CHECK(cudaGraphLaunch(entry->exec, stream_));
             graph_launches_++;
         } else {
             run_batch();
+            // A batch seen twice in a row (a decode step, a prefill chunk of a repeating shape) is
+            // captured for its next use, after its launches: the capture and instantiation (~5 ms
+            // for a 4096-token chunk's ~450 launches on an H100) then run on the host while the
+            // device works through this batch, instead of holding the device idle before it.
+            if (repeat && sig_ == last_sig_) capture();
         }
         CUDA_CHECK(cudaEventRecord(stage_done_, stream_));
         stage_inflight_ = true;
@@ -972,6 +1000,7 @@ private:
         batch_writes_.push_back({lo, hi});
     }
     void forget_batch() {
+        recent_gemms_.clear();
         staged_keys_.reset();
         batch_writes_.clear();
         batch_kv_.clear();
@@ -988,6 +1017,16 @@ private:
         }
     };
     std::optional<gemm_input> last_gemm_input_;
+    // Queued cuBLAS products (default mode) whose output no op queued after them has read or written:
+    // an add_bias of that output joins the product's epilogue (bias is read when the batch runs).
+    struct gemm_rec {
+        weight w;
+        const float *y;
+        int n;
+        const float *bias;
+        size_t bytes() const { return (size_t)n * w.ne1 * 4; }
+    };
+    std::vector<std::shared_ptr<gemm_rec>> recent_gemms_;
     bool precise_ = false;
     bool use_cublas_ = true;
     bool fuse_ = true;  // rms_norm and kv_store into the matrix-vector launches

@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 namespace endless {
 
@@ -33,6 +35,42 @@ using fn_gemm_ex = cublas_status (*)(cublas_handle, int transa, int transb, int 
 constexpr int OP_N = 0, OP_T = 1, COMPUTE_32F = 68, GEMM_DEFAULT = -1;
 constexpr size_t WORKSPACE = (size_t)32 << 20;
 
+// cuBLASLt, for products with a bias epilogue (y = W x + b in one launch). Its handles and
+// descriptors are opaque pointers; the values are cublasLt.h's (CUDA 12 and 13): matmul descriptor
+// attributes TRANSA 3, TRANSB 4, EPILOGUE 7, BIAS_POINTER 8, BIAS_DATA_TYPE 26; epilogue BIAS 4;
+// preference MAX_WORKSPACE_BYTES 1. The heuristic result is {algo (8 x uint64), workspace size,
+// status, waves, 4 reserved ints}.
+using lt_handle = void *;
+using lt_desc = void *;
+using lt_layout = void *;
+using lt_pref = void *;
+struct lt_algo { uint64_t data[8]; };
+struct lt_heuristic {
+    lt_algo algo;
+    size_t workspace_size;
+    int state;
+    float waves;
+    int reserved[4];
+};
+static_assert(sizeof(lt_heuristic) == 96, "cublasLtMatmulHeuristicResult_t is 96 bytes");
+constexpr int LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4, LT_DESC_EPILOGUE = 7, LT_DESC_BIAS_POINTER = 8, LT_DESC_BIAS_TYPE = 26;
+constexpr int LT_EPILOGUE_BIAS = 4, LT_PREF_MAX_WORKSPACE = 1;
+using fn_lt_create = cublas_status (*)(lt_handle *);
+using fn_lt_destroy = cublas_status (*)(lt_handle);
+using fn_lt_desc_create = cublas_status (*)(lt_desc *, int compute, cudaDataType_t scale);
+using fn_lt_desc_destroy = cublas_status (*)(lt_desc);
+using fn_lt_desc_set = cublas_status (*)(lt_desc, int attr, const void *buf, size_t bytes);
+using fn_lt_layout_create = cublas_status (*)(lt_layout *, cudaDataType_t, uint64_t rows, uint64_t cols, int64_t ld);
+using fn_lt_layout_destroy = cublas_status (*)(lt_layout);
+using fn_lt_pref_create = cublas_status (*)(lt_pref *);
+using fn_lt_pref_destroy = cublas_status (*)(lt_pref);
+using fn_lt_pref_set = cublas_status (*)(lt_pref, int attr, const void *buf, size_t bytes);
+using fn_lt_heuristic = cublas_status (*)(lt_handle, lt_desc, lt_layout A, lt_layout B, lt_layout C, lt_layout D, lt_pref, int requested,
+                                          lt_heuristic *results, int *returned);
+using fn_lt_matmul = cublas_status (*)(lt_handle, lt_desc, const void *alpha, const void *A, lt_layout, const void *B, lt_layout,
+                                       const void *beta, const void *C, lt_layout, void *D, lt_layout, const lt_algo *, void *workspace,
+                                       size_t workspace_bytes, cudaStream_t);
+
 struct cublas_api {
     bool ok = false;
     std::string why;
@@ -41,7 +79,37 @@ struct cublas_api {
     fn_set_stream set_stream = nullptr;
     fn_set_workspace set_workspace = nullptr;
     fn_gemm_ex gemm_ex = nullptr;
+    // cuBLASLt (bias epilogues); lt_ok false leaves those products on GemmEx plus a bias launch
+    bool lt_ok = false;
+    fn_lt_create lt_create = nullptr;
+    fn_lt_destroy lt_destroy = nullptr;
+    fn_lt_desc_create desc_create = nullptr;
+    fn_lt_desc_destroy desc_destroy = nullptr;
+    fn_lt_desc_set desc_set = nullptr;
+    fn_lt_layout_create layout_create = nullptr;
+    fn_lt_layout_destroy layout_destroy = nullptr;
+    fn_lt_pref_create pref_create = nullptr;
+    fn_lt_pref_destroy pref_destroy = nullptr;
+    fn_lt_pref_set pref_set = nullptr;
+    fn_lt_heuristic heuristic = nullptr;
+    fn_lt_matmul lt_matmul = nullptr;
 };
+
+// dlopen of <base>.so.13, .so.12 or .so: in the toolkit this was built against first, then on the
+// loader's search path. errs gets the first failure's message.
+void *open_library(const std::string &base, std::string &errs) {
+    std::vector<std::string> names;
+#ifdef ENDLESS_CUBLAS_DIR
+    for (const char *v : {".so.13", ".so.12", ".so"}) names.push_back(std::string(ENDLESS_CUBLAS_DIR) + "/" + base + v);
+#endif
+    for (const char *v : {".so.13", ".so.12", ".so"}) names.push_back(base + v);
+    for (const std::string &n : names) {
+        if (void *lib = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return lib;
+        const char *e = dlerror();
+        if (errs.empty() && e) errs = e;
+    }
+    return nullptr;
+}
 
 const cublas_api &api() {
     static cublas_api a;
@@ -52,20 +120,8 @@ const cublas_api &api() {
             a.why = "ENDLESS_CUBLAS=0";
             return;
         }
-        // the toolkit this was built against first, then the loader's search path
-        const char *names[] = {
-#ifdef ENDLESS_CUBLAS_DIR
-            ENDLESS_CUBLAS_DIR "/libcublas.so.13", ENDLESS_CUBLAS_DIR "/libcublas.so.12", ENDLESS_CUBLAS_DIR "/libcublas.so",
-#endif
-            "libcublas.so.13", "libcublas.so.12", "libcublas.so"};
-        void *lib = nullptr;
         std::string errs;
-        for (const char *n : names) {
-            lib = dlopen(n, RTLD_NOW | RTLD_LOCAL);
-            if (lib) break;
-            const char *e = dlerror();
-            if (errs.empty() && e) errs = e;
-        }
+        void *lib = open_library("libcublas", errs);
         if (!lib) {
             a.why = "cuBLAS not found (" + errs + ")";
             return;
@@ -80,6 +136,25 @@ const cublas_api &api() {
             return;  // the library stays loaded: harmless
         }
         a.ok = true;
+        // cuBLASLt ships beside cuBLAS (which itself depends on it); optional
+        const char *off_lt = std::getenv("ENDLESS_CUBLASLT");
+        if (off_lt && std::string(off_lt) == "0") return;
+        std::string lt_errs;
+        void *lt = open_library("libcublasLt", lt_errs);
+        if (!lt) return;
+        // every entry point or none
+        const std::pair<void **, const char *> syms[] = {
+            {(void **)&a.lt_create, "cublasLtCreate"}, {(void **)&a.lt_destroy, "cublasLtDestroy"},
+            {(void **)&a.desc_create, "cublasLtMatmulDescCreate"}, {(void **)&a.desc_destroy, "cublasLtMatmulDescDestroy"},
+            {(void **)&a.desc_set, "cublasLtMatmulDescSetAttribute"}, {(void **)&a.layout_create, "cublasLtMatrixLayoutCreate"},
+            {(void **)&a.layout_destroy, "cublasLtMatrixLayoutDestroy"}, {(void **)&a.pref_create, "cublasLtMatmulPreferenceCreate"},
+            {(void **)&a.pref_destroy, "cublasLtMatmulPreferenceDestroy"}, {(void **)&a.pref_set, "cublasLtMatmulPreferenceSetAttribute"},
+            {(void **)&a.heuristic, "cublasLtMatmulAlgoGetHeuristic"}, {(void **)&a.lt_matmul, "cublasLtMatmul"}};
+        a.lt_ok = true;
+        for (const auto &[slot, name] : syms) {
+            *slot = dlsym(lt, name);
+            a.lt_ok = a.lt_ok && *slot;
+        }
     });
     return a;
 }
@@ -150,6 +225,65 @@ const void *gemm_weight_bf16(const weight &w, uint4 *wq, cudaStream_t stream) {
 
 }  // namespace
 
+// One cuBLASLt plan per product shape (M outputs, n tokens, K inputs): y[n][M] = x W^T + b with BF16
+// operands, f32 output and bias, f32 accumulation; the bias pointer is set at each call.
+struct cuda_gemm::lt_state {
+    struct plan {
+        int64_t M, K;
+        int n;
+        bool ok = false;
+        lt_desc desc = nullptr;
+        lt_layout a = nullptr, b = nullptr, d = nullptr;
+        lt_algo algo{};
+    };
+    lt_handle handle = nullptr;
+    std::vector<plan> plans;
+    ~lt_state() {
+        const cublas_api &a = api();
+        for (plan &p : plans) {
+            if (p.desc) a.desc_destroy(p.desc);
+            for (lt_layout l : {p.a, p.b, p.d})
+                if (l) a.layout_destroy(l);
+        }
+        if (handle) a.lt_destroy(handle);
+    }
+    const plan *find(int64_t M, int n, int64_t K) const {
+        for (const plan &p : plans)
+            if (p.M == M && p.n == n && p.K == K) return &p;
+        return nullptr;
+    }
+    // Creates the plan (once per shape); ok false when cuBLASLt offers no algorithm for it.
+    const plan &get(int64_t M, int n, int64_t K) {
+        if (const plan *p = find(M, n, K)) return *p;
+        const cublas_api &a = api();
+        plan p;
+        p.M = M; p.n = n; p.K = K;
+        const int32_t ta = OP_T, tb = OP_N, epi = LT_EPILOGUE_BIAS;
+        const int32_t bias_type = CUDA_R_32F;
+        const uint64_t ws = WORKSPACE;
+        lt_pref pref = nullptr;
+        bool good = a.desc_create(&p.desc, COMPUTE_32F, CUDA_R_32F) == 0 && a.desc_set(p.desc, LT_DESC_TRANSA, &ta, 4) == 0 &&
+                    a.desc_set(p.desc, LT_DESC_TRANSB, &tb, 4) == 0 && a.desc_set(p.desc, LT_DESC_EPILOGUE, &epi, 4) == 0 &&
+                    a.desc_set(p.desc, LT_DESC_BIAS_TYPE, &bias_type, 4) == 0 &&
+                    // column-major views: W as K x M (used transposed), x as K x n, y as M x n
+                    a.layout_create(&p.a, CUDA_R_16BF, (uint64_t)K, (uint64_t)M, K) == 0 &&
+                    a.layout_create(&p.b, CUDA_R_16BF, (uint64_t)K, (uint64_t)n, K) == 0 &&
+                    a.layout_create(&p.d, CUDA_R_32F, (uint64_t)M, (uint64_t)n, M) == 0 && a.pref_create(&pref) == 0 &&
+                    a.pref_set(pref, LT_PREF_MAX_WORKSPACE, &ws, 8) == 0;
+        if (good) {
+            lt_heuristic h{};
+            int returned = 0;
+            good = a.heuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &h, &returned) == 0 && returned > 0 && h.state == 0 &&
+                   h.workspace_size <= WORKSPACE;
+            if (good) p.algo = h.algo;
+        }
+        if (pref) a.pref_destroy(pref);
+        p.ok = good;
+        plans.push_back(p);
+        return plans.back();
+    }
+};
+
 bool cuda_cublas_available(std::string *why) {
     const cublas_api &a = api();
     if (!a.ok && why) *why = a.why;
@@ -174,8 +308,23 @@ cuda_gemm::cuda_gemm(cudaStream_t stream) : stream_(stream) {
 }
 
 cuda_gemm::~cuda_gemm() {
+    delete lt_;
     if (handle_) api().destroy(handle_);
     if (workspace_) cudaFree(workspace_);
+}
+
+bool cuda_gemm::bias_epilogue(const weight &w, int n) {
+    const cublas_api &a = api();
+    if (!a.lt_ok || n <= 0 || w.ne1 % 4 != 0) return false;
+    if (!lt_) {
+        lt_ = new lt_state;
+        if (a.lt_create(&lt_->handle) != 0) {
+            lt_->handle = nullptr;
+            return false;
+        }
+    }
+    if (!lt_->handle) return false;
+    return lt_->get(w.ne1, n, w.ne0).ok;
 }
 
 bool cuda_gemm::takes(const weight &w) {
@@ -226,7 +375,8 @@ void cuda_gemm::ffn_swiglu(const weight &gate, const weight &up, const weight &d
                  "GemmEx (ffn down + residual)");
 }
 
-void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready, bool accumulate) {
+void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready, bool accumulate,
+                       const float *bias) {
     const cublas_api &a = api();
     const int64_t K = w.ne0, M = w.ne1;
     uint8_t *s = (uint8_t *)scratch;
@@ -235,6 +385,15 @@ void cuda_gemm::matmul(const weight &w, const float *x, int n, float *y, void *s
     const void *wd = gemm_weight_bf16(w, (uint4 *)(s + part * (precise ? 2 : 1)), stream_);
     if (!x_ready) gemm_convert_x(x, n, K, xh, xl, stream_);
     const float one = 1.0f, zero = 0.0f;
+    if (bias) {
+        const lt_state::plan *p = lt_ ? lt_->find(M, n, K) : nullptr;
+        if (!p || !p->ok || precise || accumulate) fail(ENDLESS_ERR_INTERNAL, "cuBLASLt bias product without a plan for its shape");
+        cublas_check(a.desc_set(p->desc, LT_DESC_BIAS_POINTER, &bias, sizeof(bias)), "Lt bias pointer");
+        cublas_check(a.lt_matmul(lt_->handle, p->desc, &one, wd, p->a, xh, p->b, &zero, y, p->d, y, p->d, &p->algo, workspace_,
+                                 WORKSPACE, stream_),
+                     "LtMatmul (bias)");
+        return;
+    }
     cublas_check(a.gemm_ex(handle_, OP_T, OP_N, (int)M, n, (int)K, &one, wd, CUDA_R_16BF, (int)K, xh, CUDA_R_16BF, (int)K,
                            accumulate ? &one : &zero, y, CUDA_R_32F, (int)M, COMPUTE_32F, GEMM_DEFAULT),
                  "GemmEx");

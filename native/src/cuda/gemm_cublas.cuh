@@ -37,7 +37,13 @@ public:
     // x_ready: the scratch already holds x converted by the previous call (same x, n, K, mode),
     // as for q/k/v or gate/up, which share their input.
     // accumulate: y += x * W^T (beta = 1) instead of y = x * W^T.
-    void matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready, bool accumulate = false);
+    // bias: y = x * W^T + bias (bias[w.ne1], f32) in the product's epilogue (cuBLASLt); only where
+    // bias_epilogue(w, n) said yes, default mode, not accumulating.
+    void matmul(const weight &w, const float *x, int n, float *y, void *scratch, bool precise, bool x_ready, bool accumulate = false,
+                const float *bias = nullptr);
+    // Whether a product of w over n tokens can add a bias in its epilogue (cuBLASLt loaded and an
+    // algorithm found for the shape; the answer is kept per shape). Host work only.
+    bool bias_epilogue(const weight &w, int n);
 
     // The SwiGLU feed-forward block of backend::ffn_swiglu_add with bf16 between its products:
     // g = gate h and u = up h written as bf16 into gate_bf and up_bf ([n, n_ff] each), s = silu(g) *
@@ -49,6 +55,8 @@ public:
                     void *up_bf, void *scratch, bool h_ready);
 
 private:
+    struct lt_state;
+    lt_state *lt_ = nullptr;  // cuBLASLt handle and per-shape plans (gemm_cublas.cu)
     void *handle_ = nullptr;
     void *workspace_ = nullptr;
     cudaStream_t stream_ = nullptr;
