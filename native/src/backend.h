@@ -155,6 +155,11 @@ public:
     // positive, multiplied where not): the greedy pick where the logits are (greedy_index /
     // sampler.h), so a greedy step brings back 4 bytes. x itself is not changed.
     virtual void argmax(const float *x, int64_t n, int32_t *out, const argmax_penalty &pen) = 0;
+    // The caller will not read [p, p + bytes) again before writing it: its contents are unspecified
+    // from here on, and a backend may leave it unwritten by ops already issued. CUDA: an rms_norm
+    // whose rows only cuBLAS products read (through the bf16 copy the norm's launch writes for
+    // them) then skips its f32 rows (model.cpp: the norm output h after its products). A hint only.
+    virtual void discard(const void *p, size_t bytes) { (void)p; (void)bytes; }
     // Runs every layer of a one-token step in one call and returns true, or does nothing and returns
     // false (no fused path for these arguments, or an argument the ops would reject): the caller then
     // issues the ops one by one. Afterwards x and the caches are what the ops would have left (the

@@ -372,6 +372,7 @@ void model::forward(const int32_t *tokens, int n, const cache_view &view,
         be.matmul(L.wq, h_, n, q_);  // q = h Wq^T (+ bq)
         be.matmul(L.wk, h_, n, k_);
         be.matmul(L.wv, h_, n, v_);
+        be.discard(h_, (size_t)n * d * sizeof(float));  // (read by the three products only)
         if (L.bq) be.add_bias(q_, L.bq, n, nq);
         if (L.bk) be.add_bias(k_, L.bk, n, nkv);
         if (L.bv) be.add_bias(v_, L.bv, n, nkv);
@@ -388,6 +389,7 @@ void model::forward(const int32_t *tokens, int n, const cache_view &view,
         be.rms_norm(x_, L.ffn_norm, n, d, hp_.norm_eps, h_);
         // x = x + down(silu(gate(h)) * up(h)) (gate_, up_ and h_ as scratch)
         be.ffn_swiglu_add(x_, h_, L.ffn_gate, L.ffn_up, L.ffn_down, n, gate_, up_, h_);
+        be.discard(h_, (size_t)n * d * sizeof(float));
     }
     if (logits_rows > 0) {
         const float *last = x_ + (size_t)(n - logits_rows) * d;

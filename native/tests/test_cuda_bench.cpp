@@ -238,6 +238,7 @@ struct synth_model {
             b.matmul(L.wq, xn, n, q);
             b.matmul(L.wk, xn, n, k);
             b.matmul(L.wv, xn, n, v);
+            b.discard(xn, (size_t)n * n_embd * 4);  // as model.cpp
             b.add_bias(q, L.bq, n, n_embd);
             b.add_bias(k, L.bk, n, kv_row);
             b.add_bias(v, L.bv, n, kv_row);
@@ -252,6 +253,7 @@ struct synth_model {
             b.matmul_add(L.wo, att, n, h, tmp);
             b.rms_norm(h, L.n2, n, n_embd, 1e-6f, xn);
             b.ffn_swiglu_add(h, xn, L.wg, L.wu, L.wd, n, g, u, tmp);  // as model.cpp issues it
+            b.discard(xn, (size_t)n * n_embd * 4);
         }
         b.rms_norm(h + (size_t)(n - 1) * n_embd, out_norm, 1, n_embd, 1e-6f, xn);
         b.matmul(emb, xn, 1, logits);

@@ -347,6 +347,48 @@ TEST(cuda_prefill_biases_in_product_epilogue) {
     }
 }
 
+// discard(): the f32 rows of an rms_norm that only cuBLAS products read (through its bf16 copy) are
+// not written once the caller discards them (they stay as they were: poisoned here), and the
+// products are right; an op that reads the f32 rows in between keeps them written and right.
+TEST(cuda_discard_drops_norm_rows_only_products_read) {
+    const int n = 64;
+    const int64_t d = 256, M = 96;
+    test_weight w(GGML_TYPE_BF16, d, M);
+    auto x = test::random_floats((size_t)n * d, -3, 3), g = test::random_floats(d, 0.5f, 1.5f), z0 = test::random_floats((size_t)n * d);
+    dbuf dx(x), dg(g), dxn((size_t)n * d), dy((size_t)n * M), dz(z0);
+    const std::vector<double> xn = reference_rms_norm(x, g, n, d);
+    std::vector<double> ry((size_t)n * M);
+    for (int64_t r = 0; r < M; r++) {
+        auto wr = w.row(r);
+        for (int i = 0; i < n; i++) {
+            double acc = 0;
+            for (int64_t k = 0; k < d; k++) acc += (double)wr[k] * xn[i * d + k];
+            ry[i * M + r] = acc;
+        }
+    }
+    std::vector<float> ryf(ry.begin(), ry.end());
+    for (bool reader : {false, true}) {
+        dxn.poison();
+        dy.poison();
+        be().upload(dz.p, z0.data(), z0.size() * 4);
+        be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
+        be().matmul(w.w, dxn.f(), n, dy.f());
+        if (reader) be().add(dz.f(), dxn.f(), (size_t)n * d);  // reads the f32 rows
+        be().discard(dxn.f(), (size_t)n * d * 4);
+        const auto y = dy.get(), rows = dxn.get(), z = dz.get();
+        CHECK_MSG(test::rel_error(y.data(), ryf.data(), ryf.size()) < 5e-3, "product beside a discarded norm (reader %d)", reader);
+        if (reader) {
+            std::vector<float> rz(z0);
+            for (size_t i = 0; i < rz.size(); i++) rz[i] += (float)xn[i];
+            CHECK_MSG(test::rel_error(z.data(), rz.data(), rz.size()) < 1e-5, "a reader of the norm's rows before the discard");
+        } else {
+            bool untouched = true;
+            for (float v : rows) untouched = untouched && std::isnan(v);
+            CHECK_MSG(untouched, "the discarded f32 rows were written");
+        }
+    }
+}
+
 TEST(cuda_fused_decode_ops) {
     for (ggml_type t : ALL_TYPES)
         for (int n : {1, 3, 8})

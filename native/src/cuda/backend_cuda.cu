@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,7 +51,7 @@ constexpr size_t GRAPH_CACHE = 8;
 constexpr int ATTN_MMA_MIN_QUERIES = 16;  // fewer queries per call: the fp32 kernels (decode, short chunks)
 
 enum op_code : uint64_t {
-    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD, OP_ARGMAX, OP_DECODE_LAYERS,
+    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD, OP_ARGMAX, OP_DECODE_LAYERS, OP_DISCARD,
 };
 
 inline uint64_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
@@ -253,9 +254,7 @@ public:
             if (!ready && !precise && !ranges_overlap(y, y_bytes, x, x_bytes)) {
                 // x is the output of the rms_norm or swiglu just before: that launch writes its bf16 copy
                 if (norm_ && norm_->y == x && norm_->n == n && norm_->dim == w.ne0) {
-                    const pending_norm p = *norm_;
-                    norm_.reset();
-                    queue_.push_back([=] { cuda_rms_norm(p.x, p.g, p.n, p.dim, p.eps, p.y, stream_, ws); });
+                    emit_norm_bf16(ws);
                     ready = true;
                 } else if (swiglu_ && swiglu_->y == x && swiglu_->count == (size_t)n * w.ne0) {
                     const pending_swiglu p = *swiglu_;
@@ -267,6 +266,7 @@ public:
             auto rec = std::make_shared<gemm_rec>(gemm_rec{w, y, n, nullptr});
             std::vector<std::shared_ptr<gemm_rec>> keep;
             keep.swap(recent_gemms_);
+            spares_norm_out(ready ? nullptr : x, x_bytes, {{y, y_bytes}});
             push([=] { gm->matmul(wc, x, n, y, ws, precise, ready, false, rec->bias); });
             // after push, which forgets them: the earlier products whose output this one neither reads
             // nor writes stay open to a bias, and so does this one (default mode)
@@ -294,6 +294,15 @@ public:
         });
     }
 
+    void discard(const void *p, size_t bytes) override {
+        if (!p || !bytes) return;
+        const bool drop = norm_out_ && (uintptr_t)p <= (uintptr_t)norm_out_->y &&
+                          (uintptr_t)norm_out_->y + norm_out_->bytes <= (uintptr_t)p + bytes;
+        sig({OP_DISCARD, ptr_bits(p), bytes, drop});
+        if (!drop) return;
+        *norm_out_->skip = true;
+        norm_out_.reset();
+    }
     void argmax(const float *x, int64_t n, int32_t *out, const argmax_penalty &pen) override {
         argmax_check("cuda argmax", n, pen);
         if (!x || !out) fail(ENDLESS_ERR_INVALID_ARGUMENT, "cuda argmax: null tensor");
@@ -325,6 +334,9 @@ public:
             // held back: a matrix-vector product of y that follows normalizes inside its own launch;
             // a cuBLAS product of y takes its bf16 copy from this op's launch
             close_open();
+            reads_f32(x, (size_t)n * dim * 4);
+            reads_f32(g, (size_t)dim * 4);
+            reads_f32(y, (size_t)n * dim * 4);  // (written later, at its launch)
             norm_ = pending_norm{x, g, n, dim, eps, y};
             return;
         }
@@ -353,6 +365,7 @@ public:
                 for (size_t j = i + 1; j < recent_gemms_.size(); j++) clash |= ranges_overlap(b, (size_t)dim * 4, recent_gemms_[j]->y, recent_gemms_[j]->bytes());
                 if (!clash && gemm_->bias_epilogue(r.w, n)) {
                     r.bias = b;
+                    reads_f32(b, (size_t)dim * 4);
                     return;
                 }
                 break;
@@ -387,6 +400,9 @@ public:
         if (fuse_) {
             // held back: a cuBLAS product of y that follows takes its bf16 copy from this launch
             close_open();
+            reads_f32(gate, count * 4);
+            reads_f32(up, count * 4);
+            reads_f32(y, count * 4);
             swiglu_ = pending_swiglu{gate, up, count, y};
             return;
         }
@@ -444,11 +460,10 @@ public:
         bool ready = false;
         if (norm_ && norm_->y == h && norm_->n == n && norm_->dim == d && !ranges_overlap(norm_->x, xb, gate_buf, fb) &&
             !ranges_overlap(norm_->x, xb, up_buf, fb)) {
-            const pending_norm p = *norm_;
-            norm_.reset();
-            queue_.push_back([=] { cuda_rms_norm(p.x, p.g, p.n, p.dim, p.eps, p.y, stream_, ws); });
+            emit_norm_bf16(ws);
             ready = true;
         }
+        spares_norm_out(ready ? nullptr : h, xb, {{x, xb}, {gate_buf, fb}, {up_buf, fb}});
         cuda_gemm *gm = gemm_.get();
         const weight g = gate, u = up, dn = down;
         push([=] { gm->ffn_swiglu(g, u, dn, h, n, x, gate_buf, up_buf, ws, ready); });
@@ -781,10 +796,34 @@ private:
             queue_.push_back([=] { cuda_swiglu(p.gate, p.up, p.count, p.y, stream_); });
         }
     }
+    // The held-back rms_norm as its own launch writing the bf16 copy of its rows into ws (for the
+    // cuBLAS product after it) and its f32 rows unless discard() drops them (see norm_out_).
+    void emit_norm_bf16(void *ws) {
+        const pending_norm p = *norm_;
+        norm_.reset();
+        auto skip = std::make_shared<bool>(false);
+        queue_.push_back([=] { cuda_rms_norm(p.x, p.g, p.n, p.dim, p.eps, *skip ? nullptr : p.y, stream_, ws); });
+        norm_out_ = norm_out{p.y, (size_t)p.n * p.dim * 4, skip};
+    }
+    // Called by an op about to be pushed that reads `in` as f32 (null: it reads nothing the norm
+    // wrote, e.g. only the bf16 copy) and writes `outs`: whether the norm's f32 rows stay unread and
+    // unwritten by it, so that a discard() after it may still drop them.
+    void spares_norm_out(const void *in, size_t in_bytes, std::initializer_list<std::pair<const void *, size_t>> outs) {
+        if (!norm_out_) return;
+        bool spared = !(in && ranges_overlap(in, in_bytes, norm_out_->y, norm_out_->bytes));
+        for (const auto &[p, b] : outs) spared = spared && !ranges_overlap(p, b, norm_out_->y, norm_out_->bytes);
+        spare_norm_out_ = spared;
+    }
+    // An op that reads [p, p + bytes) as f32 without being pushed (a held-back or joined op).
+    void reads_f32(const void *p, size_t bytes) {
+        if (norm_out_ && p && ranges_overlap(p, bytes, norm_out_->y, norm_out_->bytes)) norm_out_.reset();
+    }
     void push(std::function<void()> fn) {
         close_open();
         last_gemm_input_.reset();
         recent_gemms_.clear();
+        if (!spare_norm_out_) norm_out_.reset();
+        spare_norm_out_ = false;
         queue_.push_back(std::move(fn));
     }
     // Whether a prefill product of w on x goes to cuBLAS (starting it on first use).
@@ -1001,6 +1040,7 @@ private:
     }
     void forget_batch() {
         recent_gemms_.clear();
+        norm_out_.reset();
         staged_keys_.reset();
         batch_writes_.clear();
         batch_kv_.clear();
@@ -1027,6 +1067,16 @@ private:
         size_t bytes() const { return (size_t)n * w.ne1 * 4; }
     };
     std::vector<std::shared_ptr<gemm_rec>> recent_gemms_;
+    // The f32 rows of the last rms_norm that handed its bf16 copy to a cuBLAS product, while every op
+    // queued since read only that copy: discard() of those rows makes the norm's launch skip them
+    // (*skip, read when the batch runs). Any other op ends the chance (push, reads_f32).
+    struct norm_out {
+        const float *y;
+        size_t bytes;
+        std::shared_ptr<bool> skip;
+    };
+    std::optional<norm_out> norm_out_;
+    bool spare_norm_out_ = false;
     bool precise_ = false;
     bool use_cublas_ = true;
     bool fuse_ = true;  // rms_norm and kv_store into the matrix-vector launches
