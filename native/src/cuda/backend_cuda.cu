@@ -93,6 +93,8 @@ public:
         CUDA_CHECK(cudaEventCreateWithFlags(&stage_done_, cudaEventDisableTiming));
         const char *g = std::getenv("ENDLESS_CUDA_GRAPHS");
         graphs_enabled_ = !(g && std::strcmp(g, "0") == 0);
+        const char *dc = std::getenv("ENDLESS_CUDA_DISCARD");  // =0: discard() does nothing (for an A/B)
+        discard_on_ = !(dc && std::strcmp(dc, "0") == 0);
         const char *pr = std::getenv("ENDLESS_CUDA_PRECISE");
         precise_ = pr && std::strcmp(pr, "1") == 0;
         stage_grow(1 << 20);
@@ -296,7 +298,7 @@ public:
 
     void discard(const void *p, size_t bytes) override {
         if (!p || !bytes) return;
-        const bool drop = norm_out_ && (uintptr_t)p <= (uintptr_t)norm_out_->y &&
+        const bool drop = discard_on_ && norm_out_ && (uintptr_t)p <= (uintptr_t)norm_out_->y &&
                           (uintptr_t)norm_out_->y + norm_out_->bytes <= (uintptr_t)p + bytes;
         sig({OP_DISCARD, ptr_bits(p), bytes, drop});
         if (!drop) return;
@@ -1077,6 +1079,7 @@ private:
     };
     std::optional<norm_out> norm_out_;
     bool spare_norm_out_ = false;
+    bool discard_on_ = true;
     bool precise_ = false;
     bool use_cublas_ = true;
     bool fuse_ = true;  // rms_norm and kv_store into the matrix-vector launches
