@@ -330,6 +330,18 @@ TEST(cuda_prefill_biases_in_product_epilogue) {
             const auto got = dq.get();
             CHECK_MSG(test::rel_error(got.data(), r2.data(), r2.size()) < 5e-3, "%s n %d: bias written by a later product", tn, n);
         }
+        // a held-back rms_norm between the product and its bias writes the bias buffer (one row of x
+        // normalized: the bias of q is then that row)
+        be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
+        be().matmul(wq.w, dxn.f(), n, dq.f());
+        be().rms_norm(dx.f(), dg.f(), 1, (int)d, 1e-6f, dbb.f());
+        be().add_bias(dq.f(), dbb.f(), n, (int)d);
+        {
+            std::vector<float> b3(xn.begin(), xn.begin() + d);
+            const auto r3 = product(wq, xn, &b3, d);
+            const auto got = dq.get();
+            CHECK_MSG(test::rel_error(got.data(), r3.data(), r3.size()) < 5e-3, "%s n %d: bias written by a held-back norm", tn, n);
+        }
         // a later product reads the output before its bias
         be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
         be().matmul(wq.w, dxn.f(), n, dq.f());

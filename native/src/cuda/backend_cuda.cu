@@ -339,6 +339,7 @@ public:
             // held back: a matrix-vector product of y that follows normalizes inside its own launch;
             // a cuBLAS product of y takes its bf16 copy from this op's launch
             close_open();
+            recent_gemms_.clear();  // (it runs after them: a bias joining one of them would move past it)
             reads_f32(x, (size_t)n * dim * 4);
             reads_f32(g, (size_t)dim * 4);
             reads_f32(y, (size_t)n * dim * 4);  // (written later, at its launch)
@@ -405,6 +406,7 @@ public:
         if (fuse_) {
             // held back: a cuBLAS product of y that follows takes its bf16 copy from this launch
             close_open();
+            recent_gemms_.clear();
             reads_f32(gate, count * 4);
             reads_f32(up, count * 4);
             reads_f32(y, count * 4);
