@@ -963,7 +963,17 @@ private:
             // captured for its next use, after its launches: the capture and instantiation (~5 ms
             // for a 4096-token chunk's ~450 launches on an H100) then run on the host while the
             // device works through this batch, instead of holding the device idle before it.
-            if (repeat && capture_behind_ && sig_ == last_sig_) capture();
+            // The batch has run: a capture that fails (e.g. no memory left to instantiate the graph)
+            // costs only the replay, so it is not this batch's error; the next use tries again. A
+            // fault of the batch's own kernels surfaces at the event record below.
+            if (repeat && capture_behind_ && sig_ == last_sig_) {
+                try {
+                    capture();
+                } catch (const error &) {
+                    cudaGetLastError();
+                    graph_capture_failures_++;
+                }
+            }
         }
         CUDA_CHECK(cudaEventRecord(stage_done_, stream_));
         stage_inflight_ = true;
@@ -1097,7 +1107,7 @@ private:
     std::vector<int32_t> argmax_ids_;  // argmax's staged penalized ids (host side, reused)
     bool graphs_enabled_ = true;
     uint64_t use_clock_ = 0;
-    size_t graph_launches_ = 0, graph_captures_ = 0;
+    size_t graph_launches_ = 0, graph_captures_ = 0, graph_capture_failures_ = 0;
     size_t attn_early_ = 0;  // one-query attention ops queued with their fresh rows known
     std::vector<std::pair<cuda_fused_shape, cuda_fused_plan>> fused_plans_;  // decode_layers' plans by shape
     std::vector<cuda_fused_layer> fused_table_;                               // (host side, reused)
