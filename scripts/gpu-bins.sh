@@ -13,7 +13,9 @@
 #          every test_cuda_ops in full, then for each variant of BINS_VARIANTS (";"-separated environment
 #          settings, "-" for none; default: the defaults against the mma.sync prefill attention)
 #          the prefill attention alone (ENDLESS_BENCH_ONLY=attn_prefill) and a 16k prefill, in two
-#          alternating rounds, with each benchmark binary in the archive; BINS_NCU=1 adds ncu's
+#          alternating rounds, with each benchmark binary in the archive (BINS_FULL=1: the whole
+#          benchmark instead, its decode position sweep and prefill figures; JSON to $OUT;
+#          BINS_SKIP_OPS=1: no test_cuda_ops); BINS_NCU=1 adds ncu's
 #          figures for one windowed launch of the wgmma attention kernel (first variant, first binary).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +48,7 @@ run)
   xz -dc .carry-bin/bins.tar.xz | tar xf - -C $D || { echo "no .carry-bin/bins.tar.xz"; exit 1; }
   nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1; date -u +%FT%TZ
   for t in $D/test_cuda_ops $(ls $D/test_cuda_ops.* 2>/dev/null); do
+    [ "${BINS_SKIP_OPS:-0}" = 1 ] && break
     log="$OUT/$(basename "$t").log"
     timeout 300 "$t" > "$log" 2>&1
     echo "$(basename "$t"): rc $? ($(grep -cE '^ok' "$log") ok)"; grep -E "^FAIL|FAILED" "$log" | head -5
@@ -57,8 +60,26 @@ run)
       for v in "${variants[@]}"; do
         e=(); [ "$v" != "-" ] && read -r -a e <<< "$v"
         tag="$(basename "$b") $v"
-        env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=attn_prefill timeout 120 "$b" | grep "attention prefill" | sed "s|^|[$tag] |"
-        env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=prefill timeout 120 "$b" | tail -1 | sed "s|^|[$tag] |"
+        if [ "${BINS_FULL:-0}" = 1 ]; then
+          # the whole benchmark (decode at four stream positions, prefill 4k..32k, recompute): its model
+          # lines and the position sweep from its JSON
+          j="$OUT/full-r$round-$(basename "$b")-$(echo "$v" | tr -dc 'A-Za-z0-9=_' | cut -c1-60).json"
+          env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_OUT="$j" timeout 200 "$b" > /dev/null 2>&1
+          python3 - "$j" "$tag" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(f"[{sys.argv[2]}] no result ({e})"); sys.exit(0)
+for m in d.get("model_1p5b", []):
+    pf = m.get("prefill_chunk4096_tok_s", {})
+    print(f"[{sys.argv[2]}] {m.get('type')}: decode 4k/64k/1M/4M {m.get('decode_ms'):.3f} / {m.get('decode_ms_pos64k'):.3f} / "
+          f"{m.get('decode_ms_pos1m'):.3f} / {m.get('decode_ms_pos4m'):.3f} ms; prefill " + " / ".join(f"{k} {v:.0f}" for k, v in pf.items()))
+PY
+        else
+          env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=attn_prefill timeout 120 "$b" | grep "attention prefill" | sed "s|^|[$tag] |"
+          env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=prefill timeout 120 "$b" | tail -1 | sed "s|^|[$tag] |"
+        fi
       done
     done
   done
@@ -72,5 +93,5 @@ run)
   fi
   ;;
 *)
-  sed -n '2,16p' "$0"; exit 1 ;;
+  sed -n '2,19p' "$0"; exit 1 ;;
 esac
