@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -318,30 +319,24 @@ TEST(cuda_prefill_biases_in_product_epilogue) {
             const double es = test::rel_error(outs[0][i].data(), outs[1][i].data(), want[i]->size());
             CHECK_MSG(e < 5e-3 && es < 1e-5, "%s n %d %s + bias: %g against double, %g against the separate ops", tn, n, names[i], e, es);
         }
-        // a later product writes the bias buffer (q's bias is then k's product, read after it)
-        be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
-        be().matmul(wq.w, dxn.f(), n, dq.f());
-        be().matmul(wk.w, dxn.f(), 16, dbb.f());  // 16 tokens' k (a cuBLAS product); the first 4 tokens' are q's bias
-        be().add_bias(dq.f(), dbb.f(), n, (int)d);
-        {
-            const auto rk4 = product(wk, xn, nullptr, nkv);
-            std::vector<float> b2(rk4.begin(), rk4.begin() + d);
-            const auto r2 = product(wq, xn, &b2, d);
+        // q's bias buffer written between the product and its bias (by `write`): q must get what was
+        // written there (want_bias), not what the buffer held when the product ran
+        auto check_written_bias = [&](const std::function<void()> &write, const std::vector<float> &want_bias, const char *what) {
+            be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
+            be().matmul(wq.w, dxn.f(), n, dq.f());
+            write();
+            be().add_bias(dq.f(), dbb.f(), n, (int)d);
+            const auto want = product(wq, xn, &want_bias, d);
             const auto got = dq.get();
-            CHECK_MSG(test::rel_error(got.data(), r2.data(), r2.size()) < 5e-3, "%s n %d: bias written by a later product", tn, n);
-        }
-        // a held-back rms_norm between the product and its bias writes the bias buffer (one row of x
-        // normalized: the bias of q is then that row)
-        be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
-        be().matmul(wq.w, dxn.f(), n, dq.f());
-        be().rms_norm(dx.f(), dg.f(), 1, (int)d, 1e-6f, dbb.f());
-        be().add_bias(dq.f(), dbb.f(), n, (int)d);
-        {
-            std::vector<float> b3(xn.begin(), xn.begin() + d);
-            const auto r3 = product(wq, xn, &b3, d);
-            const auto got = dq.get();
-            CHECK_MSG(test::rel_error(got.data(), r3.data(), r3.size()) < 5e-3, "%s n %d: bias written by a held-back norm", tn, n);
-        }
+            CHECK_MSG(test::rel_error(got.data(), want.data(), want.size()) < 5e-3, "%s n %d: bias written by %s", tn, n, what);
+        };
+        // by a later product (16 tokens' k, a cuBLAS product; the first 4 tokens' are q's bias)
+        const auto rk16 = product(wk, xn, nullptr, nkv);
+        check_written_bias([&] { be().matmul(wk.w, dxn.f(), 16, dbb.f()); }, std::vector<float>(rk16.begin(), rk16.begin() + d),
+                           "a later product");
+        // by a held-back rms_norm (one row of x normalized)
+        check_written_bias([&] { be().rms_norm(dx.f(), dg.f(), 1, (int)d, 1e-6f, dbb.f()); },
+                           std::vector<float>(xn.begin(), xn.begin() + d), "a held-back norm");
         // a later product reads the output before its bias
         be().rms_norm(dx.f(), dg.f(), n, (int)d, 1e-6f, dxn.f());
         be().matmul(wq.w, dxn.f(), n, dq.f());

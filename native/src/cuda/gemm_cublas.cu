@@ -308,7 +308,7 @@ cuda_gemm::cuda_gemm(cudaStream_t stream) : stream_(stream) {
 }
 
 cuda_gemm::~cuda_gemm() {
-    delete lt_;
+    lt_.reset();  // (its plans and handle before the cuBLAS handle)
     if (handle_) api().destroy(handle_);
     if (workspace_) cudaFree(workspace_);
 }
@@ -317,7 +317,7 @@ bool cuda_gemm::bias_epilogue(const weight &w, int n) {
     const cublas_api &a = api();
     if (!a.lt_ok || n <= 0 || w.ne1 % 4 != 0) return false;
     if (!lt_) {
-        lt_ = new lt_state;
+        lt_ = std::make_unique<lt_state>();
         if (a.lt_create(&lt_->handle) != 0) {
             lt_->handle = nullptr;
             return false;

@@ -12,6 +12,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <string>
 
 #include "backend.h"
@@ -56,7 +57,7 @@ public:
 
 private:
     struct lt_state;
-    lt_state *lt_ = nullptr;  // cuBLASLt handle and per-shape plans (gemm_cublas.cu)
+    std::unique_ptr<lt_state> lt_;  // cuBLASLt handle and per-shape plans (gemm_cublas.cu)
     void *handle_ = nullptr;
     void *workspace_ = nullptr;
     cudaStream_t stream_ = nullptr;
