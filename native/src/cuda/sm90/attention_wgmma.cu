@@ -11,12 +11,14 @@
 //     issued by one producer thread, up to 3 tiles ahead) whose bytes arrive on the stage's "full"
 //     mbarrier; every consumer warp releases a stage on its "empty" mbarrier, so the two consumer
 //     warpgroups need no block barrier and run at their own pace;
-//   - S = Q K^T per warpgroup: wgmma m64n128k16, both operands from shared memory (K-major);
+//   - S = Q K^T per warpgroup: wgmma m64n128k16, the queries as A fragments in registers (read once
+//     from shared memory by ldmatrix, again when the rotation changes), K from shared memory (K-major);
 //   - the online softmax in registers (each thread: two rows, 32 scores), base 2 (Q carries
 //     scale * log2 e), masks for tiles that straddle a window edge, as attention_mma_kernel;
 //   - O += P V: wgmma m64nHDk16 with P from registers (the S accumulator layout is the A fragment
 //     layout once rounded to f16) and V from shared memory read N-major (imm-trans-b), so one tile
-//     layout serves K and V; the product of tile t - 1 runs while tile t's softmax does (the loop).
+//     layout serves K and V; the product of tile t - 1 runs while tile t's softmax does, and O's
+//     rescale to tile t - 1's maxima while S of tile t does (the loop).
 //     No wgmma may sit behind a branch ptxas cannot prove uniform over the warpgroup: it then
 //     serializes every wgmma of the kernel ("C7520 ... WG.AR in divergent path"), which the eleventh
 //     session's kernel did; the ctest cuda_sm90a_no_ptxas_notes fails on any such ptxas note.
@@ -30,9 +32,12 @@
 // without the serialization 293-294 / 334-337; with the producer warpgroup 296-302 / 340-342
 // (ncu: tensor pipe 47.6%, issue slots 31.9%; ptxas had put the wait for the P V product before the
 // softmax, at the join after the branchy mask); with the mask branch-free 314 / 370 (NOTES.md,
-// twelfth session). Tried and not kept: exponentials on f16x2 pairs (ex2.approx.f16x2, 5-7% slower:
-// more instructions for the row sums), FlashAttention-3's ping-pong between the consumer warpgroups
-// (+0-2%), the mask on every tile without the branch (no gain).
+// twelfth session), 311-318 / 362-372 in the fourteenth session's A/B (the same card type, another day);
+// then the queries in registers and O's rescale behind S: 333-335 / 397-399 (T1303). Tried and not
+// kept: exponentials on f16x2 pairs (ex2.approx.f16x2, 5-7% slower: more instructions for the row
+// sums), FlashAttention-3's ping-pong between the consumer warpgroups (+0-2%), the mask on every tile
+// without the branch (no gain), a row's max and sum in four partial chains (alone 3-7% faster, with
+// the two changes above no further gain).
 #include "../attention_wgmma.cuh"
 #include "../cuda_common.cuh"
 
@@ -114,15 +119,6 @@ __device__ __forceinline__ uint64_t aw_desc(uint32_t saddr, uint32_t lbo, uint32
 #define AW_OPS_HI "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 
-// S (m64 x n128, f32) = A (64 x 16 from a shared-memory descriptor) x B (16 x 128, descriptor); scale_d = 0
-// overwrites S instead of adding to it.
-__device__ __forceinline__ void aw_wgmma_ss_n128(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" AW_OPS_LO ", " AW_OPS_HI "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                 : AW_ACC32(0), AW_ACC32(32)
-                 : "l"(da), "l"(db), "r"(scale_d));
-}
-
 // O (m64 x nN, f32) += A (64 x 16 in registers, the mma.m16n8k16 A layout per warp) x B (16 x N, an
 // N-major descriptor: imm-trans-b = 1); N = 64 or 128 (the head dim).
 __device__ __forceinline__ void aw_wgmma_rs_n64(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
@@ -136,6 +132,14 @@ __device__ __forceinline__ void aw_wgmma_rs_n128(float (&d)[64], const uint32_t 
                  "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" AW_OPS_LO ", " AW_OPS_HI "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
                  : AW_ACC32(0), AW_ACC32(32)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+// S (m64 x n128, f32) = A (64 x 16 in registers, the mma.m16n8k16 A layout per warp) x B (16 x 128, a
+// K-major descriptor); scale_d = 0 overwrites S.
+__device__ __forceinline__ void aw_wgmma_rs_kn128(float (&d)[64], const uint32_t (&a)[4], uint64_t db, int scale_d) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" AW_OPS_LO ", " AW_OPS_HI "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+                 : AW_ACC32(0), AW_ACC32(32)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
 #undef AW_ACC32
 #undef AW_ACC8
@@ -253,12 +257,14 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     for (int i = 0; i < HD / 2; i++) o[i] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's partial row sums
     int q_mode = -1;
+    uint32_t qf[NK][4];  // the warp's 16 query rows as A fragments of S = Q K^T, k step k
 
-    // The loop (consumers). Every warp waits for tile t to land. A warpgroup issues S_t = Q K_t^T and then
-    // O += P_{t-1} V_{t-1} (the previous tile's probabilities, kept in registers), waits for S_t
-    // only, and runs tile t's softmax while the P V product is on the tensor cores; then it waits for
-    // that, releases tile t - 1's stage and rescales O to tile t's row maxima. No block barrier: the
-    // two warpgroups run at their own pace (the stages give the later one slack).
+    // The loop (consumers). Every warp waits for tile t to land. A warpgroup issues S_t = Q K_t^T (the
+    // queries' A fragments in registers, K_t from shared memory), rescales O to tile t - 1's row maxima
+    // while S_t runs, issues O += P_{t-1} V_{t-1} (the previous tile's probabilities, kept in registers),
+    // waits for S_t only, and runs tile t's softmax while the P V product is on the tensor cores; then it
+    // waits for that and releases tile t - 1's stage. No block barrier: the two warpgroups run at their
+    // own pace (the stages give the later one slack).
     // No wgmma sits behind a branch that differs between the warpgroups (ptxas then serializes every
     // wgmma of the kernel, C7520): both run every tile of the block, a tile outside a warpgroup's rows
     // fully masked; the first tile's "previous" P V multiplies zero probabilities by its own V (the
@@ -291,6 +297,14 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");  // 40 x 128 + 232 x 256 <= 64K
     int prev = 0;  // the previous tile's stage (the first iteration: its own)
+    float alpha_prev[2] = {1.0f, 1.0f};  // the previous tile's rescale, not yet applied to O
+    auto rescale = [&](const float (&al)[2]) {
+#pragma unroll
+        for (int dn = 0; dn < ND; dn++) {
+            o[4 * dn + 0] *= al[0]; o[4 * dn + 1] *= al[0];
+            o[4 * dn + 2] *= al[1]; o[4 * dn + 3] *= al[1];
+        }
+    };
     for (int t = t_begin; t < t_end; t++) {
         const int it = t - t_begin, stage = it % AW_STAGES;
         aw_mbar_wait(full0 + 8 * stage, (it / AW_STAGES) & 1);  // tile t has landed
@@ -302,6 +316,17 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
             q_mode = (int)window;
             aw_fence_proxy();
             wg_sync();
+            {  // ldmatrix x4: matrix i = lane / 8 (rows + 8 (i & 1), 16-byte chunk 2 k + (i >> 1)), row lane % 8
+                const int grp = wg * 8 + (warp & 3) * 2 + ((lane >> 3) & 1);
+#pragma unroll
+                for (int k = 0; k < NK; k++) {
+                    const uint32_t a = sQ + grp * RG + (2 * k + (lane >> 4)) * 128 + (lane & 7) * 16;
+                    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                                 : "=r"(qf[k][0]), "=r"(qf[k][1]), "=r"(qf[k][2]), "=r"(qf[k][3])
+                                 : "r"(a)
+                                 : "memory");
+                }
+            }
         }
 
         const int e0 = tile_e0(t);                    // key index of the tile's first key
@@ -316,11 +341,18 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         }
         // S = Q K^T: A = the warpgroup's 64 query rows, B = the tile's keys (both K-major)
         float s[AW_KT / 2];
+        // nothing is in flight here (the last iteration waited for all); saying so again lets ptxas see
+        // it (else it waits for S before the rescale below, C7517)
+        aw_wait_all();
         aw_fence();
-        const uint32_t qa = sQ + wg * 8 * RG, kb = sK + stage * T_BYTES;
+        const uint32_t kb = sK + stage * T_BYTES;
 #pragma unroll
-        for (int k = 0; k < NK; k++) aw_wgmma_ss_n128(s, aw_desc(qa + 256 * k, 128, RG), aw_desc(kb + 256 * k, 128, RG), k > 0);
+        for (int k = 0; k < NK; k++) aw_wgmma_rs_kn128(s, qf[k], aw_desc(kb + 256 * k, 128, RG), k > 0);
         aw_commit();
+        // O to the previous tile's maxima while S is on the tensor cores, then that tile's P V
+        rescale(alpha_prev);
+        aw_pin(o);  // (else the multiplies may sink past the fence, and ptxas waits for S before the P V)
+        aw_fence();
         pv(prev);
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // S done; P V may still run
         aw_pin(s);
@@ -368,12 +400,10 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         aw_wait_all();  // the previous tile's P V
         aw_pin(o);
         if (it > 0) release(prev);
-        // O (which now holds every tile before t, at the previous maxima) to tile t's maxima
-#pragma unroll
-        for (int dn = 0; dn < ND; dn++) {
-            o[4 * dn + 0] *= alpha[0]; o[4 * dn + 1] *= alpha[0];
-            o[4 * dn + 2] *= alpha[1]; o[4 * dn + 3] *= alpha[1];
-        }
+        // O (which holds every tile before t, at the previous maxima) goes to tile t's maxima in the next
+        // iteration, while that one's S runs
+        alpha_prev[0] = alpha[0];
+        alpha_prev[1] = alpha[1];
         // P of this tile as A fragments: keys 16 kk.. are the S blocks 2 kk and 2 kk + 1
 #pragma unroll
         for (int kk = 0; kk < AW_KT / 16; kk++) {
@@ -385,6 +415,8 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
         prev = stage;
     }
     if (t_end > t_begin) {  // (block-uniform) the last tile's P V (its stage is not reloaded: no tile follows)
+        rescale(alpha_prev);
+        aw_pin(o);
         aw_fence();
         pv(prev);
         aw_wait_all();
