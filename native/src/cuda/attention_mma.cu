@@ -114,16 +114,31 @@ __device__ __forceinline__ void am_mma(float (&c)[4], const uint32_t (&a)[4], ui
 // group on one side of n_rot and every float4 16-byte aligned.
 // TILED: dst is the start of the row's 8-row group in the core-matrix layout of attention_wgmma.cu
 // (row r8 of the group, dims 8c..8c+7 at halves c * 64 + r8 * 8), else the row itself.
+// (the group's two float4 halves as loaded, and where they go)
+struct am_group {
+    float4 a, b;
+    int da, db, p;
+    bool rot;
+};
+__device__ __forceinline__ am_group am_load_group(const float *src, int qd, int n_rot, int mode) {
+    am_group g;
+    const int half = n_rot / 2;
+    g.p = 4 * qd;
+    g.rot = 8 * qd < n_rot;
+    g.da = 8 * qd;
+    g.db = 8 * qd + 4;
+    if (g.rot && mode == ROPE_MODE_NEOX) { g.da = g.p; g.db = g.p + half; }
+    g.a = am_ldg4(src + g.da);
+    g.b = am_ldg4(src + g.db);
+    return g;
+}
 template <bool TILED = false>
-__device__ __forceinline__ void am_rot_group(const float *src, __half *dst, int qd, int pos, int n_rot, int mode,
-                                             const float *rope_cos, const float *rope_sin, float mul, int r8 = 0) {
-    const int half = n_rot / 2, p = 4 * qd;
-    const bool rot = 8 * qd < n_rot;
-    int da = 8 * qd, db = 8 * qd + 4;
-    if (rot && mode == ROPE_MODE_NEOX) { da = p; db = p + half; }
-    const float4 a = am_ldg4(src + da), b = am_ldg4(src + db);
+__device__ __forceinline__ void am_store_group(const am_group &g, __half *dst, int pos, int n_rot, int mode, const float *rope_cos,
+                                               const float *rope_sin, float mul, int r8 = 0) {
+    const float4 a = g.a, b = g.b;
     float4 oa = a, ob = b;
-    if (rot) {
+    if (g.rot) {
+        const int half = n_rot / 2, p = g.p;
         const float4 c = am_ldg4(rope_cos + (size_t)pos * half + p), s = am_ldg4(rope_sin + (size_t)pos * half + p);
         if (mode == ROPE_MODE_NEOX) {  // a: first halves of pairs p..p+3, b: second halves
             oa = make_float4(a.x * c.x - b.x * s.x, a.y * c.y - b.y * s.y, a.z * c.z - b.z * s.z, a.w * c.w - b.w * s.w);
@@ -134,14 +149,19 @@ __device__ __forceinline__ void am_rot_group(const float *src, __half *dst, int 
         }
     }
     auto at = [&](int d) { return TILED ? dst + (d >> 3) * 64 + r8 * 8 + (d & 7) : dst + d; };  // (4 dims stay in one chunk)
-    *reinterpret_cast<uint2 *>(at(da)) = make_uint2(tc_pack(oa.x * mul, oa.y * mul), tc_pack(oa.z * mul, oa.w * mul));
-    *reinterpret_cast<uint2 *>(at(db)) = make_uint2(tc_pack(ob.x * mul, ob.y * mul), tc_pack(ob.z * mul, ob.w * mul));
+    *reinterpret_cast<uint2 *>(at(g.da)) = make_uint2(tc_pack(oa.x * mul, oa.y * mul), tc_pack(oa.z * mul, oa.w * mul));
+    *reinterpret_cast<uint2 *>(at(g.db)) = make_uint2(tc_pack(ob.x * mul, ob.y * mul), tc_pack(ob.z * mul, ob.w * mul));
+}
+template <bool TILED = false>
+__device__ __forceinline__ void am_rot_group(const float *src, __half *dst, int qd, int pos, int n_rot, int mode,
+                                             const float *rope_cos, const float *rope_sin, float mul, int r8 = 0) {
+    am_store_group<TILED>(am_load_group(src, qd, n_rot, mode), dst, pos, n_rot, mode, rope_cos, rope_sin, mul, r8);
 }
 
 // Conversion pass, one thread per group of 8 dims of a row: first the key list (K rotated by the
-// key's index e, V as is; zeros past n_keys and past head_dim), then the queries in both
-// rotations (mode 0: fixed tiles, position n_fixed + hi - lo - 1; mode 1: window tiles,
-// n_fixed + hi - 1), times scale * log2 e. Building the Q fragments from f32 inside the main
+// key's index e, V as is; zeros past n_keys and past head_dim), then the queries, each read once and
+// written in both rotations (mode 0: fixed tiles, position n_fixed + hi - lo - 1; mode 1: window
+// tiles, n_fixed + hi - 1), times scale * log2 e. Building the Q fragments from f32 inside the main
 // kernel instead kept ~90 registers of loads in flight there and spilled.
 // TILED: kh / vh in the core-matrix layout of attention_wgmma.cu (rows in groups of 8, a group's
 // 8 x HD halves contiguous; rows_kv is a multiple of 64, so a KV head's rows start a group).
@@ -166,19 +186,21 @@ __global__ void __launch_bounds__(256) attention_mma_convert_kernel(const am_con
         am_rot_group<TILED>(C.v_cache + off, dv, qd, 0, 0, C.mode, nullptr, nullptr, 1.0f, r8);
         return;
     }
-    const size_t qrow = row - n_kv_rows;  // mode * n_q * n_head + i * n_head + h
+    const size_t qrow = row - n_kv_rows;  // i * n_head + h; its rows in qh: qrow (mode 0) and n_qh + qrow (mode 1)
     const size_t n_qh = (size_t)C.n_q * C.n_head;
-    if (qrow >= 2 * n_qh) return;
-    __half *dq = C.qh + qrow * HD;
+    if (qrow >= n_qh) return;
+    __half *dq0 = C.qh + qrow * HD, *dq1 = C.qh + (n_qh + qrow) * HD;
     if (8 * qd >= C.hd) {
-        *reinterpret_cast<uint4 *>(dq + 8 * qd) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4 *>(dq0 + 8 * qd) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4 *>(dq1 + 8 * qd) = make_uint4(0, 0, 0, 0);
         return;
     }
-    const int mode = (int)(qrow / n_qh), i = (int)((qrow % n_qh) / C.n_head);
+    const int i = (int)(qrow / C.n_head);
     const int lo = C.win_lo[i], hi = C.win_hi[i], n_fixed = C.meta[0];
+    const am_group g = am_load_group(C.q + qrow * C.hd, qd, C.n_rot, C.mode);
     // clamped: a query that sees no key at all is rejected by the backend before it gets here
-    const int pos = max(0, mode ? n_fixed + hi - 1 : n_fixed + hi - lo - 1);
-    am_rot_group(C.q + (qrow % n_qh) * C.hd, dq, qd, pos, C.n_rot, C.mode, C.rope_cos, C.rope_sin, C.qscale);
+    am_store_group(g, dq0, max(0, n_fixed + hi - lo - 1), C.n_rot, C.mode, C.rope_cos, C.rope_sin, C.qscale);
+    am_store_group(g, dq1, max(0, n_fixed + hi - 1), C.n_rot, C.mode, C.rope_cos, C.rope_sin, C.qscale);
 }
 
 // MT: 16-row m-tiles per warp (8 / MT warps, AM_BM rows per block either way). With MT = 2 every
@@ -626,7 +648,7 @@ void cuda_attention_mma(const attn_args &a, const cuda_attn_mma_plan &plan, cons
     C.rope_cos = a.rope_cos; C.rope_sin = a.rope_sin; C.qh = qh; C.kh = kh; C.vh = vh;
     C.n_q = a.n_q; C.n_head = a.n_head; C.n_head_kv = a.n_head_kv; C.hd = a.head_dim; C.n_rot = a.n_rot;
     C.mode = (int)a.mode; C.rows_kv = (int)rows_kv; C.qscale = a.scale * AM_LOG2E;
-    const size_t n_conv = ((size_t)a.n_head_kv * rows_kv + (size_t)2 * a.n_q * a.n_head) * (HD / 8);
+    const size_t n_conv = ((size_t)a.n_head_kv * rows_kv + (size_t)a.n_q * a.n_head) * (HD / 8);
     const unsigned nb = cuda_blocks(n_conv, 256);
     if (HD == 64) plan.wgmma ? attention_mma_convert_kernel<64, true><<<nb, 256, 0, stream>>>(C) : attention_mma_convert_kernel<64, false><<<nb, 256, 0, stream>>>(C);
     else if (HD == 128) plan.wgmma ? attention_mma_convert_kernel<128, true><<<nb, 256, 0, stream>>>(C) : attention_mma_convert_kernel<128, false><<<nb, 256, 0, stream>>>(C);
