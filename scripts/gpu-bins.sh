@@ -73,8 +73,10 @@ except Exception as e:
     print(f"[{sys.argv[2]}] no result ({e})"); sys.exit(0)
 for m in d.get("model_1p5b", []):
     pf = m.get("prefill_chunk4096_tok_s", {})
+    pr = m.get("prefill_chunk4096_after_rest_tok_s", {})
     print(f"[{sys.argv[2]}] {m.get('type')}: decode 4k/64k/1M/4M {m.get('decode_ms'):.3f} / {m.get('decode_ms_pos64k'):.3f} / "
-          f"{m.get('decode_ms_pos1m'):.3f} / {m.get('decode_ms_pos4m'):.3f} ms; prefill " + " / ".join(f"{k} {v:.0f}" for k, v in pf.items()))
+          f"{m.get('decode_ms_pos1m'):.3f} / {m.get('decode_ms_pos4m'):.3f} ms; prefill " + " / ".join(f"{k} {v:.0f}" for k, v in pf.items())
+          + ("; after a pause " + " / ".join(f"{k} {v:.0f}" for k, v in pr.items()) if pr else ""))
 PY
         else
           env "${e[@]}" ENDLESS_CUDA_BENCH=1 ENDLESS_BENCH_ONLY=attn_prefill timeout 120 "$b" | grep "attention prefill" | sed "s|^|[$tag] |"
