@@ -108,13 +108,7 @@ __device__ __forceinline__ void am_mma(float (&c)[4], const uint32_t (&a)[4], ui
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// 8 dims of a head vector, group qd, rotated to position pos and times mul, stored as f16.
-// A rotated group is 4 RoPE pairs p..p+3 (p = 4 qd): NEOX dims p..p+3 and p+half..p+half+3,
-// NORM the 8 dims 2p..2p+7; an unrotated group is 8 consecutive dims. n_rot % 8 == 0 keeps a
-// group on one side of n_rot and every float4 16-byte aligned.
-// TILED: dst is the start of the row's 8-row group in the core-matrix layout of attention_wgmma.cu
-// (row r8 of the group, dims 8c..8c+7 at halves c * 64 + r8 * 8), else the row itself.
-// (the group's two float4 halves as loaded, and where they go)
+// A group of 8 dims of a head vector as loaded (two float4 halves) and where they go (see below).
 struct am_group {
     float4 a, b;
     int da, db, p;
@@ -132,6 +126,12 @@ __device__ __forceinline__ am_group am_load_group(const float *src, int qd, int 
     g.b = am_ldg4(src + g.db);
     return g;
 }
+// 8 dims of a head vector, group qd, rotated to position pos and times mul, stored as f16.
+// A rotated group is 4 RoPE pairs p..p+3 (p = 4 qd): NEOX dims p..p+3 and p+half..p+half+3,
+// NORM the 8 dims 2p..2p+7; an unrotated group is 8 consecutive dims. n_rot % 8 == 0 keeps a
+// group on one side of n_rot and every float4 16-byte aligned.
+// TILED: dst is the start of the row's 8-row group in the core-matrix layout of attention_wgmma.cu
+// (row r8 of the group, dims 8c..8c+7 at halves c * 64 + r8 * 8), else the row itself.
 template <bool TILED = false>
 __device__ __forceinline__ void am_store_group(const am_group &g, __half *dst, int pos, int n_rot, int mode, const float *rope_cos,
                                                const float *rope_sin, float mul, int r8 = 0) {
