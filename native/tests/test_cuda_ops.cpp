@@ -155,6 +155,23 @@ std::vector<double> reference_rms_norm(const std::vector<float> &x, const std::v
     return xn;
 }
 
+// y[i][r] = b[r] + sum_k W[r][k] in[i][k] for n rows of K inputs and M outputs, summed in double and
+// rounded to float once: the reference of a product.
+template <typename T>
+std::vector<float> reference_product(const test_weight &tw, const std::vector<T> &in, int n, int64_t K, int64_t M,
+                                     const std::vector<float> *b = nullptr) {
+    std::vector<float> y((size_t)n * M);
+    for (int64_t r = 0; r < M; r++) {
+        const auto wr = tw.row(r);
+        for (int i = 0; i < n; i++) {
+            double acc = b ? (*b)[r] : 0.0;
+            for (int64_t k = 0; k < K; k++) acc += (double)wr[k] * in[(size_t)i * K + k];
+            y[(size_t)i * M + r] = (float)acc;
+        }
+    }
+    return y;
+}
+
 // The model's attention input block (model.cpp): rms_norm, the q, k and v products, their biases.
 void issue_norm_qkv(const dbuf &x, const dbuf &g, const dbuf &xn, const test_weight &wq, const test_weight &wk, const test_weight &wv,
                     const dbuf &q, const dbuf &k, const dbuf &v, const dbuf &bq, const dbuf &bk, const dbuf &bv, int n) {
@@ -255,19 +272,7 @@ TEST(cuda_fused_prefill_ops) {
         for (int64_t k = 0; k < d; k++) rxn[i * d + k] = (float)(x[i * d + k] * r * g[k]);
     }
     for (size_t i = 0; i < rs.size(); i++) rs[i] = (float)((double)gate[i] / (1.0 + std::exp(-(double)gate[i])) * up[i]);
-    auto product = [&](test_weight &tw, const std::vector<float> &in, int64_t K, int64_t M) {
-        std::vector<float> out((size_t)n * M);
-        for (int64_t r = 0; r < M; r++) {
-            auto wr = tw.row(r);
-            for (int i = 0; i < n; i++) {
-                double acc = 0;
-                for (int64_t k = 0; k < K; k++) acc += (double)wr[k] * in[i * K + k];
-                out[i * M + r] = (float)acc;
-            }
-        }
-        return out;
-    };
-    const auto ry = product(w1, rxn, d, ff), rz = product(w2, rs, ff, d);
+    const auto ry = reference_product(w1, rxn, n, d, ff), rz = reference_product(w2, rs, n, ff, d);
     CHECK_MSG(test::rel_error(dxn.get().data(), rxn.data(), rxn.size()) < 1e-5, "rms_norm output beside a cuBLAS product");
     CHECK_MSG(test::rel_error(dgate.get().data(), rs.data(), rs.size()) < 1e-6, "swiglu output beside a cuBLAS product");
     // bf16 operands (and a Q8_0 weight decoded to bf16): ~2e-3
@@ -291,17 +296,8 @@ TEST(cuda_prefill_biases_in_product_epilogue) {
         dbuf dx(x), dg(g), dxn((size_t)n * d), dq((size_t)n * d), dk((size_t)n * nkv), dv((size_t)n * nkv), dz((size_t)n * nkv);
         dbuf dbq(bq), dbk(bk), dbv(bv), dbb(16 * nkv);
         const std::vector<double> xn = reference_rms_norm(x, g, n, d);
-        auto product = [&](test_weight &tw, const std::vector<double> &in, const std::vector<float> *b, int64_t M) {
-            std::vector<float> y((size_t)n * M);
-            for (int64_t r = 0; r < M; r++) {
-                auto wr = tw.row(r);
-                for (int i = 0; i < n; i++) {
-                    double acc = b ? (*b)[r] : 0.0;
-                    for (int64_t k = 0; k < d; k++) acc += (double)wr[k] * in[i * d + k];
-                    y[i * M + r] = (float)acc;
-                }
-            }
-            return y;
+        auto product = [&](test_weight &tw, const auto &in, const std::vector<float> *b, int64_t M) {
+            return reference_product(tw, in, n, d, M, b);
         };
         const auto rq = product(wq, xn, &bq, d), rk = product(wk, xn, &bk, nkv), rv = product(wv, xn, &bv, nkv);
         std::vector<std::vector<float>> outs[2];
@@ -344,8 +340,7 @@ TEST(cuda_prefill_biases_in_product_epilogue) {
         be().add_bias(dq.f(), dbq.f(), n, (int)d);
         {
             const auto q0 = product(wq, xn, nullptr, d);
-            const std::vector<double> q0d(q0.begin(), q0.end());
-            const auto rz = product(w2, q0d, nullptr, nkv);
+            const auto rz = product(w2, q0, nullptr, nkv);
             const auto got = dz.get();
             CHECK_MSG(test::rel_error(got.data(), rz.data(), rz.size()) < 5e-3, "%s n %d: product of the output before its bias", tn, n);
             const auto gq = dq.get();
@@ -364,16 +359,7 @@ TEST(cuda_discard_drops_norm_rows_only_products_read) {
     auto x = test::random_floats((size_t)n * d, -3, 3), g = test::random_floats(d, 0.5f, 1.5f), z0 = test::random_floats((size_t)n * d);
     dbuf dx(x), dg(g), dxn((size_t)n * d), dy((size_t)n * M), dz(z0);
     const std::vector<double> xn = reference_rms_norm(x, g, n, d);
-    std::vector<double> ry((size_t)n * M);
-    for (int64_t r = 0; r < M; r++) {
-        auto wr = w.row(r);
-        for (int i = 0; i < n; i++) {
-            double acc = 0;
-            for (int64_t k = 0; k < d; k++) acc += (double)wr[k] * xn[i * d + k];
-            ry[i * M + r] = acc;
-        }
-    }
-    std::vector<float> ryf(ry.begin(), ry.end());
+    const std::vector<float> ryf = reference_product(w, xn, n, d, M);
     for (bool reader : {false, true}) {
         dxn.poison();
         dy.poison();
