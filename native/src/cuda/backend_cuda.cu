@@ -93,9 +93,6 @@ public:
         CUDA_CHECK(cudaEventCreateWithFlags(&stage_done_, cudaEventDisableTiming));
         const char *g = std::getenv("ENDLESS_CUDA_GRAPHS");
         graphs_enabled_ = !(g && std::strcmp(g, "0") == 0);
-        // =0: a repeated batch is captured first and its graph launched (before the thirteenth session)
-        const char *cb = std::getenv("ENDLESS_CUDA_CAPTURE_BEHIND");
-        capture_behind_ = !(cb && std::strcmp(cb, "0") == 0);
         const char *dc = std::getenv("ENDLESS_CUDA_DISCARD");  // =0: discard() does nothing (for an A/B)
         discard_on_ = !(dc && std::strcmp(dc, "0") == 0);
         const char *pr = std::getenv("ENDLESS_CUDA_PRECISE");
@@ -952,7 +949,6 @@ private:
         if (repeat)
             for (auto &e : graphs_)
                 if (e.sig == sig_) { entry = &e; break; }
-        if (!entry && repeat && !capture_behind_ && sig_ == last_sig_) entry = capture();  // (the earlier order, for A/B runs)
         if (entry) {
             entry->last_use = ++use_clock_;
             CUDA_CHECK(cudaGraphLaunch(entry->exec, stream_));
@@ -966,7 +962,7 @@ private:
             // The batch has run: a capture that fails (e.g. no memory left to instantiate the graph)
             // costs only the replay, so it is not this batch's error; the next use tries again. A
             // fault of the batch's own kernels surfaces at the event record below.
-            if (repeat && capture_behind_ && sig_ == last_sig_) {
+            if (repeat && sig_ == last_sig_) {
                 try {
                     capture();
                 } catch (const error &) {
@@ -1096,7 +1092,6 @@ private:
     std::optional<norm_out> norm_out_;
     bool spare_norm_out_ = false;
     bool discard_on_ = true;
-    bool capture_behind_ = true;
     bool precise_ = false;
     bool use_cublas_ = true;
     bool fuse_ = true;  // rms_norm and kv_store into the matrix-vector launches
