@@ -727,6 +727,9 @@ int main() {
             const int rest_ms = rest_env ? std::max(0, std::atoi(rest_env)) : 2000;
             double pfr[4] = {0, 0, 0, 0};
             for (int i = 0; i < 4 && rest_ms > 0; i++) pfr[i] = bench_prefill_median(m, totals[i], 4096, rest_ms);
+            // device memory of the quantized weights' BF16 copies that prefill made (0 for BF16 weights)
+            size_t copies_bytes = 0;
+            const size_t copies = backend_cuda_prefill_copies(b, &copies_bytes);
             backend_cuda_set_precise(b, true);
             const double pf_precise = bench_prefill(m, 16384, 4096);
             backend_cuda_set_precise(b, false);
@@ -734,6 +737,7 @@ int main() {
                         pfs[0], pfs[1], pfs[2], pfs[3], pf, pf_precise, backend_cuda_gemm_engine(b).c_str());
             std::printf("        prefill tok/s, each run after a %d ms pause (median of 3): 4k %.0f, 8k %.0f, 16k %.0f, 32k %.0f\n", rest_ms, pfr[0],
                         pfr[1], pfr[2], pfr[3]);
+            std::printf("        prefill's BF16 copies of quantized weights: %zu, %.0f MiB of device memory\n", copies, copies_bytes / 1048576.0);
             // sliding-window recompute: every new token re-encodes the last W = 4096 tokens
             std::vector<double> rts;
             for (int r = 0; r < 3; r++) {
@@ -756,15 +760,15 @@ int main() {
             std::printf("        per-token decode at stream positions 4k / 64k / 1M / 4M: %.3f / %.3f / %.3f / %.3f ms; device free MiB %.0f / %.0f / %.0f / %.0f\n",
                         d.ms, d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m);
             std::fflush(stdout);
-            char j[2600];
+            char j[3000];
             std::snprintf(j, sizeof j,
                           "{\"type\": \"%s\", \"weight_bytes\": %llu, \"decode_ms\": %.4f, \"decode_host_ms\": %.4f, \"decode_tok_s\": %.1f, "
                           "\"roofline_tok_s\": %.1f, \"graph_launches\": %zu, \"decode_ms_pos64k\": %.4f, \"decode_ms_pos1m\": %.4f, \"decode_ms_pos4m\": %.4f, \"device_free_mib_pos4k_64k_1m_4m\": [%.0f, %.0f, %.0f, %.0f], "
                           "\"prefill_16k_chunk1024_tok_s\": %.0f, \"prefill_chunk4096_tok_s\": {\"4k\": %.0f, \"8k\": %.0f, \"16k\": %.0f, \"32k\": %.0f}, "
                           "\"prefill_rest_ms\": %d, \"prefill_chunk4096_after_rest_tok_s\": {\"4k\": %.0f, \"8k\": %.0f, \"16k\": %.0f, \"32k\": %.0f}, "
-                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f, \"chat_sampler_draw_ms\": %.4f, \"decode_ms_logits_download\": %.4f, \"host_greedy_pick_ms\": %.4f, \"decode_ms_after_other_graphs\": %.4f}",
+                          "\"prefill_16k_chunk4096_precise_tok_s\": %.0f, \"recompute_w4096_ms\": %.2f, \"attention_decode_us_per_layer\": %.2f, \"attention_decode_us_per_layer_old_kernel\": %.2f, \"decode_ms_unfused\": %.4f, \"chat_sampler_draw_ms\": %.4f, \"decode_ms_logits_download\": %.4f, \"host_greedy_pick_ms\": %.4f, \"decode_ms_after_other_graphs\": %.4f, \"prefill_bf16_copies_mib\": %.0f}",
                           ggml_type_info(t).name, (unsigned long long)m.weight_bytes, d.ms, d.host_ms, d.tok_s, roof, d.graph_launches,
-                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], rest_ms, pfr[0], pfr[1], pfr[2], pfr[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms, d_chat.draw_ms, d_logits.ms, d_logits.draw_ms, d_after.ms);
+                          d64k.ms, d1m.ms, d4m.ms, f4k, f64k, f1m, f4m, pf, pfs[0], pfs[1], pfs[2], pfs[3], rest_ms, pfr[0], pfr[1], pfr[2], pfr[3], pf_precise, rec * 1e3, att_us, att_old_us, d_unfused.ms, d_chat.draw_ms, d_logits.ms, d_logits.draw_ms, d_after.ms, copies_bytes / 1048576.0);
             jd += (jd.empty() ? "" : ", ") + std::string(j);
         }
         jadd("\"model_1p5b\": [" + jd + "]");

@@ -503,6 +503,97 @@ TEST(cuda_matmul_all_types_prefill) {
     std::printf("  prefill products: %s\n", backend_cuda_gemm_engine(be()).c_str());
 }
 
+// Prefill products of quantized weights read a BF16 copy of the weight made at its first product
+// (backend_cuda_set_prefill_copies): bit for bit what decoding the weight before every product gives
+// (the same BF16 values), for a product, a product with the add, and the FFN block; the copy follows
+// bytes uploaded over its weight, goes with the weight's buffer, is not made without room, and gives
+// way to an allocation that needs its memory.
+TEST(cuda_prefill_bf16_copies_of_quantized_weights) {
+    const int n = 96;
+    const int64_t d = 512, ff = 1024;
+    size_t base_bytes = 0;
+    const size_t base = backend_cuda_prefill_copies(be(), &base_bytes);
+    auto same = [](const std::vector<float> &a, const std::vector<float> &b) {
+        return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    };
+    for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
+        const char *tn = ggml_type_info(t).name;
+        test_weight wg(t, d, ff), wu(t, d, ff), wd(t, ff, d), wo(t, d, d);
+        const auto x = test::random_floats((size_t)n * d), h = test::random_floats((size_t)n * d), r0 = test::random_floats((size_t)n * d);
+        dbuf dx(x), dh(h), dy((size_t)n * d), dz((size_t)n * d), dr((size_t)n * d), tmp((size_t)n * d);
+        dbuf dgate((size_t)n * ff), dup((size_t)n * ff), dout((size_t)n * ff);
+        auto run = [&] {
+            dy.poison();
+            be().matmul(wo.w, dx.f(), n, dy.f());
+            be().upload(dz.p, r0.data(), r0.size() * sizeof(float));
+            be().matmul_add(wo.w, dx.f(), n, dz.f(), tmp.f());
+            be().upload(dr.p, r0.data(), r0.size() * sizeof(float));
+            be().ffn_swiglu_add(dr.f(), dh.f(), wg.w, wu.w, wd.w, n, dgate.f(), dup.f(), dout.f());
+            std::vector<float> all = dy.get(), z = dz.get(), r = dr.get();
+            all.insert(all.end(), z.begin(), z.end());
+            all.insert(all.end(), r.begin(), r.end());
+            return all;
+        };
+        backend_cuda_set_prefill_copies(be(), false);
+        const auto decoded = run();
+        CHECK_MSG(backend_cuda_prefill_copies(be()) == 0, "%s: copies while off", tn);
+        backend_cuda_set_prefill_copies(be(), true);
+        const auto first = run(), again = run();
+        size_t bytes = 0;
+        const size_t count = backend_cuda_prefill_copies(be(), &bytes);
+        CHECK_MSG(count == base + 4 && bytes == base_bytes + (size_t)(3 * d * ff + d * d) * 2, "%s: %zu copies, %zu bytes", tn, count,
+                  bytes);
+        CHECK_MSG(all_finite(decoded) && same(first, decoded) && same(again, decoded), "%s: products on the copies differ", tn);
+        const auto ry = reference_product(wo, x, n);
+        CHECK_MSG(test::rel_error(again.data(), ry.data(), ry.size()) < 4e-3, "%s: product on the copy", tn);
+
+        // new bytes over a weight: its copy goes and the next product reads them
+        test_weight other(t, d, d);
+        be().upload(const_cast<void *>(wo.w.data), other.bytes.data(), other.bytes.size());
+        CHECK_MSG(backend_cuda_prefill_copies(be()) == base + 3, "%s: copy kept past an upload over its weight", tn);
+        be().matmul(wo.w, dx.f(), n, dy.f());
+        const auto ro = reference_product(other, x, n);
+        CHECK_MSG(test::rel_error(dy.get().data(), ro.data(), ro.size()) < 4e-3, "%s: product after the upload", tn);
+        CHECK_MSG(backend_cuda_prefill_copies(be()) == base + 4, "%s: no copy made again", tn);
+    }
+    CHECK_MSG(backend_cuda_prefill_copies(be(), &base_bytes) == base, "copies outlive their weights");
+
+    // no room: none made, the product decodes as before
+    {
+        backend_cuda_set_prefill_copies(be(), true, (size_t)1 << 60);
+        test_weight w(GGML_TYPE_Q8_0, d, d);
+        const auto x = test::random_floats((size_t)n * d);
+        dbuf dx(x), dy((size_t)n * d);
+        be().matmul(w.w, dx.f(), n, dy.f());
+        const auto ry = reference_product(w, x, n);
+        CHECK_MSG(test::rel_error(dy.get().data(), ry.data(), ry.size()) < 4e-3 && backend_cuda_prefill_copies(be()) == base,
+                  "a copy made without room");
+    }
+    // an allocation that fits only without the copies: they go, it succeeds, none are made after
+    {
+        backend_cuda_set_prefill_copies(be(), true, 0);
+        test_weight w(GGML_TYPE_Q8_0, 4096, 4096);
+        const int m = 16;
+        const auto x = test::random_floats((size_t)m * 4096);
+        dbuf dx(x), dy((size_t)m * 4096);
+        be().matmul(w.w, dx.f(), m, dy.f());
+        size_t bytes = 0;
+        CHECK(backend_cuda_prefill_copies(be(), &bytes) == base + 1);
+        be().synchronize();
+        const size_t want = backend_cuda_free_memory(be()) + (size_t)(4096 * 4096 * 2) / 2;
+        void *big = nullptr;
+        try { big = be().alloc(want); } catch (const error &e) { std::printf("  alloc of %zu bytes: %s\n", want, e.what()); }
+        CHECK_MSG(big && backend_cuda_prefill_copies(be()) == 0, "the copies did not give way to an allocation");
+        if (big) be().release(big);
+        dy.poison();
+        be().matmul(w.w, dx.f(), m, dy.f());
+        const auto ry = reference_product(w, x, m);
+        CHECK_MSG(test::rel_error(dy.get().data(), ry.data(), ry.size()) < 4e-3 && backend_cuda_prefill_copies(be()) == 0,
+                  "product after the copies gave way");
+    }
+    backend_cuda_set_prefill_copies(be(), true);
+}
+
 TEST(cuda_matmul_large_activations) {
     // rows with values past f16's comfortable range are scaled before our f16 tensor-core path;
     // cuBLAS takes bf16 (f32's range, 8-bit mantissa: ~2e-3)

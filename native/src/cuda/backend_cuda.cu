@@ -18,9 +18,12 @@
 #include <cstring>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backend.h"
@@ -51,7 +54,7 @@ constexpr size_t GRAPH_CACHE = 8;
 constexpr int ATTN_MMA_MIN_QUERIES = 16;  // fewer queries per call: the fp32 kernels (decode, short chunks)
 
 enum op_code : uint64_t {
-    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD, OP_ARGMAX, OP_DECODE_LAYERS, OP_DISCARD,
+    OP_UPLOAD = 1, OP_COPY, OP_GET_ROWS, OP_MATMUL, OP_RMS_NORM, OP_ADD_BIAS, OP_ADD, OP_SWIGLU, OP_KV_STORE, OP_ATTENTION, OP_FFN, OP_MATMUL_ADD, OP_ARGMAX, OP_DECODE_LAYERS, OP_DISCARD, OP_BF16_COPY,
 };
 
 inline uint64_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
@@ -97,6 +100,8 @@ public:
         discard_on_ = !(dc && std::strcmp(dc, "0") == 0);
         const char *pr = std::getenv("ENDLESS_CUDA_PRECISE");
         precise_ = pr && std::strcmp(pr, "1") == 0;
+        const char *pb = std::getenv("ENDLESS_CUDA_PREFILL_BF16");  // =0: no BF16 copies for prefill (prefill_weight)
+        copies_on_ = !(pb && std::strcmp(pb, "0") == 0);
         stage_grow(1 << 20);
     }
 
@@ -106,6 +111,7 @@ public:
         cudaStreamSynchronize(stream_);
         gemm_.reset();
         for (auto &e : graphs_) cudaGraphExecDestroy(e.exec);
+        for (auto &c : copies_) cudaFree(c.second.p);
         if (stage_host_) cudaFreeHost(stage_host_);
         if (stage_dev_) cudaFree(stage_dev_);
         if (bounce_) cudaFreeHost(bounce_);
@@ -121,7 +127,15 @@ public:
     void *alloc(size_t bytes) override {
         CUDA_CHECK(cudaSetDevice(device_));
         void *p = nullptr;
-        const cudaError_t err = bytes > ((size_t)1 << 56) ? cudaErrorMemoryAllocation : cudaMalloc(&p, bytes + ALLOC_SLACK);
+        const bool sane = bytes <= ((size_t)1 << 56);
+        cudaError_t err = sane ? cudaMalloc(&p, bytes + ALLOC_SLACK) : cudaErrorMemoryAllocation;
+        if (err != cudaSuccess && sane && !copies_.empty()) {
+            // memory pressure: the prefill copies are a cache and give way (none are made again)
+            cudaGetLastError();
+            copies_on_ = false;
+            drop_copies(0, UINTPTR_MAX);
+            err = cudaMalloc(&p, bytes + ALLOC_SLACK);
+        }
         if (err != cudaSuccess) {
             cudaGetLastError();  // clear the error: the device is still usable
             size_t free_b = 0, total_b = 0;
@@ -129,16 +143,23 @@ public:
             fail(ENDLESS_ERR_OUT_OF_MEMORY, "CUDA out of memory allocating " + std::to_string(bytes) + " bytes on " +
                  name_ + " (" + std::to_string(free_b >> 20) + " MiB free of " + std::to_string(total_b >> 20) + " MiB)");
         }
+        alloc_bytes_[p] = bytes;
         return p;
     }
     void release(void *ptr) override {
         if (!ptr) return;
         flush();
         CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (const auto it = alloc_bytes_.find(ptr); it != alloc_bytes_.end()) {
+            drop_copies((uintptr_t)ptr, (uintptr_t)ptr + it->second);  // (of weights in it)
+            alloc_bytes_.erase(it);
+        }
         CUDA_CHECK(cudaFree(ptr));
+        copies_refused_ = false;  // memory came back
     }
     void upload(void *dst, const void *src, size_t bytes) override {
         if (!bytes) return;
+        drop_copies((uintptr_t)dst, (uintptr_t)dst + bytes);  // new weight bytes: their old copy goes
         if (bytes <= STAGE_UPLOAD_MAX) {
             const size_t off = stage(src, bytes, bytes);
             const uint8_t *from = stage_dev_ + off;
@@ -172,6 +193,7 @@ public:
     }
     void copy(void *dst, const void *src, size_t bytes) override {
         if (!bytes) return;
+        drop_copies((uintptr_t)dst, (uintptr_t)dst + bytes);
         sig({OP_COPY, ptr_bits(dst), ptr_bits(src), bytes});
         wrote(dst, bytes);
         push([=] { CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_)); });
@@ -246,8 +268,10 @@ public:
         }
         if (gemm_usable(w, x)) {
             const bool precise = precise_ && w.type == GGML_TYPE_BF16;
-            void *ws = scratch(cuda_gemm::scratch_bytes(w, n, precise));
-            sig({OP_MATMUL, 3, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), ptr_bits(ws), precise});
+            void *ws = nullptr;
+            const weight wb = gemm_operands({&w}, [&](const weight *const *v) { return cuda_gemm::scratch_bytes(*v[0], n, precise); }, ws)[0];
+            sig({OP_MATMUL, 3, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y), ptr_bits(ws), precise,
+                 ptr_bits(wb.data)});
             cuda_gemm *gm = gemm_.get();
             // the previous op converted this same x into the same scratch: use it as it is
             const gemm_input key{x, n, w.ne0, precise, ws};
@@ -269,7 +293,7 @@ public:
             std::vector<std::shared_ptr<gemm_rec>> keep;
             keep.swap(recent_gemms_);
             spares_norm_out(ready ? nullptr : x, x_bytes, {{y, y_bytes}});
-            push([=] { gm->matmul(wc, x, n, y, ws, precise, ready, false, rec->bias); });
+            push([=] { gm->matmul(wb, x, n, y, ws, precise, ready, false, rec->bias); });
             // after push, which forgets them: the earlier products whose output this one neither reads
             // nor writes stay open to a bias, and so does this one (default mode)
             for (auto &r : keep)
@@ -423,13 +447,13 @@ public:
         }
         check_weight(w, "matmul_add");
         const bool precise = precise_ && w.type == GGML_TYPE_BF16;
-        void *ws = scratch(cuda_gemm::scratch_bytes(w, n, precise));
+        void *ws = nullptr;
+        const weight wb = gemm_operands({&w}, [&](const weight *const *v) { return cuda_gemm::scratch_bytes(*v[0], n, precise); }, ws)[0];
         sig({OP_MATMUL_ADD, ptr_bits(w.data), w.type, (uint64_t)w.ne0, (uint64_t)w.ne1, (uint64_t)n, ptr_bits(x), ptr_bits(y),
-             ptr_bits(ws), precise});
+             ptr_bits(ws), precise, ptr_bits(wb.data)});
         wrote(y, yb);
         cuda_gemm *gm = gemm_.get();
-        const weight wc = w;
-        push([=] { gm->matmul(wc, x, n, y, ws, precise, false, true); });
+        push([=] { gm->matmul(wb, x, n, y, ws, precise, false, true); });
     }
     // Prefill (n > 8, cuBLAS, default mode, fusions on): the products keep the FFN intermediates in
     // bf16 (cuda_gemm::ffn_swiglu) and add into x inside the down product; 16-bit gate/up values
@@ -454,9 +478,12 @@ public:
         check_weight(up, "ffn (up)");
         check_weight(down, "ffn (down)");
         // scratch first: growing it flushes the queue
-        void *ws = scratch(cuda_gemm::ffn_scratch_bytes(gate, up, down, n));
+        void *ws = nullptr;
+        const std::vector<weight> wb = gemm_operands(
+            {&gate, &up, &down}, [&](const weight *const *v) { return cuda_gemm::ffn_scratch_bytes(*v[0], *v[1], *v[2], n); }, ws);
         sig({OP_FFN, ptr_bits(x), ptr_bits(h), ptr_bits(gate.data), gate.type, ptr_bits(up.data), up.type, ptr_bits(down.data),
-             down.type, (uint64_t)d, (uint64_t)ff, (uint64_t)n, ptr_bits(gate_buf), ptr_bits(up_buf), ptr_bits(ws)});
+             down.type, (uint64_t)d, (uint64_t)ff, (uint64_t)n, ptr_bits(gate_buf), ptr_bits(up_buf), ptr_bits(ws), ptr_bits(wb[0].data),
+             ptr_bits(wb[1].data), ptr_bits(wb[2].data)});
         wrote(x, xb);
         wrote(gate_buf, fb);
         wrote(up_buf, fb);
@@ -469,7 +496,7 @@ public:
         }
         spares_norm_out(ready ? nullptr : h, xb, {{x, xb}, {gate_buf, fb}, {up_buf, fb}});
         cuda_gemm *gm = gemm_.get();
-        const weight g = gate, u = up, dn = down;
+        const weight g = wb[0], u = wb[1], dn = wb[2];
         push([=] { gm->ffn_swiglu(g, u, dn, h, n, x, gate_buf, up_buf, ws, ready); });
     }
     void kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n, int row) override {
@@ -738,6 +765,22 @@ public:
         flush();
         fuse_ = on;
     }
+    void set_prefill_copies(bool on, size_t reserve) {
+        if (!on) drop_copies(0, UINTPTR_MAX);
+        copies_on_ = on;
+        copy_reserve_ = reserve;
+        copies_refused_ = false;
+    }
+    size_t free_memory() {
+        CUDA_CHECK(cudaSetDevice(device_));
+        size_t free_b = 0, total_b = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        return free_b;
+    }
+    size_t prefill_copies(size_t *bytes) const {
+        if (bytes) *bytes = copies_bytes_;
+        return copies_.size();
+    }
     void drop_graphs() {
         flush();
         CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -895,7 +938,10 @@ private:
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         clear_graphs();  // graphs hold the old buffers' addresses
         if (stage_host_) CUDA_CHECK(cudaFreeHost(stage_host_));
-        if (stage_dev_) CUDA_CHECK(cudaFree(stage_dev_));
+        if (stage_dev_) {
+            alloc_bytes_.erase(stage_dev_);
+            CUDA_CHECK(cudaFree(stage_dev_));
+        }
         stage_host_ = nullptr;
         stage_dev_ = nullptr;
         stage_cap_ = 0;
@@ -903,13 +949,89 @@ private:
         stage_dev_ = (uint8_t *)alloc(bytes);
         stage_cap_ = bytes;
     }
+    // The weight a cuBLAS (prefill) product reads. A quantized weight is decoded to BF16 before every
+    // product (into the scratch), so a prefill chunk decoded every weight of the model again: ~6% of a
+    // Q8_0 chunk on an H100 (NOTES.md, fifteenth session). Instead its first product makes a BF16 copy
+    // (a launch queued in this batch decodes it) that later products read, while decode keeps reading
+    // the quantized rows. Copies are a cache: made only while free device memory stays above a
+    // reserve (an eighth of the card), all freed when an allocation would otherwise fail (and none
+    // made again), a weight's freed with its buffer or when bytes are uploaded or copied over it.
+    // Graphs name a copy's address, so a copy never moves, and freeing one drops the graphs.
+    weight prefill_weight(const weight &w) {
+        if (w.type == GGML_TYPE_BF16 || !copies_on_) return w;
+        weight b = w;
+        b.type = GGML_TYPE_BF16;
+        b.nbytes = (size_t)w.ne0 * (size_t)w.ne1 * 2;
+        if (const auto it = copies_.find((uintptr_t)w.data); it != copies_.end()) {
+            const bf16_copy &c = it->second;
+            if (c.type != w.type || c.ne0 != w.ne0 || c.ne1 != w.ne1) return w;  // another view of the bytes: decoded each time
+            b.data = c.p;
+            return b;
+        }
+        if (copies_refused_) return w;
+        size_t free_b = 0, total_b = 0;
+        void *p = nullptr;
+        const bool room = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess &&
+                          free_b >= b.nbytes + (copy_reserve_ != SIZE_MAX ? copy_reserve_ : total_b / 8);
+        if (!room || cudaMalloc(&p, b.nbytes) != cudaSuccess) {
+            cudaGetLastError();
+            copies_refused_ = true;  // until a release gives memory back
+            return w;
+        }
+        copies_.emplace((uintptr_t)w.data, bf16_copy{p, cuda_row_bytes(w.type, w.ne0) * (size_t)w.ne1, w.type, w.ne0, w.ne1});
+        copies_bytes_ += b.nbytes;
+        b.data = p;
+        // queued past push(): it touches nothing the fusions watch (a held-back norm still joins the product)
+        sig({OP_BF16_COPY, ptr_bits(w.data), ptr_bits(p)});
+        wrote(p, b.nbytes);
+        open_mm_.reset();
+        const weight wc = w;
+        queue_.push_back([=] { cuda_gemm_decode_bf16(wc, p, stream_); });
+        return b;
+    }
+    // The weights (prefill_weight) and the scratch of one cuBLAS op; growing the scratch may free the
+    // copies (memory pressure), and then the weights are chosen again (as stored).
+    template <class F>
+    std::vector<weight> gemm_operands(std::initializer_list<const weight *> ws, F &&scratch_bytes, void *&scratch_out) {
+        for (;;) {
+            const uint64_t dropped = copies_dropped_;
+            std::vector<weight> v;
+            std::vector<const weight *> pv;
+            for (const weight *w : ws) v.push_back(prefill_weight(*w));
+            for (const weight &w : v) pv.push_back(&w);
+            scratch_out = scratch(scratch_bytes(pv.data()));
+            if (dropped == copies_dropped_) return v;
+        }
+    }
+    // Frees the copies of the weights in [lo, hi) (after the queued work that may read them) and the
+    // graphs that name them.
+    void drop_copies(uintptr_t lo, uintptr_t hi) {
+        if (copies_.empty()) return;
+        auto first = copies_.lower_bound(lo);
+        if (first != copies_.begin() && std::prev(first)->first + std::prev(first)->second.src_bytes > lo) --first;
+        const auto last = copies_.lower_bound(hi);
+        if (first == last) return;
+        flush();
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        clear_graphs();
+        for (auto it = first; it != last; ++it) {
+            copies_bytes_ -= (size_t)it->second.ne0 * (size_t)it->second.ne1 * 2;
+            CUDA_CHECK(cudaFree(it->second.p));
+        }
+        copies_.erase(first, last);
+        copies_dropped_++;
+        copies_refused_ = false;
+    }
     // Device scratch shared by the ops of a batch (they run in order on one stream).
     void *scratch(size_t bytes) {
         if (bytes <= scratch_cap_) return scratch_;
         flush();
         last_gemm_input_.reset();
         CUDA_CHECK(cudaStreamSynchronize(stream_));
-        if (scratch_) CUDA_CHECK(cudaFree(scratch_));
+        if (scratch_) {
+            alloc_bytes_.erase(scratch_);
+            CUDA_CHECK(cudaFree(scratch_));
+        }
         scratch_ = nullptr;
         scratch_cap_ = 0;
         const size_t cap = std::max(bytes, (size_t)16 << 20);
@@ -1092,6 +1214,20 @@ private:
     std::optional<norm_out> norm_out_;
     bool spare_norm_out_ = false;
     bool discard_on_ = true;
+    // BF16 copies of quantized weights for cuBLAS products, by the weight's address (prefill_weight)
+    struct bf16_copy {
+        void *p;
+        size_t src_bytes;
+        ggml_type type;
+        int64_t ne0, ne1;
+    };
+    std::map<uintptr_t, bf16_copy> copies_;
+    size_t copies_bytes_ = 0;
+    uint64_t copies_dropped_ = 0;      // drop_copies calls that freed some
+    bool copies_on_ = true;            // off: ENDLESS_CUDA_PREFILL_BF16=0, a test, or memory pressure
+    bool copies_refused_ = false;      // the last try found too little memory (tried again after a release)
+    size_t copy_reserve_ = SIZE_MAX;   // free memory a copy must leave (SIZE_MAX: an eighth of the card)
+    std::unordered_map<const void *, size_t> alloc_bytes_;  // alloc()'s buffers and their sizes
     bool precise_ = false;
     bool use_cublas_ = true;
     bool fuse_ = true;  // rms_norm and kv_store into the matrix-vector launches
@@ -1131,6 +1267,24 @@ std::unique_ptr<backend> backend_cuda_create(int device_index) {
 
 void backend_cuda_set_precise(backend &b, bool on) {
     if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->set_precise(on);
+}
+
+void backend_cuda_set_prefill_copies(backend &b, bool on, size_t reserve_bytes) {
+    if (auto *c = dynamic_cast<cuda_backend *>(&b)) c->set_prefill_copies(on, reserve_bytes);
+}
+
+size_t backend_cuda_prefill_copies(const backend &b, size_t *bytes) {
+    const auto *c = dynamic_cast<const cuda_backend *>(&b);
+    if (!c) {
+        if (bytes) *bytes = 0;
+        return 0;
+    }
+    return c->prefill_copies(bytes);
+}
+
+size_t backend_cuda_free_memory(backend &b) {
+    auto *c = dynamic_cast<cuda_backend *>(&b);
+    return c ? c->free_memory() : 0;
 }
 
 void backend_cuda_drop_graphs(backend &b) {

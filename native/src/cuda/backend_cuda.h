@@ -1,6 +1,7 @@
 // Extras of the CUDA backend for tests and benchmarks (the engine needs only backend.h).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include "backend.h"
 
@@ -25,6 +26,14 @@ std::string backend_cuda_fused_decode_profile();
 void backend_cuda_set_precise(backend &b, bool on);
 // Benchmark knob: decode fusions of rms_norm and kv_store into the matrix-vector launches (default on).
 void backend_cuda_set_fusion(backend &b, bool on);
+// Prefill products keep a BF16 copy of each quantized weight they read (default on; off with
+// ENDLESS_CUDA_PREFILL_BF16=0). on = false frees them and makes none; reserve_bytes: the free device
+// memory a new copy must leave (SIZE_MAX: an eighth of the card). For tests and the benchmark.
+void backend_cuda_set_prefill_copies(backend &b, bool on, size_t reserve_bytes = SIZE_MAX);
+// How many copies exist and (bytes) their device memory.
+size_t backend_cuda_prefill_copies(const backend &b, size_t *bytes = nullptr);
+// Free device memory now (cudaMemGetInfo on the backend's device), bytes.
+size_t backend_cuda_free_memory(backend &b);
 // Destroys the captured graphs (benchmarks: what a later step costs without them).
 void backend_cuda_drop_graphs(backend &b);
 // Benchmark knob: prefill products on cuBLAS where it loads (default) or on our own kernel.

@@ -216,14 +216,18 @@ void gemm_convert_x(const float *x, int n, int64_t K, uint2 *hi, uint2 *lo, cuda
 // The weight as BF16 for GemmEx: as stored, or a quantized weight decoded into wq.
 const void *gemm_weight_bf16(const weight &w, uint4 *wq, cudaStream_t stream) {
     if (w.type == GGML_TYPE_BF16) return w.data;
-    const int64_t tasks = w.ne1 * (w.ne0 / 16);
-    gemm_dequant_kernel<<<cuda_blocks((size_t)tasks, 256), 256, 0, stream>>>(w.type, (const uint8_t *)w.data,
-                                                                           cuda_row_bytes(w.type, w.ne0), w.ne1, w.ne0, wq);
-    CUDA_CHECK_LAUNCH("gemm dequantize");
+    cuda_gemm_decode_bf16(w, wq, stream);
     return wq;
 }
 
 }  // namespace
+
+void cuda_gemm_decode_bf16(const weight &w, void *out, cudaStream_t stream) {
+    const int64_t tasks = w.ne1 * (w.ne0 / 16);
+    gemm_dequant_kernel<<<cuda_blocks((size_t)tasks, 256), 256, 0, stream>>>(w.type, (const uint8_t *)w.data,
+                                                                           cuda_row_bytes(w.type, w.ne0), w.ne1, w.ne0, (uint4 *)out);
+    CUDA_CHECK_LAUNCH("gemm dequantize");
+}
 
 // One cuBLASLt plan per product shape (M outputs, n tokens, K inputs): y[n][M] = x W^T + b with BF16
 // operands, f32 output and bias, f32 accumulation; the bias pointer is set at each call.

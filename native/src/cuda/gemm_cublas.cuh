@@ -25,6 +25,11 @@ constexpr size_t GEMM_DEQUANT_MAX = (size_t)96 << 20;
 bool cuda_cublas_available(std::string *why = nullptr);
 
 // One cuBLAS handle on one stream, with its own workspace (so products can be graph-captured).
+// A quantized weight that cuda_gemm::takes, decoded into out (BF16 [ne1][ne0], 16-byte aligned), in
+// stream order: what every product of a quantized weight does into its scratch, and what the
+// backend's kept BF16 copies for prefill are made with.
+void cuda_gemm_decode_bf16(const weight &w, void *out, cudaStream_t stream);
+
 class cuda_gemm {
 public:
     explicit cuda_gemm(cudaStream_t stream);  // throws endless::error when cuBLAS fails to start
