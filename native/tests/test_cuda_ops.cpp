@@ -188,10 +188,10 @@ void issue_norm_qkv(const dbuf &x, const dbuf &g, const dbuf &xn, const test_wei
 // The decode fusions: rms_norm held back into the following matrix-vector launch(es) (q/k/v
 // sharing one input, gate/up with SwiGLU), bias and the K/V store in their epilogue. Every buffer
 // must end up as the separate ops would leave it: the normalized rows, q/k/v, the cache rows.
-void check_fused_decode(ggml_type t, int n, bool precise) {
+void check_fused_decode(ggml_type t, int n, bool precise, int64_t d = 256, int64_t nkv = 64) {
     backend_cuda_set_precise(be(), precise);
     const double tol = decode_tol(t, n, precise);
-    const int64_t d = 256, nkv = 64, n_slots = 12;
+    const int64_t n_slots = 12;
     test_weight wq(t, d, d), wk(t, d, nkv), wv(t, d, nkv);
     auto x = test::random_floats((size_t)n * d, -3, 3), g = test::random_floats(d, 0.5f, 1.5f);
     auto bq = test::random_floats(d), bk = test::random_floats(nkv), bv = test::random_floats(nkv);
@@ -386,6 +386,10 @@ TEST(cuda_fused_decode_ops) {
     for (ggml_type t : ALL_TYPES)
         for (int n : {1, 3, 8})
             for (bool precise : {false, true}) check_fused_decode(t, n, precise);
+    // the 1.5B shape's q/k/v (2048 rows of 1536): two warps a row would be 1.1 waves on an H100 / H200,
+    // so the float kernels run the last rows on one warp each (matvec_launch_k)
+    for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_Q8_0})
+        for (int n : {1, 2}) check_fused_decode(t, n, false, 1536, 256);
 }
 
 // Tokens of quantized rows in the default mode (matvec_int8_kernel): x quantized to int8 in shared
@@ -399,9 +403,9 @@ TEST(cuda_int8_products_match_cpu_backend) {
     auto cpu = backend_cpu_create(2);
     for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
         const char *tn = ggml_type_info(t).name;
-        for (int64_t K : {2304, 4352})
+        // (8960 x 1536 rows: the down product's shape; 12000 rows: more rows than the grid has warps)
+        for (auto [K, M] : {std::pair<int64_t, int64_t>{2304, 12000}, {4352, 12000}, {8960, 1536}})
         for (int n : {1, 3}) {
-            const int64_t M = 12000;
             test_weight tw(t, K, M);
             auto x = test::random_floats((size_t)n * K, -2, 2);
             dbuf dx(x), dy((size_t)n * M);

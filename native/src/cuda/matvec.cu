@@ -49,6 +49,9 @@ struct mv_params {
     // fused K/V store: kv[m][slots[t] * M + row] = output
     float *kv[CUDA_MATVEC_MAX_SET];
     const int32_t *slots;
+    // float kernels: blocks below pair_blocks take MV_WARPS / MV_SPLIT tasks of MV_SPLIT warps each
+    // (tasks 0 .. pair_tasks - 1), the blocks after them MV_WARPS tasks of one warp each
+    int64_t pair_blocks, pair_tasks;
 };
 
 // Weight loads: every weight byte is read once per call, so they go around L1
@@ -343,17 +346,22 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
 // them, q/k/v / o / gate+up / down: 5.3 / 2.6 / 21.5 / 10.9 us vs 6.6 / 3.4 / 22.8 / 13.9 (NOTES.md).
 // Capping one-token kernels at 72 registers (7 blocks per multiprocessor) was slower (q/k/v 6.5,
 // gate+up 22.5 us).
+// Tasks on one warp (blocks from P.pair_blocks on): where twice the tasks would not fit one wave of
+// warps but the tasks alone would, the last ones go one warp each so the launch is one wave (q/k/v
+// at the 1.5B shape: 2048 rows, 4096 warps against 3696 an H100 holds at once; matvec_launch_k).
 template <int N, ggml_type T, bool NORM, bool SW>
 __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_params P) {
     constexpr int S = MV_SPLIT, R = SW ? 2 : 1, U = T == GGML_TYPE_F32 ? 2 : 4;
     constexpr bool DB = !SW;
     __shared__ float red[MV_WARPS * (R + 1) * N];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, piece = warp % S;
-    const int64_t task = (int64_t)blockIdx.x * (MV_WARPS / S) + warp / S;
+    const bool paired = blockIdx.x < P.pair_blocks;  // (uniform per block)
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, piece = paired ? warp % S : 0, s = paired ? S : 1;
+    const int64_t task = paired ? (int64_t)blockIdx.x * (MV_WARPS / S) + warp / S
+                                : P.pair_tasks + (blockIdx.x - P.pair_blocks) * MV_WARPS + warp;
     int m = 0;
     int64_t row = 0;
     const bool ok = mv_task(P, task, m, row);
-    const int64_t chunks = P.K / 8, c_lo = chunks * piece / S, c_hi = chunks * (piece + 1) / S;
+    const int64_t chunks = P.K / 8, c_lo = chunks * piece / s, c_hi = chunks * (piece + 1) / s;
     mv_pre<N> pre;
     float acc[R][N], ss[N], r[N];
     if (ok) {
@@ -371,7 +379,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_kernel(const mv_pa
             for (int i = 0; i < R; i++) acc[i][t] = 0.0f;
         }
     }
-    mv_reduce<N, R, NORM, S>(acc, ss, red, warp, lane);
+    if (paired) mv_reduce<N, R, NORM, S>(acc, ss, red, warp, lane);
+    else mv_reduce<N, R, NORM, 1>(acc, ss, red, warp, lane);
     if (!ok || piece != 0) return;
     mv_norm_scale<N, NORM>(P, ss, r);
     if (SW) mv_epilogue_swiglu<N>(P, row, acc[0], acc[R - 1], r, lane);
@@ -566,41 +575,58 @@ __device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, i
     static_assert(XB == 32 || XB == 256, "x blocks of 32 or 256 values");
     constexpr int LANES = XB == 32 ? 8 : 32, PER = XB / 4 / LANES;  // lanes a block, float4s a lane
     constexpr int BPW = 32 / LANES;                                 // blocks a warp per pass
+    // passes whose loads are in flight together (8 float4s of x, and as many of g, a lane): x is read
+    // from L2 after the wait for the kernel before, and one pass at a time made the down product's
+    // 8960 values 9 round trips a block before its first dot product
+    constexpr int PASSES = 8 / PER / (NORM ? 2 : 1);
+    constexpr int64_t STEP = (int64_t)MVQ_WARPS * BPW;  // blocks of x a pass covers
     const int64_t nb = K / XB;
 #pragma unroll
     for (int t = 0; t < N; t++) {
         float sst = 0.0f;
-        for (int64_t b0 = (int64_t)warp * BPW; b0 < nb; b0 += MVQ_WARPS * BPW) {  // (uniform per warp: full-warp shuffles)
-            const int64_t b = b0 + lane / LANES;
-            const bool ok = b < nb;
-            float4 v[PER];
-            float amax = 0.0f;
+        for (int64_t b00 = (int64_t)warp * BPW; b00 < nb; b00 += PASSES * STEP) {  // (uniform per warp: full-warp shuffles)
+            float4 v[PASSES][PER], gv[PASSES][NORM ? PER : 1];
 #pragma unroll
-            for (int i = 0; i < PER; i++) {
-                const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
-                v[i] = ok ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)t * K + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (NORM) {
-                    sst = fmaf(v[i].x, v[i].x, fmaf(v[i].y, v[i].y, fmaf(v[i].z, v[i].z, fmaf(v[i].w, v[i].w, sst))));
-                    if (ok) {
-                        const float4 gv = __ldg(reinterpret_cast<const float4 *>(g + k));
-                        v[i].x *= gv.x; v[i].y *= gv.y; v[i].z *= gv.z; v[i].w *= gv.w;
-                    }
-                }
-                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w))));
-            }
-#pragma unroll
-            for (int o = 1; o < LANES; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-            const float id = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
-            if (ok) {
+            for (int p = 0; p < PASSES; p++) {
+                const int64_t b = b00 + p * STEP + lane / LANES;
+                const bool ok = b < nb;
 #pragma unroll
                 for (int i = 0; i < PER; i++) {
                     const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
-                    const int q0 = __float2int_rn(v[i].x * id), q1 = __float2int_rn(v[i].y * id), q2 = __float2int_rn(v[i].z * id),
-                              q3 = __float2int_rn(v[i].w * id);
-                    *reinterpret_cast<uint32_t *>(xq + (size_t)t * K + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) |
-                                                                            ((uint32_t)(q2 & 0xff) << 16) | ((uint32_t)(q3 & 0xff) << 24);
+                    v[p][i] = ok ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)t * K + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    if (NORM) gv[p][i] = ok ? __ldg(reinterpret_cast<const float4 *>(g + k)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 }
-                if (lane % LANES == 0) xd[t * nb + b] = __fdiv_rn(amax, 127.0f);
+            }
+#pragma unroll
+            for (int p = 0; p < PASSES; p++) {
+                if (b00 + p * STEP >= nb) break;  // (uniform per warp)
+                const int64_t b = b00 + p * STEP + lane / LANES;
+                const bool ok = b < nb;
+                float amax = 0.0f;
+#pragma unroll
+                for (int i = 0; i < PER; i++) {
+                    float4 &u = v[p][i];
+                    if (NORM) {
+                        sst = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, sst))));
+                        u.x *= gv[p][i].x; u.y *= gv[p][i].y; u.z *= gv[p][i].z; u.w *= gv[p][i].w;
+                    }
+                    amax = fmaxf(amax, fmaxf(fmaxf(fabsf(u.x), fabsf(u.y)), fmaxf(fabsf(u.z), fabsf(u.w))));
+                }
+#pragma unroll
+                for (int o = 1; o < LANES; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+                const float id = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+                if (ok) {
+#pragma unroll
+                    for (int i = 0; i < PER; i++) {
+                        const int64_t k = (int64_t)XB * b + 4 * (lane % LANES) + 4 * LANES * i;
+                        const float4 u = v[p][i];
+                        const int q0 = __float2int_rn(u.x * id), q1 = __float2int_rn(u.y * id), q2 = __float2int_rn(u.z * id),
+                                  q3 = __float2int_rn(u.w * id);
+                        *reinterpret_cast<uint32_t *>(xq + (size_t)t * K + k) = (uint32_t)(q0 & 0xff) | ((uint32_t)(q1 & 0xff) << 8) |
+                                                                                ((uint32_t)(q2 & 0xff) << 16) | ((uint32_t)(q3 & 0xff) << 24);
+                    }
+                    if (lane % LANES == 0) xd[t * nb + b] = __fdiv_rn(amax, 127.0f);
+                }
             }
         }
         if (NORM) {
@@ -940,6 +966,22 @@ bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream)
     return true;
 }
 
+// Warps of a launch of the kernel (MV_WARPS a block, no dynamic shared memory) that the device holds
+// at once; per kernel and device, once.
+int64_t mv_wave_warps(mv_kernel kernel) {
+    struct entry { mv_kernel k; int dev; int64_t warps; };
+    static thread_local std::vector<entry> cache;
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    for (const entry &e : cache)
+        if (e.k == kernel && e.dev == dev) return e.warps;
+    int per_sm = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MV_WARPS * 32, 0));
+    const int64_t warps = (int64_t)per_sm * MV_WARPS * cuda_device_attr<cudaDevAttrMultiProcessorCount>(1);
+    cache.push_back(entry{kernel, dev, warps});
+    return warps;
+}
+
 template <int N, bool NORM>
 void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t stream) {
     mv_params P{};
@@ -996,7 +1038,16 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     }
     if (kernel) {
         const bool is_float = w0.type == GGML_TYPE_F32 || w0.type == GGML_TYPE_F16 || w0.type == GGML_TYPE_BF16;
-        const dim3 g = is_float ? dim3(cuda_blocks((size_t)tasks, MV_WARPS / MV_SPLIT)) : grid;
+        dim3 g = grid;
+        if (is_float) {
+            // MV_SPLIT warps a task; but where that takes more than one wave of warps and one warp a
+            // task would not, the last tasks take one warp each, as many as make it one wave
+            const int64_t wave = mv_wave_warps(kernel), per = MV_WARPS / MV_SPLIT;
+            const int64_t pair_tasks = tasks < wave && 2 * tasks > wave ? (wave - tasks) / per * per : tasks;
+            P.pair_blocks = (pair_tasks + per - 1) / per;
+            P.pair_tasks = P.pair_blocks * per;
+            g = dim3((unsigned)(P.pair_blocks + (std::max<int64_t>(0, tasks - P.pair_tasks) + MV_WARPS - 1) / MV_WARPS));
+        }
         cuda_launch_pdl(kernel, g, block, 0, stream, P);
         return;
     }
