@@ -637,8 +637,9 @@ int main() {
         // default mode (activations rounded to 16 bits) and precise mode (two 16-bit parts for BF16)
         std::string jp;
         const std::string engine = backend_cuda_gemm_engine(b);
-        table += "\nmatmul prefill (tensor cores), n tokens; engine: cublas = cuBLAS GemmEx (+ activation conversion, + dequantization\n"
-                 "  for quantized weights), own = matmul_mma.cu\n  type  shape(out x in)     n  engine  mode      time_us  TFLOP/s\n";
+        table += "\nmatmul prefill (tensor cores), n tokens; engine: cublas = cuBLAS GemmEx (+ activation conversion; a quantized\n"
+                 "  weight read through its BF16 copy, made at its first product), own = matmul_mma.cu\n"
+                 "  type  shape(out x in)     n  engine  mode      time_us  TFLOP/s\n";
         for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_Q8_0}) {
             if (model_only) break;
             for (auto s : {shape{8960, 1536}, shape{1536, 8960}, shape{2048, 1536}})
