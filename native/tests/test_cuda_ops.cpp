@@ -390,6 +390,8 @@ TEST(cuda_fused_decode_ops) {
     // so the float kernels run the last rows on one warp each (matvec_launch_k)
     for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_Q8_0})
         for (int n : {1, 2}) check_fused_decode(t, n, false, 1536, 256);
+    // quantized rows of more than one 2048-value stretch with the norm fused
+    for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_K}) check_fused_decode(t, 1, false, 4352, 256);
 }
 
 // Tokens of quantized rows in the default mode (matvec_int8_kernel): x quantized to int8 in shared
