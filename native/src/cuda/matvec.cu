@@ -575,10 +575,10 @@ __device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, i
     static_assert(XB == 32 || XB == 256, "x blocks of 32 or 256 values");
     constexpr int LANES = XB == 32 ? 8 : 32, PER = XB / 4 / LANES;  // lanes a block, float4s a lane
     constexpr int BPW = 32 / LANES;                                 // blocks a warp per pass
-    // passes whose loads are in flight together (8 float4s of x, and as many of g, a lane): x is read
+    // passes whose loads are in flight together (4 float4s of x, and as many of g, a lane): x is read
     // from L2 after the wait for the kernel before, and one pass at a time made the down product's
-    // 8960 values 9 round trips a block before its first dot product
-    constexpr int PASSES = 8 / PER / (NORM ? 2 : 1);
+    // 8960 values 9 round trips a block before its first dot product (8 float4s made ptxas spill)
+    constexpr int PASSES = 4 / PER / (NORM ? 2 : 1) > 0 ? 4 / PER / (NORM ? 2 : 1) : 1;
     constexpr int64_t STEP = (int64_t)MVQ_WARPS * BPW;  // blocks of x a pass covers
     const int64_t nb = K / XB;
 #pragma unroll
