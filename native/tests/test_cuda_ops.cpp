@@ -104,19 +104,25 @@ TEST(cuda_get_rows_all_types) {
     }
 }
 
-// y[n, M] = x[n, K] W^T in double precision on the stored (dequantized) weights.
-std::vector<float> reference_product(const test_weight &tw, const std::vector<float> &x, int n) {
-    const int64_t K = tw.w.ne0, M = tw.w.ne1;
-    std::vector<float> ref((size_t)n * M);
+// y[i][r] = b[r] + sum_k W[r][k] in[i][k] for n rows of K inputs and M outputs, summed in double and
+// rounded to float once: the reference of a product.
+template <typename T>
+std::vector<float> reference_product(const test_weight &tw, const std::vector<T> &in, int n, int64_t K, int64_t M,
+                                     const std::vector<float> *b = nullptr) {
+    std::vector<float> y((size_t)n * M);
     for (int64_t r = 0; r < M; r++) {
-        auto wr = tw.row(r);
+        const auto wr = tw.row(r);
         for (int i = 0; i < n; i++) {
-            double s = 0;
-            for (int64_t k = 0; k < K; k++) s += (double)wr[k] * x[(size_t)i * K + k];
-            ref[(size_t)i * M + r] = (float)s;
+            double acc = b ? (*b)[r] : 0.0;
+            for (int64_t k = 0; k < K; k++) acc += (double)wr[k] * in[(size_t)i * K + k];
+            y[(size_t)i * M + r] = (float)acc;
         }
     }
-    return ref;
+    return y;
+}
+// y[n, M] = x[n, K] W^T for the whole weight.
+std::vector<float> reference_product(const test_weight &tw, const std::vector<float> &x, int n) {
+    return reference_product(tw, x, n, tw.w.ne0, tw.w.ne1);
 }
 
 void check_matmul(ggml_type t, int64_t K, int64_t M, int n) {
@@ -155,23 +161,6 @@ std::vector<double> reference_rms_norm(const std::vector<float> &x, const std::v
     return xn;
 }
 
-// y[i][r] = b[r] + sum_k W[r][k] in[i][k] for n rows of K inputs and M outputs, summed in double and
-// rounded to float once: the reference of a product.
-template <typename T>
-std::vector<float> reference_product(const test_weight &tw, const std::vector<T> &in, int n, int64_t K, int64_t M,
-                                     const std::vector<float> *b = nullptr) {
-    std::vector<float> y((size_t)n * M);
-    for (int64_t r = 0; r < M; r++) {
-        const auto wr = tw.row(r);
-        for (int i = 0; i < n; i++) {
-            double acc = b ? (*b)[r] : 0.0;
-            for (int64_t k = 0; k < K; k++) acc += (double)wr[k] * in[(size_t)i * K + k];
-            y[(size_t)i * M + r] = (float)acc;
-        }
-    }
-    return y;
-}
-
 // The model's attention input block (model.cpp): rms_norm, the q, k and v products, their biases.
 void issue_norm_qkv(const dbuf &x, const dbuf &g, const dbuf &xn, const test_weight &wq, const test_weight &wk, const test_weight &wv,
                     const dbuf &q, const dbuf &k, const dbuf &v, const dbuf &bq, const dbuf &bk, const dbuf &bv, int n) {
@@ -205,18 +194,7 @@ void check_fused_decode(ggml_type t, int n, bool precise, int64_t d = 256, int64
     be().kv_store(dkc.f(), dvc.f(), dk.f(), dv.f(), slots.data(), n, (int)nkv);
     // host reference
     const std::vector<double> xn = reference_rms_norm(x, g, n, d);
-    auto product = [&](test_weight &tw, const std::vector<float> &b, int64_t M) {
-        std::vector<float> y((size_t)n * M);
-        for (int64_t r = 0; r < M; r++) {
-            auto wr = tw.row(r);
-            for (int i = 0; i < n; i++) {
-                double acc = b[r];
-                for (int64_t k = 0; k < d; k++) acc += (double)wr[k] * xn[i * d + k];
-                y[i * M + r] = (float)acc;
-            }
-        }
-        return y;
-    };
+    auto product = [&](test_weight &tw, const std::vector<float> &b, int64_t M) { return reference_product(tw, xn, n, d, M, &b); };
     const auto rq = product(wq, bq, d), rk = product(wk, bk, nkv), rv = product(wv, bv, nkv);
     std::vector<float> rkc = kc0, rvc = vc0, rxn(xn.begin(), xn.end());
     for (int i = 0; i < n; i++)
