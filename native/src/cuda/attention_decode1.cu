@@ -25,8 +25,12 @@
 // attn_args (both below n_keys).
 // Measured (H100, NOTES.md, fourth session): 18.3 vs 20.7 us per layer for attention_decode_kernel,
 // both alone in one run; with the merge as its own launch (fifth session) 15.6-17.0 us, of which the
-// attention kernel ~12 (measured without a merge). What is left: 8 warps per SM at ~205 registers,
-// and ~12 us for ~3 us of K/V bytes.
+// attention kernel ~12 (measured without a merge). The kernel is bound by its instruction chain at
+// 8 warps per SM, not by the loads: rotating each key once in place and each head's query one at a
+// time, with no products for the padding heads, took it from ~211 to ~185 registers and the
+// attention with its merge from ~12.4 to ~11 us per layer alone, the step ~1.3% faster (sixteenth
+// session). Without the merge launch the BF16 step would be ~0.06 ms shorter, without the attention
+// ~0.36 ms (ablations, NOTES.md).
 // A version staging K/V in shared memory (4 lanes per key, no shuffle tree) ran fewer instructions
 // but was slower (three barriers per round at 8 warps per SM).
 #include "attention_decode1.cuh"
@@ -215,49 +219,48 @@ __global__ void __launch_bounds__(A1_THREADS, 1) attention_decode1_kernel(const 
 #pragma unroll
                 for (int h = 0; h < A1_HP; h++) part[k][h] = 0.0f;
             const unsigned gvis = (vis >> (4 * g)) & 15u, gfix = (fixed >> (4 * g)) & 15u;
+            // the group's keys rotated in place by table rows 4 g + k (each key is fixed or window, not both)
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                if (!((gvis >> k) & 1u)) continue;
+                const int kk = 4 * g + k;
+                float kc[PPL], ks[PPL];
+                a1_ld<PPL>(P.rope_cos + (size_t)kk * HALF + PPL * lane, kc);
+                a1_ld<PPL>(P.rope_sin + (size_t)kk * HALF + PPL * lane, ks);
+#pragma unroll
+                for (int i = 0; i < PPL; i++) {
+                    const float ra = ka[kk][i] * kc[i] - kb[kk][i] * ks[i];
+                    const float rb = ka[kk][i] * ks[i] + kb[kk][i] * kc[i];
+                    ka[kk][i] = ra;
+                    kb[kk][i] = rb;
+                }
+            }
 #pragma unroll
             for (int ver = 0; ver < 2; ver++) {  // 0: fixed keys, 1: window keys (each key is one)
                 const unsigned keys_v = gvis & (ver == 0 ? gfix : ~gfix);
                 if (keys_v == 0) continue;
-                // the query of every head rotated by (position - t0), scaled
+                // the query of every head rotated by (position - t0), scaled, one head at a time
                 const int qrow = (ver == 0 ? pos_fixed : pos_win) - t0;
                 float qc[PPL], qs[PPL];
                 a1_ld<PPL>(P.rope_cos + (size_t)qrow * HALF + PPL * lane, qc);
                 a1_ld<PPL>(P.rope_sin + (size_t)qrow * HALF + PPL * lane, qs);
-                float qa[A1_HP][PPL], qb[A1_HP][PPL];
 #pragma unroll
                 for (int h = 0; h < A1_HP; h++) {
-                    if (h < G) {
-                        float xa[PPL], xb[PPL];
-                        a1_load_pairs<PPL, NEOX>(q0 + (size_t)h * HD, lane, xa, xb);
-#pragma unroll
-                        for (int i = 0; i < PPL; i++) {
-                            qa[h][i] = (xa[i] * qc[i] - xb[i] * qs[i]) * P.scale;
-                            qb[h][i] = (xa[i] * qs[i] + xb[i] * qc[i]) * P.scale;
-                        }
-                    } else {
-#pragma unroll
-                        for (int i = 0; i < PPL; i++) qa[h][i] = qb[h][i] = 0.0f;
-                    }
-                }
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    if (!((keys_v >> k) & 1u)) continue;
-                    const int kk = 4 * g + k;
-                    float kc[PPL], ks[PPL];
-                    a1_ld<PPL>(P.rope_cos + (size_t)kk * HALF + PPL * lane, kc);
-                    a1_ld<PPL>(P.rope_sin + (size_t)kk * HALF + PPL * lane, ks);
-                    float ra[PPL], rb[PPL];
+                    if (h >= G) continue;  // (padding heads keep 0; their scores are masked below)
+                    float xa[PPL], xb[PPL], qa[PPL], qb[PPL];
+                    a1_load_pairs<PPL, NEOX>(q0 + (size_t)h * HD, lane, xa, xb);
 #pragma unroll
                     for (int i = 0; i < PPL; i++) {
-                        ra[i] = ka[kk][i] * kc[i] - kb[kk][i] * ks[i];
-                        rb[i] = ka[kk][i] * ks[i] + kb[kk][i] * kc[i];
+                        qa[i] = (xa[i] * qc[i] - xb[i] * qs[i]) * P.scale;
+                        qb[i] = (xa[i] * qs[i] + xb[i] * qc[i]) * P.scale;
                     }
 #pragma unroll
-                    for (int h = 0; h < A1_HP; h++) {
+                    for (int k = 0; k < 4; k++) {
+                        if (!((keys_v >> k) & 1u)) continue;
+                        const int kk = 4 * g + k;
                         float x = part[k][h];
 #pragma unroll
-                        for (int i = 0; i < PPL; i++) x = fmaf(qa[h][i], ra[i], fmaf(qb[h][i], rb[i], x));
+                        for (int i = 0; i < PPL; i++) x = fmaf(qa[i], ka[kk][i], fmaf(qb[i], kb[kk][i], x));
                         part[k][h] = x;
                     }
                 }

@@ -938,6 +938,24 @@ mv_kernel mv_float_kernel(bool sw) {
     return sw ? matvec_float_kernel<N, T, NORM, true> : matvec_float_kernel<N, T, NORM, false>;
 }
 
+// Blocks of `kernel` (`threads` a block, `smem` bytes of dynamic shared memory) that one SM holds
+// at once; per (kernel, smem, device), once. `max_smem` > 0: first allow the kernel that much
+// dynamic shared memory.
+int mv_blocks_per_sm(mv_kernel kernel, int threads, size_t smem, size_t max_smem) {
+    struct entry { mv_kernel k; size_t smem; int dev; int blocks; };
+    static thread_local std::vector<entry> cache;
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    for (const entry &e : cache)
+        if (e.k == kernel && e.smem == smem && e.dev == dev) return e.blocks;
+    if (max_smem > 0) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_smem));
+    int per_sm = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+    per_sm = std::max(per_sm, 1);
+    cache.push_back(entry{kernel, smem, dev, per_sm});
+    return per_sm;
+}
+
 // Launches matvec_int8_kernel for a one-token set of quantized rows; false when x and its scales
 // would not fit the shared memory (then matvec_quant_kernel runs).
 template <ggml_type T, int N, bool NORM>
@@ -946,40 +964,11 @@ bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream)
     const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)N * P.K + (size_t)N * (P.K / mvi<T>::XB) * 4 + MVQ_WARPS * N * 4;
     if (smem > MVQ_MAX_SMEM || P.K % mvi<T>::XB != 0) return false;
     mv_kernel kernel = sw ? matvec_int8_kernel<T, N, NORM, true> : matvec_int8_kernel<T, N, NORM, false>;
-    // per kernel, once: the dynamic shared memory allowed; per (kernel, size): blocks per SM
-    struct occ_entry { mv_kernel k; size_t smem; int dev; int blocks; };
-    static thread_local std::vector<occ_entry> occ;
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    int per_sm = 0;
-    for (const occ_entry &e : occ)
-        if (e.k == kernel && e.smem == smem && e.dev == dev) per_sm = e.blocks;
-    if (per_sm == 0) {
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)MVQ_MAX_SMEM));
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MVQ_WARPS * 32, smem));
-        per_sm = std::max(per_sm, 1);
-        occ.push_back(occ_entry{kernel, smem, dev, per_sm});
-    }
+    const int per_sm = mv_blocks_per_sm(kernel, MVQ_WARPS * 32, smem, MVQ_MAX_SMEM);
     const int64_t cap = (int64_t)per_sm * cuda_device_attr<cudaDevAttrMultiProcessorCount>(1);
     const unsigned grid = (unsigned)std::max<int64_t>(1, std::min<int64_t>(tasks, cap));
     cuda_launch_pdl(kernel, dim3(grid), dim3(MVQ_WARPS * 32), smem, stream, P);
     return true;
-}
-
-// Warps of a launch of the kernel (MV_WARPS a block, no dynamic shared memory) that the device holds
-// at once; per kernel and device, once.
-int64_t mv_wave_warps(mv_kernel kernel) {
-    struct entry { mv_kernel k; int dev; int64_t warps; };
-    static thread_local std::vector<entry> cache;
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    for (const entry &e : cache)
-        if (e.k == kernel && e.dev == dev) return e.warps;
-    int per_sm = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MV_WARPS * 32, 0));
-    const int64_t warps = (int64_t)per_sm * MV_WARPS * cuda_device_attr<cudaDevAttrMultiProcessorCount>(1);
-    cache.push_back(entry{kernel, dev, warps});
-    return warps;
 }
 
 template <int N, bool NORM>
@@ -1042,7 +1031,9 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
         if (is_float) {
             // MV_SPLIT warps a task; but where that takes more than one wave of warps and one warp a
             // task would not, the last tasks take one warp each, as many as make it one wave
-            const int64_t wave = mv_wave_warps(kernel), per = MV_WARPS / MV_SPLIT;
+            const int64_t wave = (int64_t)mv_blocks_per_sm(kernel, MV_WARPS * 32, 0, 0) * MV_WARPS *
+                                 cuda_device_attr<cudaDevAttrMultiProcessorCount>(1),
+                          per = MV_WARPS / MV_SPLIT;
             const int64_t pair_tasks = tasks < wave && 2 * tasks > wave ? (wave - tasks) / per * per : tasks;
             P.pair_blocks = (pair_tasks + per - 1) / per;
             P.pair_tasks = P.pair_blocks * per;

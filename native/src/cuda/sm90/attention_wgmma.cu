@@ -89,9 +89,6 @@ __device__ __forceinline__ void aw_bulk_load(uint32_t dst, const void *src, uint
                  "r"(bytes), "r"(bar)
                  : "memory");
 }
-// Writes by this thread's generic-proxy operations (st.shared) become visible to the async proxy
-// that wgmma reads shared memory through (then a barrier for the other threads').
-__device__ __forceinline__ void aw_fence_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 __device__ __forceinline__ void aw_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void aw_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void aw_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
@@ -314,8 +311,7 @@ __global__ void __launch_bounds__(AW_THREADS, 1) attention_wgmma_kernel(const at
             wg_sync();
             load_q(window);
             q_mode = (int)window;
-            aw_fence_proxy();
-            wg_sync();
+            wg_sync();  // the stores above and the ldmatrix reads below are both generic-proxy accesses
             {  // ldmatrix x4: matrix i = lane / 8 (rows + 8 (i & 1), 16-byte chunk 2 k + (i >> 1)), row lane % 8
                 const int grp = wg * 8 + (warp & 3) * 2 + ((lane >> 3) & 1);
 #pragma unroll
