@@ -17,11 +17,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 OUT=${OUT:-$root/gpu-fused-out}
 mkdir -p "$OUT"
+# everything printed also goes to $OUT/profile.txt (the device tool returns only the last 12,000
+# characters of a call's output; the first run of this script lost its first three benchmark runs)
+exec > >(tee "$OUT/profile.txt") 2>&1
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1
 date -u +%Y-%m-%dT%H:%M:%SZ
 if [ -n "${FUSED_BENCH:-}" ]; then
   B=/tmp/fused-bench
-  case "$FUSED_BENCH" in *.xz) xz -dc "$FUSED_BENCH" > "$B" ;; *) cp "$FUSED_BENCH" "$B" ;; esac
+  [ -f "$FUSED_BENCH" ] || { echo "FUSED_BENCH=$FUSED_BENCH: no such file"; exit 1; }
+  case "$FUSED_BENCH" in *.xz) xz -dc "$FUSED_BENCH" > "$B" ;; *) cp "$FUSED_BENCH" "$B" ;; esac || exit 1
   chmod +x "$B"
 else
   BUILD=${GPU_CHECK_BUILD:-/tmp/build-gpu}
