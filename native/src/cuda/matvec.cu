@@ -578,7 +578,7 @@ __device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, i
     // passes whose loads are in flight together (4 float4s of x, and as many of g, a lane): x is read
     // from L2 after the wait for the kernel before, and one pass at a time made the down product's
     // 8960 values 9 round trips a block before its first dot product (8 float4s made ptxas spill)
-    constexpr int PASSES = 4 / PER / (NORM ? 2 : 1) > 0 ? 4 / PER / (NORM ? 2 : 1) : 1;
+    constexpr int FIT = 4 / PER / (NORM ? 2 : 1), PASSES = FIT > 0 ? FIT : 1;
     constexpr int64_t STEP = (int64_t)MVQ_WARPS * BPW;  // blocks of x a pass covers
     const int64_t nb = K / XB;
 #pragma unroll
@@ -938,11 +938,11 @@ mv_kernel mv_float_kernel(bool sw) {
     return sw ? matvec_float_kernel<N, T, NORM, true> : matvec_float_kernel<N, T, NORM, false>;
 }
 
-// Blocks of `kernel` (`threads` a block, `smem` bytes of dynamic shared memory) that one SM holds
-// at once; per (kernel, smem, device), once. `max_smem` > 0: first allow the kernel that much
-// dynamic shared memory.
-int mv_blocks_per_sm(mv_kernel kernel, int threads, size_t smem, size_t max_smem) {
-    struct entry { mv_kernel k; size_t smem; int dev; int blocks; };
+// Blocks of `kernel` (`threads` a block, `smem` bytes of dynamic shared memory) that the device holds
+// at once (one wave); per (kernel, smem, device), once. `max_smem` > 0: first allow the kernel that
+// much dynamic shared memory.
+int64_t mv_wave_blocks(mv_kernel kernel, int threads, size_t smem, size_t max_smem) {
+    struct entry { mv_kernel k; size_t smem; int dev; int64_t blocks; };
     static thread_local std::vector<entry> cache;
     int dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
@@ -951,9 +951,9 @@ int mv_blocks_per_sm(mv_kernel kernel, int threads, size_t smem, size_t max_smem
     if (max_smem > 0) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_smem));
     int per_sm = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
-    per_sm = std::max(per_sm, 1);
-    cache.push_back(entry{kernel, smem, dev, per_sm});
-    return per_sm;
+    const int64_t blocks = (int64_t)std::max(per_sm, 1) * cuda_device_attr<cudaDevAttrMultiProcessorCount>(1);
+    cache.push_back(entry{kernel, smem, dev, blocks});
+    return blocks;
 }
 
 // Launches matvec_int8_kernel for a one-token set of quantized rows; false when x and its scales
@@ -964,8 +964,7 @@ bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream)
     const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)N * P.K + (size_t)N * (P.K / mvi<T>::XB) * 4 + MVQ_WARPS * N * 4;
     if (smem > MVQ_MAX_SMEM || P.K % mvi<T>::XB != 0) return false;
     mv_kernel kernel = sw ? matvec_int8_kernel<T, N, NORM, true> : matvec_int8_kernel<T, N, NORM, false>;
-    const int per_sm = mv_blocks_per_sm(kernel, MVQ_WARPS * 32, smem, MVQ_MAX_SMEM);
-    const int64_t cap = (int64_t)per_sm * cuda_device_attr<cudaDevAttrMultiProcessorCount>(1);
+    const int64_t cap = mv_wave_blocks(kernel, MVQ_WARPS * 32, smem, MVQ_MAX_SMEM);
     const unsigned grid = (unsigned)std::max<int64_t>(1, std::min<int64_t>(tasks, cap));
     cuda_launch_pdl(kernel, dim3(grid), dim3(MVQ_WARPS * 32), smem, stream, P);
     return true;
@@ -1031,9 +1030,7 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
         if (is_float) {
             // MV_SPLIT warps a task; but where that takes more than one wave of warps and one warp a
             // task would not, the last tasks take one warp each, as many as make it one wave
-            const int64_t wave = (int64_t)mv_blocks_per_sm(kernel, MV_WARPS * 32, 0, 0) * MV_WARPS *
-                                 cuda_device_attr<cudaDevAttrMultiProcessorCount>(1),
-                          per = MV_WARPS / MV_SPLIT;
+            const int64_t wave = mv_wave_blocks(kernel, MV_WARPS * 32, 0, 0) * MV_WARPS, per = MV_WARPS / MV_SPLIT;
             const int64_t pair_tasks = tasks < wave && 2 * tasks > wave ? (wave - tasks) / per * per : tasks;
             P.pair_blocks = (pair_tasks + per - 1) / per;
             P.pair_tasks = P.pair_blocks * per;
