@@ -375,16 +375,17 @@ TEST(cuda_fused_decode_ops) {
 // Tokens of quantized rows in the default mode (matvec_int8_kernel): x quantized to int8 in shared
 // memory (per 32 values for Q8_0 / Q4_0, per 256 for Q4_K / Q6_K), integer dot products, warps
 // looping over more rows than the grid has warps (12,000 rows), rows of two stretches and a partial
-// one (K 2304, 4352), one and three tokens, the fused norm and SwiGLU pair. Against double precision
-// with the int8 bound, and against the CPU backend, which quantizes the activations the same way:
-// there only the summation order differs (a float x would miss by the CPU's quantization error,
-// ~4e-3).
+// one (K 2304, 4352), also on fewer rows than the grid has warps (700, 1000, and the down product's
+// 8960 x 1536, with its residual add too), one and three tokens, the fused norm and SwiGLU pair.
+// Against double precision with the int8 bound, and against the CPU backend, which quantizes the
+// activations the same way: there only the summation order differs (a float x would miss by the
+// CPU's quantization error, ~4e-3).
 TEST(cuda_int8_products_match_cpu_backend) {
     auto cpu = backend_cpu_create(2);
     for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
         const char *tn = ggml_type_info(t).name;
         // (8960 x 1536 rows: the down product's shape; 12000 rows: more rows than the grid has warps)
-        for (auto [K, M] : {std::pair<int64_t, int64_t>{2304, 12000}, {4352, 12000}, {8960, 1536}})
+        for (auto [K, M] : {std::pair<int64_t, int64_t>{2304, 12000}, {4352, 12000}, {8960, 1536}, {2304, 700}, {4352, 1000}})
         for (int n : {1, 3}) {
             test_weight tw(t, K, M);
             auto x = test::random_floats((size_t)n * K, -2, 2);
@@ -407,6 +408,19 @@ TEST(cuda_int8_products_match_cpu_backend) {
                         (long long)M, e, ec);
             CHECK_MSG(all_finite(got) && e < 1.5e-2 && ec < 1e-3, "%s %d token(s) K %lld: error %g against double, %g against the CPU backend",
                       tn, n, (long long)K, e, ec);
+        }
+        {  // the down product as the layer issues it: y += W x (the residual add in the epilogue)
+            const int64_t K = 8960, M = 1536;
+            test_weight tw(t, K, M);
+            auto x = test::random_floats((size_t)K, -2, 2), y0 = test::random_floats((size_t)M, -1, 1);
+            dbuf dx(x), dy(y0), tmp((size_t)M);
+            be().matmul_add(tw.w, dx.f(), 1, dy.f(), tmp.f());
+            const auto got = dy.get();
+            std::vector<float> ref = reference_product(tw, x, 1);
+            for (int64_t r = 0; r < M; r++) ref[r] += y0[r];
+            const double e = test::rel_error(got.data(), ref.data(), ref.size());
+            std::printf("  %s one token K %lld x %lld rows + residual: error %.3g against double\n", tn, (long long)K, (long long)M, e);
+            CHECK_MSG(all_finite(got) && e < 1.5e-2, "%s product + residual add: error %g against double", tn, e);
         }
         // rms_norm, then gate/up (one launch, SwiGLU in its epilogue): 9000 pairs of rows
         const int64_t d = 1536, ff = 9000;
