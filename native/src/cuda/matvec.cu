@@ -564,21 +564,24 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_quant_kernel(const mv_pa
 // 137 us; NOTES.md, ninth session.)
 constexpr int MVQ_WARPS = 8;
 constexpr size_t MVQ_MAX_SMEM = 96 * 1024;
+constexpr int MVQ_X_LOADS = 4;        // float4 loads of x (with a norm: and of the gain) a lane has in flight
+constexpr int MVQ_X_LOADS_WIDE = 10;  // the same for long rows without a norm (mvq_launch)
 
 // x (N rows of K values) quantized into xq (int8, row t at t K) and xd (K / XB scales a row) by the
 // whole block: XB / 4 lanes a block of XB values (32 or 256), 4 values a lane per pass. ss[t]: the
 // block-wide sum of squares of row t (the fused norm's), after a block barrier that also publishes
 // xq / xd.
-template <int N, bool NORM, int XB>
+template <int N, bool NORM, int XB, int LOADS>
 __device__ __forceinline__ void mvq_quantize_x(const float *x, const float *g, int64_t K, int8_t *xq, float *xd, float *red, int warp,
                                                int lane, float (&ss)[N]) {
     static_assert(XB == 32 || XB == 256, "x blocks of 32 or 256 values");
     constexpr int LANES = XB == 32 ? 8 : 32, PER = XB / 4 / LANES;  // lanes a block, float4s a lane
     constexpr int BPW = 32 / LANES;                                 // blocks a warp per pass
-    // passes whose loads are in flight together (4 float4s of x, and as many of g, a lane): x is read
+    // passes whose loads are in flight together (LOADS float4s a lane, x and with a norm g): x is read
     // from L2 after the wait for the kernel before, and one pass at a time made the down product's
-    // 8960 values 9 round trips a block before its first dot product (8 float4s made ptxas spill)
-    constexpr int FIT = 4 / PER / (NORM ? 2 : 1), PASSES = FIT > 0 ? FIT : 1;
+    // 8960 values 9 round trips a block before its first dot product; 4 loads made them 3, 10 make
+    // them one (8 made ptxas spill in the SwiGLU / norm kernels, whose weight registers are twice)
+    constexpr int FIT = LOADS / PER / (NORM ? 2 : 1), PASSES = FIT > 0 ? FIT : 1;
     constexpr int64_t STEP = (int64_t)MVQ_WARPS * BPW;  // blocks of x a pass covers
     const int64_t nb = K / XB;
 #pragma unroll
@@ -732,7 +735,7 @@ template <> struct mvi<GGML_TYPE_Q6_K> {
     }
 };
 
-template <ggml_type T, int N, bool NORM, bool SW>
+template <ggml_type T, int N, bool NORM, bool SW, int XLOADS>
 __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_params P) {
     using Q = mvq<T>;
     constexpr int XB = mvi<T>::XB;
@@ -788,7 +791,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) matvec_int8_kernel(const mv_pa
     dev_pdl_release();
     if (have) mv_pre_inputs<N, NORM>(P, m, row, task, lane, pre);
     float ss[N], rs[N];
-    mvq_quantize_x<N, NORM, XB>(P.x, P.norm_g, K, xq, xd, red, warp, lane, ss);
+    mvq_quantize_x<N, NORM, XB, XLOADS>(P.x, P.norm_g, K, xq, xd, red, warp, lane, ss);
     mv_norm_scale<N, NORM>(P, ss, rs);
     while (have) {
         int nm = 0;
@@ -963,7 +966,14 @@ bool mvq_launch(const mv_params &P, bool sw, int64_t tasks, cudaStream_t stream)
     const int R = sw ? 2 : 1;
     const size_t smem = (size_t)MVQ_WARPS * R * MV_SMEM + (size_t)N * P.K + (size_t)N * (P.K / mvi<T>::XB) * 4 + MVQ_WARPS * N * 4;
     if (smem > MVQ_MAX_SMEM || P.K % mvi<T>::XB != 0) return false;
-    mv_kernel kernel = sw ? matvec_int8_kernel<T, N, NORM, true> : matvec_int8_kernel<T, N, NORM, false>;
+    // rows longer than one round of 4 loads covers (4096 values: the down product's 8960) take the
+    // kernel with 10 loads a lane in flight, one round up to 10240 values: its 95 registers hold two
+    // blocks an SM instead of three, which the logits' 151,936 rows would feel (85 -> 87.6 us), the
+    // down product's 1536 rows not (H100, Q8_0 one token: 10.2 -> 9.6 us; T0055 in bench/results)
+    const bool wide = !sw && !NORM && P.K > (int64_t)MVQ_X_LOADS * 32 * MVQ_WARPS * 4;
+    mv_kernel kernel = sw     ? matvec_int8_kernel<T, N, NORM, true, MVQ_X_LOADS>
+                       : wide ? matvec_int8_kernel<T, N, false, false, MVQ_X_LOADS_WIDE>
+                              : matvec_int8_kernel<T, N, NORM, false, MVQ_X_LOADS>;
     const int64_t cap = mv_wave_blocks(kernel, MVQ_WARPS * 32, smem, MVQ_MAX_SMEM);
     const unsigned grid = (unsigned)std::max<int64_t>(1, std::min<int64_t>(tasks, cap));
     cuda_launch_pdl(kernel, dim3(grid), dim3(MVQ_WARPS * 32), smem, stream, P);
