@@ -385,7 +385,8 @@ TEST(cuda_int8_products_match_cpu_backend) {
     for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
         const char *tn = ggml_type_info(t).name;
         // (8960 x 1536 rows: the down product's shape; 12000 rows: more rows than the grid has warps;
-        // 700 and 1000: fewer, so some warps only quantize x)
+        // 700 and 1000: fewer, so some warps only quantize x; K 4352 and 8960: over 4096 values, so the
+        // kernel that quantizes x with 10 loads a lane in flight, mvq_launch)
         for (auto [K, M] : {std::pair<int64_t, int64_t>{2304, 12000}, {4352, 12000}, {8960, 1536}, {2304, 700}, {4352, 1000}})
         for (int n : {1, 3}) {
             test_weight tw(t, K, M);
