@@ -1123,6 +1123,10 @@ struct mini_model {
     float *bq[n_layer], *bk[n_layer], *bv[n_layer], *n1[n_layer], *n2[n_layer], *kc[n_layer], *vc[n_layer];
     float *onorm, *rc, *rs, *x, *h, *q, *k, *v, *att, *gate, *up, *logits;
     std::vector<void *> owned;
+    // the FFN as model.cpp issues it (backend::ffn_swiglu_add), and the layers run `repeat` times a step
+    // (a longer step from the same weights and caches)
+    bool ffn_op = false;
+    int repeat = 1;
     static std::vector<std::vector<uint8_t>> &host_weights() { static std::vector<std::vector<uint8_t>> w; return w; }
     static std::vector<std::vector<float>> &host_vecs() { static std::vector<std::vector<float>> v; return v; }
     size_t wi = 0, vi = 0;
@@ -1200,7 +1204,8 @@ struct mini_model {
             da.slot = slots[0]; da.q = q; da.att = att; da.h = gate;
             fused = b.decode_layers(da);
         }
-        for (int l = 0; l < n_layer && !fused; l++) {
+        for (int i = 0; i < n_layer * repeat && !fused; i++) {
+            const int l = i % n_layer;
             b.rms_norm(x, n1[l], n, d, 1e-6f, h);
             b.matmul(wq[l], h, n, q);
             b.matmul(wk[l], h, n, k);
@@ -1218,6 +1223,10 @@ struct mini_model {
             b.matmul(wo[l], att, n, h);
             b.add(x, h, (size_t)n * d);
             b.rms_norm(x, n2[l], n, d, 1e-6f, h);
+            if (ffn_op) {
+                b.ffn_swiglu_add(x, h, wg[l], wu[l], wd[l], n, gate, up, h);
+                continue;
+            }
             b.matmul(wg[l], h, n, gate);
             b.matmul(wu[l], h, n, up);
             b.swiglu(gate, up, (size_t)n * ff, gate);
@@ -1281,6 +1290,40 @@ TEST(cuda_layer_sequence_matches_cpu_backend) {
                   precise ? "precise" : "default", fused, expect ? 5 : 0);
     }
     backend_cuda_set_precise(be(), false);
+}
+
+// A token step of many layers goes to the device as two batches: its first layers as soon as the host
+// has issued them, then the rest (cuda_backend::ffn_swiglu_add, after a host sync). Every step must equal
+// the CPU backend's, and both batches must replay as graphs (two launches a step once captured).
+TEST(cuda_token_step_in_two_batches_matches_cpu_and_replays) {
+    auto cpu = backend_cpu_create(2);
+    mini_model::host_weights().clear();
+    mini_model::host_vecs().clear();
+    mini_model mg(be(), GGML_TYPE_BF16, 8), mc(*cpu, GGML_TYPE_BF16, 8);
+    for (mini_model *m : {&mg, &mc}) {
+        m->ffn_op = true;
+        m->repeat = 5;  // 10 layers: ~5 launches each, so the first batch ends after about three
+    }
+    size_t launches0 = 0, launches1 = 0;
+    int pos = 0;
+    for (int s = 0; s < 9; s++) {
+        const int32_t token = (int32_t)(test::rng()() % mini_model::vocab), slot = 4 + pos % 80;
+        std::vector<int32_t> keys;
+        for (int i = 0; i < 4; i++) keys.push_back(90 + i);
+        const int first = std::max(0, pos + 1 - 40);
+        for (int p = first; p <= pos; p++) keys.push_back(4 + p % 80);
+        const std::vector<int32_t> lo = {std::max(0, pos + 1 - first - 40)}, hi = {pos + 1 - first};
+        if (s == 5) backend_cuda_graph_stats(be(), &launches0, nullptr);
+        const auto g = mg.forward({token}, {slot}, keys, 4, lo, hi);
+        const auto c = mc.forward({token}, {slot}, keys, 4, lo, hi);
+        const double e = test::rel_error(g.data(), c.data(), g.size());
+        CHECK_MSG(all_finite(g) && e < 4e-2, "step %d: CUDA vs CPU rel error %g", s, e);
+        pos++;
+    }
+    backend_cuda_graph_stats(be(), &launches1, nullptr);
+    const char *gflag = std::getenv("ENDLESS_CUDA_GRAPHS"), *sflag = std::getenv("ENDLESS_CUDA_STEP_SPLIT");
+    const bool graphs = !(gflag && std::strcmp(gflag, "0") == 0), split = !(sflag && std::strcmp(sflag, "0") == 0);
+    if (graphs) CHECK_MSG(launches1 - launches0 >= (split ? 8u : 4u), "%zu graph launches in 4 steps", launches1 - launches0);
 }
 
 #endif

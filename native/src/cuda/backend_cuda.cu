@@ -50,7 +50,11 @@ constexpr size_t ALLOC_SLACK = 64;          // every allocation: room for aligne
 constexpr size_t STAGE_UPLOAD_MAX = 256 << 10;  // uploads up to this size are staged and queued
 constexpr int KEYS_BUCKET = 1024;
 constexpr size_t GRAPH_MIN_OPS = 8;
-constexpr size_t GRAPH_CACHE = 8;
+constexpr size_t GRAPH_CACHE = 16;
+// The first batch after a host sync is sent once it holds this many launches, at the end of a few-token
+// FFN (a layer's end): the device starts on the first layers while the host issues the rest of the step
+// (cuda_backend::ffn_swiglu_add). About three layers of a decode step (~5 launches a layer).
+constexpr size_t SPLIT_FIRST_OPS = 16;
 constexpr int ATTN_MMA_MIN_QUERIES = 16;  // fewer queries per call: the fp32 kernels (decode, short chunks)
 
 enum op_code : uint64_t {
@@ -98,6 +102,8 @@ public:
         graphs_enabled_ = !(g && std::strcmp(g, "0") == 0);
         const char *dc = std::getenv("ENDLESS_CUDA_DISCARD");  // =0: discard() does nothing (for an A/B)
         discard_on_ = !(dc && std::strcmp(dc, "0") == 0);
+        const char *sp = std::getenv("ENDLESS_CUDA_STEP_SPLIT");  // =0: a token step stays one batch (for an A/B)
+        split_on_ = !(sp && std::strcmp(sp, "0") == 0);
         const char *pr = std::getenv("ENDLESS_CUDA_PRECISE");
         precise_ = pr && std::strcmp(pr, "1") == 0;
         const char *pb = std::getenv("ENDLESS_CUDA_PREFILL_BF16");  // =0: no BF16 copies for prefill (prefill_weight)
@@ -190,6 +196,7 @@ public:
             CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
             CUDA_CHECK(cudaStreamSynchronize(stream_));
         }
+        split_armed_ = true;
     }
     void copy(void *dst, const void *src, size_t bytes) override {
         if (!bytes) return;
@@ -208,6 +215,7 @@ public:
     void synchronize() override {
         flush();
         CUDA_CHECK(cudaStreamSynchronize(stream_));
+        split_armed_ = true;
     }
 
     // ---- ops ----
@@ -472,6 +480,10 @@ public:
                            cuda_type_supported(down.type) && gemm_usable(gate, h) && gemm_usable(up, h) && gemm_usable(down, gate_buf);
         if (!fused) {
             backend::ffn_swiglu_add(x, h, gate, up, down, n, gate_buf, up_buf, out_buf);
+            // a token step's first layers go to the device now: it works through them while the host
+            // issues the rest, which otherwise waited for the whole step's issue (~0.05 ms an H100 step;
+            // NOTES.md, nineteenth session)
+            if (split_on_ && split_armed_ && n <= CUDA_MATVEC_MAX_N && queue_.size() >= SPLIT_FIRST_OPS) flush();
             return;
         }
         check_weight(gate, "ffn (gate)");
@@ -1044,9 +1056,8 @@ private:
         graphs_.clear();
     }
 
-    // Runs the batch: the staging copy, then the queued launches.
+    // Runs the batch's queued launches (flush has sent its staged bytes first).
     void run_batch() {
-        if (stage_used_) CUDA_CHECK(cudaMemcpyAsync(stage_dev_, stage_host_, stage_used_, cudaMemcpyHostToDevice, stream_));
         for (auto &op : queue_) op();
     }
 
@@ -1062,11 +1073,18 @@ private:
         CUDA_CHECK(cudaSetDevice(device_));
         sig_.push_back(stage_used_);
         open_mm_.reset();
+        split_armed_ = false;
         struct reset {
             cuda_backend *b;
             ~reset() { b->queue_.clear(); b->stage_used_ = 0; b->sig_.clear(); b->forget_batch(); }
         } reset_at_exit{this};
         const bool repeat = graphs_enabled_ && queue_.size() >= GRAPH_MIN_OPS;
+        // the staged bytes go over first, outside any graph: the event after that copy lets the next
+        // batch stage into the host buffer without waiting for this one's kernels
+        if (stage_used_) {
+            CUDA_CHECK(cudaMemcpyAsync(stage_dev_, stage_host_, stage_used_, cudaMemcpyHostToDevice, stream_));
+            CUDA_CHECK(cudaEventRecord(stage_done_, stream_));
+        }
         graph_entry *entry = nullptr;
         if (repeat)
             for (auto &e : graphs_)
@@ -1083,8 +1101,9 @@ private:
             // device works through this batch, instead of holding the device idle before it.
             // The batch has run: a capture that fails (e.g. no memory left to instantiate the graph)
             // costs only the replay, so it is not this batch's error; the next use tries again. A
-            // fault of the batch's own kernels surfaces at the event record below.
-            if (repeat && sig_ == last_sig_) {
+            // fault of the batch's own kernels surfaces at the next synchronizing call. (A token step
+            // sent as two batches alternates them: seen two batches back counts as a repeat too.)
+            if (repeat && (sig_ == last_sig_ || sig_ == last_sig2_)) {
                 try {
                     capture();
                 } catch (const error &) {
@@ -1093,8 +1112,8 @@ private:
                 }
             }
         }
-        CUDA_CHECK(cudaEventRecord(stage_done_, stream_));
-        stage_inflight_ = true;
+        if (stage_used_) stage_inflight_ = true;  // (until stage() has waited for stage_done_)
+        last_sig2_.swap(last_sig_);
         last_sig_.swap(sig_);
     }
 
@@ -1214,6 +1233,8 @@ private:
     std::optional<norm_out> norm_out_;
     bool spare_norm_out_ = false;
     bool discard_on_ = true;
+    bool split_on_ = true;      // off: ENDLESS_CUDA_STEP_SPLIT=0
+    bool split_armed_ = false;  // since the last host sync, no batch has been sent
     // BF16 copies of quantized weights for cuBLAS products, by the weight's address (prefill_weight)
     struct bf16_copy {
         void *p;
@@ -1233,7 +1254,7 @@ private:
     bool fuse_ = true;  // rms_norm and kv_store into the matrix-vector launches
     std::unique_ptr<cuda_gemm> gemm_;
     std::string gemm_failed_;
-    std::vector<uint64_t> sig_, last_sig_;
+    std::vector<uint64_t> sig_, last_sig_, last_sig2_;
     std::vector<graph_entry> graphs_;
     std::vector<int32_t> argmax_ids_;  // argmax's staged penalized ids (host side, reused)
     bool graphs_enabled_ = true;
