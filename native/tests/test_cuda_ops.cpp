@@ -50,6 +50,11 @@ struct dbuf {
     }
 };
 
+// A backend switch set off in the environment (its variable is "0"), as the tests run under gpu-check.sh.
+bool env_off(const char *name) {
+    const char *e = std::getenv(name);
+    return e && std::strcmp(e, "0") == 0;
+}
 bool all_finite(const std::vector<float> &v) {
     for (float x : v) if (!std::isfinite(x)) return false;
     return true;
@@ -1036,16 +1041,14 @@ TEST(cuda_argmax_penalty_follows_staged_ids_under_graph_replay) {
     }
     size_t launches1 = 0;
     backend_cuda_graph_stats(be(), &launches1, nullptr);
-    const char *gflag = std::getenv("ENDLESS_CUDA_GRAPHS");
-    if (!(gflag && std::strcmp(gflag, "0") == 0)) CHECK_MSG(launches1 - launches0 >= 8, "graph launches %zu of 12 steps", launches1 - launches0);
+    if (!env_off("ENDLESS_CUDA_GRAPHS")) CHECK_MSG(launches1 - launches0 >= 8, "graph launches %zu of 12 steps", launches1 - launches0);
 }
 
 // A batch seen twice in a row runs as direct launches and is then captured behind them; later uses
 // replay the graph. For a many-token batch (a prefill chunk on cuBLAS) and a few-token one (a decode
 // step's matrix-vector launches): every round's results equal the first's, one capture, replays after.
 TEST(cuda_graph_captured_behind_a_direct_run) {
-    const char *gflag = std::getenv("ENDLESS_CUDA_GRAPHS");
-    const bool graphs = !(gflag && std::strcmp(gflag, "0") == 0);
+    const bool graphs = !env_off("ENDLESS_CUDA_GRAPHS");
     test_weight w(GGML_TYPE_BF16, 256, 256);
     for (int n : {300, 4}) {
         // eight inputs, so that the eight products stay eight launches (enough for a graph)
@@ -1105,10 +1108,9 @@ TEST(cuda_graph_replay_follows_staged_inputs) {
     }
     size_t launches1 = 0;
     backend_cuda_graph_stats(be(), &launches1, nullptr);
-    const char *gflag = std::getenv("ENDLESS_CUDA_GRAPHS");
     // (step 0 grows the scratch, which splits its batch; a batch is captured behind its direct run at
     // its second use in a row: steps 3 and 4 replay)
-    if (!(gflag && std::strcmp(gflag, "0") == 0)) CHECK_MSG(launches1 - launches0 >= 2, "graph launches %zu", launches1 - launches0);
+    if (!env_off("ENDLESS_CUDA_GRAPHS")) CHECK_MSG(launches1 - launches0 >= 2, "graph launches %zu", launches1 - launches0);
 }
 
 #ifndef ENDLESS_NO_CPU_BACKEND  // (scripts/gpu-check.sh's standalone build has no CPU backend)
@@ -1321,9 +1323,7 @@ TEST(cuda_token_step_in_two_batches_matches_cpu_and_replays) {
         pos++;
     }
     backend_cuda_graph_stats(be(), &launches1, nullptr);
-    const char *gflag = std::getenv("ENDLESS_CUDA_GRAPHS"), *sflag = std::getenv("ENDLESS_CUDA_STEP_SPLIT");
-    const bool graphs = !(gflag && std::strcmp(gflag, "0") == 0), split = !(sflag && std::strcmp(sflag, "0") == 0);
-    if (graphs) CHECK_MSG(launches1 - launches0 >= (split ? 8u : 4u), "%zu graph launches in 4 steps", launches1 - launches0);
+    if (!env_off("ENDLESS_CUDA_GRAPHS")) CHECK_MSG(launches1 - launches0 >= (env_off("ENDLESS_CUDA_STEP_SPLIT") ? 4u : 8u), "%zu graph launches in 4 steps", launches1 - launches0);
 }
 
 #endif

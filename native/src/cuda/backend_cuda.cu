@@ -98,16 +98,13 @@ public:
         n_sm_ = prop.multiProcessorCount;
         CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
         CUDA_CHECK(cudaEventCreateWithFlags(&stage_done_, cudaEventDisableTiming));
-        const char *g = std::getenv("ENDLESS_CUDA_GRAPHS");
-        graphs_enabled_ = !(g && std::strcmp(g, "0") == 0);
-        const char *dc = std::getenv("ENDLESS_CUDA_DISCARD");  // =0: discard() does nothing (for an A/B)
-        discard_on_ = !(dc && std::strcmp(dc, "0") == 0);
-        const char *sp = std::getenv("ENDLESS_CUDA_STEP_SPLIT");  // =0: a token step stays one batch (for an A/B)
-        split_on_ = !(sp && std::strcmp(sp, "0") == 0);
-        const char *pr = std::getenv("ENDLESS_CUDA_PRECISE");
-        precise_ = pr && std::strcmp(pr, "1") == 0;
-        const char *pb = std::getenv("ENDLESS_CUDA_PREFILL_BF16");  // =0: no BF16 copies for prefill (prefill_weight)
-        copies_on_ = !(pb && std::strcmp(pb, "0") == 0);
+        // switches for A/Bs: each is on unless its variable is "0" (precise mode: on when "1")
+        auto env_is = [](const char *name, const char *v) { const char *e = std::getenv(name); return e && std::strcmp(e, v) == 0; };
+        graphs_enabled_ = !env_is("ENDLESS_CUDA_GRAPHS", "0");
+        discard_on_ = !env_is("ENDLESS_CUDA_DISCARD", "0");           // off: discard() does nothing
+        split_on_ = !env_is("ENDLESS_CUDA_STEP_SPLIT", "0");          // off: a token step stays one batch
+        precise_ = env_is("ENDLESS_CUDA_PRECISE", "1");
+        copies_on_ = !env_is("ENDLESS_CUDA_PREFILL_BF16", "0");       // off: no BF16 copies for prefill (prefill_weight)
         stage_grow(1 << 20);
     }
 
