@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 #include <numeric>
+#include <tuple>
 
 #include "backend.h"
 #include "error.h"
@@ -182,7 +183,7 @@ void issue_norm_qkv(const dbuf &x, const dbuf &g, const dbuf &xn, const test_wei
 // The decode fusions: rms_norm held back into the following matrix-vector launch(es) (q/k/v
 // sharing one input, gate/up with SwiGLU), bias and the K/V store in their epilogue. Every buffer
 // must end up as the separate ops would leave it: the normalized rows, q/k/v, the cache rows.
-void check_fused_decode(ggml_type t, int n, bool precise, int64_t d = 256, int64_t nkv = 64) {
+void check_fused_decode(ggml_type t, int n, bool precise, int64_t d = 256, int64_t nkv = 64, int64_t ff = 96) {
     backend_cuda_set_precise(be(), precise);
     const double tol = decode_tol(t, n, precise);
     const int64_t n_slots = 12;
@@ -216,7 +217,6 @@ void check_fused_decode(ggml_type t, int n, bool precise, int64_t d = 256, int64
     CHECK_MSG(test::rel_error(dvc.get().data(), rvc.data(), rvc.size()) < tol, "fused v cache store, %s n %d", tn, n);
 
     // gate/up: the norm again, SwiGLU into gate's buffer
-    const int64_t ff = 96;
     test_weight wgt(t, d, ff), wup(t, d, ff);
     dbuf dgate((size_t)n * ff), dup((size_t)n * ff);
     dxn.poison();
@@ -373,6 +373,9 @@ TEST(cuda_fused_decode_ops) {
     // so the float kernels run the last rows on one warp each (matvec_launch_k)
     for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_Q8_0})
         for (int n : {1, 2}) check_fused_decode(t, n, false, 1536, 256);
+    // one token over more rows than a wave of warps holds (q/k/v 9728 rows in three members with
+    // biases and the K/V store, gate/up pairs of 9000 rows): matvec_float_stream_kernel
+    for (ggml_type t : {GGML_TYPE_BF16, GGML_TYPE_F16}) check_fused_decode(t, 1, false, 1536, 4096, 9000);
     // quantized rows of more than one 2048-value stretch with the norm fused
     for (ggml_type t : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_K}) check_fused_decode(t, 1, false, 4352, 256);
 }
@@ -466,10 +469,9 @@ TEST(cuda_matmul_all_types_small_n) {
     // long float rows: one block per row
     for (ggml_type t : {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16})
         for (int n : {1, 3, 8}) check_matmul(t, 8960, 37, n);
-    // ... with the residual add and a bias in its epilogue
-    {
-        const int64_t K = 4608, M = 53;
-        const int n = 2;
+    // ... with the residual add and a bias in its epilogue; and one token over more rows than a wave
+    // of warps holds (matvec_float_stream_kernel: warps looping over rows)
+    for (auto [K, M, n] : {std::tuple<int64_t, int64_t, int>{4608, 53, 2}, {1536, 9000, 1}}) {
         test_weight tw(GGML_TYPE_BF16, K, M);
         auto x = test::random_floats((size_t)n * K), b = test::random_floats(M), h0 = test::random_floats((size_t)n * M);
         dbuf dx(x), db(b), dy((size_t)n * M), dh(h0);
@@ -486,9 +488,10 @@ TEST(cuda_matmul_all_types_small_n) {
                 rh[(size_t)i * M + r] += (float)acc;
             }
         }
-        CHECK_MSG(test::rel_error(dy.get().data(), ry.data(), ry.size()) < 2e-5, "long rows + bias");
-        CHECK_MSG(test::rel_error(dh.get().data(), rh.data(), rh.size()) < 2e-5, "long rows + bias + residual add");
+        CHECK_MSG(test::rel_error(dy.get().data(), ry.data(), ry.size()) < 2e-5, "rows of %lld + bias", (long long)K);
+        CHECK_MSG(test::rel_error(dh.get().data(), rh.data(), rh.size()) < 2e-5, "rows of %lld + bias + residual add", (long long)K);
     }
+    for (ggml_type t : {GGML_TYPE_F16, GGML_TYPE_BF16}) check_matmul(t, 1536, 9000, 1);
     check_matmul(GGML_TYPE_F16, 40, 33, 3);   // rows not a multiple of 8 values
     check_matmul(GGML_TYPE_F32, 36, 20, 2);
     check_matmul(GGML_TYPE_BF16, 1000, 20, 1);
