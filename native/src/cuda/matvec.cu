@@ -1173,7 +1173,8 @@ void matvec_launch_k(const cuda_matvec_set &set, const float *x, cudaStream_t st
     if (kernel) {
         const bool is_float = w0.type == GGML_TYPE_F32 || w0.type == GGML_TYPE_F16 || w0.type == GGML_TYPE_BF16;
         dim3 g = grid;
-        // one token, 16-bit rows, more tasks than a wave of warps: warps that loop over the rows
+        // one token, 16-bit rows, more tasks than a wave of warps: warps that loop over the rows (x in
+        // shared memory: up to 47 KB, under the 48 KB a launch may take without opting in)
         if (is_float && N == 1 && (w0.type == GGML_TYPE_BF16 || w0.type == GGML_TYPE_F16) && (size_t)K * 4 <= 47 * 1024 &&
             tasks > mv_wave_blocks(kernel, MV_WARPS * 32, 0, 0) * MV_WARPS) {
             const mv_kernel sk = mv_float_stream_kernel<NORM>(w0.type, sw);
