@@ -250,6 +250,17 @@ __device__ __forceinline__ void mv_fma8(float (&acc)[R][N], float (&ss)[N], cons
         }
 }
 
+// The 8 F16 / BF16 values of a 16-byte chunk as floats.
+template <ggml_type T>
+__device__ __forceinline__ void mv_unpack8(const uint4 &c, float (&v)[8]) {
+    const uint32_t q[4] = {c.x, c.y, c.z, c.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const float2 f = T == GGML_TYPE_F16 ? dev_half2_to_f32(q[j]) : dev_bf162_to_f32(q[j]);
+        v[2 * j] = f.x; v[2 * j + 1] = f.y;
+    }
+}
+
 // F16 / BF16 / F32 rows against x: chunk c holds 8 values (16 bytes for halves, 32 for f32).
 // R = 1 row, or R = 2 (a SwiGLU pair: gate and up rows, whose loads are in flight together).
 // U chunks per lane per row are requested at once. (Tried for long rows, 2026-11-26, and not kept
@@ -296,12 +307,7 @@ __device__ __forceinline__ void mv_dot_float(const uint8_t *w0, const uint8_t *w
 #pragma unroll
                     for (int j = 0; j < 4; j++) { wv[r][j] = f0[j]; wv[r][4 + j] = f1[j]; }
                 } else {
-                    const uint32_t q[4] = {buf[r][u][0].x, buf[r][u][0].y, buf[r][u][0].z, buf[r][u][0].w};
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const float2 f = T == GGML_TYPE_F16 ? dev_half2_to_f32(q[j]) : dev_bf162_to_f32(q[j]);
-                        wv[r][2 * j] = f.x; wv[r][2 * j + 1] = f.y;
-                    }
+                    mv_unpack8<T>(buf[r][u][0], wv[r]);
                 }
             }
             mv_fma8<N, NORM, R>(acc, ss, wv, x, g, K, c * 8);
@@ -431,33 +437,30 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_stream_kernel(cons
     }
     dev_pdl_wait();
     dev_pdl_release();
-    if (any && lane == 0 && P.acc[m]) pre.acc[0] = P.acc[m][row];
-    float ss = 0.0f;
+    if (any) mv_pre_inputs<1, false>(P, m, row, task, lane, pre);
+    float ss[1] = {0.0f};
     for (int64_t k = (int64_t)threadIdx.x * 4; k < P.K; k += MV_WARPS * 32 * 4) {
-        float4 v = __ldg(reinterpret_cast<const float4 *>(P.x + k));
-        if (NORM) {
-            const float4 g = __ldg(reinterpret_cast<const float4 *>(P.norm_g + k));
-            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-            v.x *= g.x; v.y *= g.y; v.z *= g.z; v.w *= g.w;
-        }
-        mvs_x4[k / 4] = v;
+        float4 v[1];
+        mv_x4<1, NORM>(P.x, P.norm_g, P.K, k, ss, v);
+        mvs_x4[k / 4] = v[0];
     }
     if (NORM) {
-        ss = warp_sum(ss);
-        if (lane == 0) red[warp] = ss;
+        ss[0] = warp_sum(ss[0]);
+        if (lane == 0) red[warp] = ss[0];
     }
     __syncthreads();
-    float rs = 1.0f;
+    float r1[1];
     if (NORM) {
-        float t = 0.0f;
+        ss[0] = 0.0f;
 #pragma unroll
-        for (int w = 0; w < MV_WARPS; w++) t += red[w];
-        rs = dev_rms_scale(t, (float)P.K, P.norm_eps);
+        for (int w = 0; w < MV_WARPS; w++) ss[0] += red[w];
+    }
+    mv_norm_scale<1, NORM>(P, ss, r1);
+    if (NORM) {
         const int64_t per = (P.K + gridDim.x - 1) / gridDim.x;
         for (int64_t e = blockIdx.x * per + threadIdx.x; e < min(P.K, (int64_t)(blockIdx.x + 1) * per); e += MV_WARPS * 32)
-            P.norm_out[e] = P.x[e] * rs * P.norm_g[e];
+            P.norm_out[e] = P.x[e] * r1[0] * P.norm_g[e];
     }
-    const float r1[1] = {rs};
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
@@ -473,7 +476,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_stream_kernel(cons
                 load(b, nm, nrow, 0);
                 npre = mv_pre<1>{};
                 mv_pre_static<1>(P, nm, nrow, lane, npre);
-                if (lane == 0 && P.acc[nm]) npre.acc[0] = P.acc[nm][nrow];
+                mv_pre_inputs<1, false>(P, nm, nrow, nt, lane, npre);
             }
         } else {
             more = true;
@@ -487,15 +490,10 @@ __global__ void __launch_bounds__(MV_WARPS * 32) matvec_float_stream_kernel(cons
                 const float xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
                 for (int r = 0; r < R; r++) {
-                    const uint32_t q[4] = {a[r][i].x, a[r][i].y, a[r][i].z, a[r][i].w};
-                    float s = acc[r];
+                    float wv[8];
+                    mv_unpack8<T>(a[r][i], wv);
 #pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const float2 f = T == GGML_TYPE_F16 ? dev_half2_to_f32(q[j]) : dev_bf162_to_f32(q[j]);
-                        s = fmaf(f.x, xv[2 * j], s);
-                        s = fmaf(f.y, xv[2 * j + 1], s);
-                    }
-                    acc[r] = s;
+                    for (int j = 0; j < 8; j++) acc[r] = fmaf(wv[j], xv[j], acc[r]);
                 }
             }
         }
